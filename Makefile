@@ -1,0 +1,69 @@
+# The two commands of the README: `make demo` and `make test`. Everything they
+# need is installed by the targets below; nothing is expected on the machine
+# but Python 3.11 and Go 1.26.
+
+SHELL := /bin/bash
+# The top-level folder operator/ would shadow the standard library's `operator`
+# module for any Python started here with the working directory on sys.path.
+export PYTHONSAFEPATH := 1
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+CONTROLPLANE := $(PY) -m convergence.operator.testing.controlplane
+
+.PHONY: venv lock controlplane-bin controlplane controlplane-down env demo test lint unit integration clean
+
+# The venv is rebuilt when pyproject.toml or the lock changes.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found (Python 3.11 is required)" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@# mypy cannot follow setuptools' editable finder; give it a tree that
+	@# spells the import names (convergence/operator -> operator/ ...).
+	mkdir -p $(VENV)/typing/convergence
+	ln -sfn $(CURDIR)/operator $(VENV)/typing/convergence/operator
+	ln -sfn $(CURDIR)/reconcilers $(VENV)/typing/convergence/reconcilers
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Refreshes constraints.txt from what is installed (run after changing
+# dependencies in pyproject.toml, then commit both).
+lock: venv
+	$(PY) -m pip freeze --exclude-editable | sort > constraints.txt
+
+controlplane-bin:
+	@e2e/controlplane/build.sh >/dev/null
+
+# Starts (or finds running) etcd, kube-apiserver and kube-controller-manager;
+# prints the kubeconfig path as the only line on stdout.
+controlplane: venv controlplane-bin
+	@$(CONTROLPLANE) up
+
+controlplane-down: venv
+	@$(CONTROLPLANE) down
+
+env: venv controlplane-bin
+	@$(CONTROLPLANE) env
+
+demo: controlplane
+	@$(PY) -m convergence.operator.demo
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	MYPYPATH=$(VENV)/typing $(VENV)/bin/mypy -p convergence.operator -p convergence.reconcilers
+	$(VENV)/bin/mypy tests e2e
+	$(VENV)/bin/lint-imports
+
+unit: venv
+	$(VENV)/bin/pytest tests/unit
+
+# The whole suite. Integration tests start their own control plane (and stop
+# it) unless KUBECONFIG and USE_EXISTING_CLUSTER=1 point at a cluster.
+test: venv controlplane-bin lint
+	$(VENV)/bin/pytest
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .state

@@ -1,0 +1,1 @@
+"""The Convergence operator: the engine, the Kubernetes store, kopf handlers and the CLI."""

@@ -1,0 +1,553 @@
+"""A real local Kubernetes control plane: etcd, kube-apiserver and kube-controller-manager.
+
+Tests and the demo run against the real API server, never a mock. The binaries
+are built from the Go module proxy by e2e/controlplane/build.sh (cached outside
+the clone); this module generates certificates, starts the processes on free
+127.0.0.1 ports, waits until they are ready, writes a kubeconfig, and stops
+exactly the processes it started, each by its recorded pid.
+
+    python -m convergence.operator.testing.controlplane up     # prints the kubeconfig path
+    python -m convergence.operator.testing.controlplane env    # prints shell exports
+    python -m convergence.operator.testing.controlplane down
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import datetime
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO_ROOT / "e2e" / "controlplane" / "build.sh"
+DEFAULT_STATE_DIR = REPO_ROOT / ".state" / "controlplane"
+
+# kube-controller-manager controllers the operator relies on: ownerReference
+# cascades, namespace deletion, default ServiceAccounts and their tokens, the
+# root CA ConfigMap, and aggregated ClusterRoles (the Helm chart may use them).
+CONTROLLERS = (
+    "garbage-collector-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "root-ca-certificate-publisher-controller",
+    "clusterrole-aggregation-controller",
+)
+
+SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane could not be built or started; the message says why."""
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    """The last lines of a component's log, for error messages."""
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return f"(no log at {path})"
+    return "\n".join(text[-lines:])
+
+
+def build_binaries() -> Path:
+    """Build (or find cached) binaries; return the bin directory."""
+    if shutil.which("bash") is None:
+        raise ControlPlaneError("bash is required to run e2e/controlplane/build.sh")
+    result = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ControlPlaneError(result.stderr.strip() or "e2e/controlplane/build.sh failed")
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    """A loopback port that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+# --- certificates -----------------------------------------------------------
+
+
+def _write_certificates(pki: Path) -> None:
+    """A CA, the API server's serving cert, an admin client cert, the SA signing key."""
+    # Imported here: only the launcher needs cryptography (a dev dependency).
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    pki.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    validity = datetime.timedelta(days=365)
+
+    def pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+        return key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    def name(common_name: str, organization: str | None = None) -> x509.Name:
+        attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+        if organization:
+            attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+        return x509.Name(attrs)
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("convergence-local-ca"))
+        .issuer_name(name("convergence-local-ca"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + validity)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    def leaf(
+        subject: x509.Name, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]
+    ) -> tuple[bytes, bytes]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + validity)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        )
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        cert = builder.sign(ca_key, hashes.SHA256())
+        return cert.public_bytes(serialization.Encoding.PEM), pem_key(key)
+
+    serving_sans: list[x509.GeneralName] = [
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
+        x509.DNSName("localhost"),
+        x509.DNSName("kubernetes"),
+        x509.DNSName("kubernetes.default"),
+        x509.DNSName("kubernetes.default.svc"),
+        x509.DNSName("kubernetes.default.svc.cluster.local"),
+    ]
+    serving_cert, serving_key = leaf(
+        name("kube-apiserver"), ExtendedKeyUsageOID.SERVER_AUTH, serving_sans
+    )
+    # system:masters: the admin identity of tests and the demo. It bypasses
+    # RBAC, so RBAC tests use ServiceAccount tokens instead.
+    admin_cert, admin_key = leaf(
+        name("convergence-admin", "system:masters"), ExtendedKeyUsageOID.CLIENT_AUTH, []
+    )
+    sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    files = {
+        "ca.crt": ca_cert.public_bytes(serialization.Encoding.PEM),
+        "apiserver.crt": serving_cert,
+        "apiserver.key": serving_key,
+        "admin.crt": admin_cert,
+        "admin.key": admin_key,
+        "sa.key": pem_key(sa_key),
+        "sa.pub": sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+    }
+    for filename, data in files.items():
+        path = pki / filename
+        path.write_bytes(data)
+        path.chmod(0o600)
+
+
+def _kubeconfig(server: str, pki: Path) -> str:
+    def b64(filename: str) -> str:
+        return base64.b64encode((pki / filename).read_bytes()).decode()
+
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "convergence-local",
+                "cluster": {"server": server, "certificate-authority-data": b64("ca.crt")},
+            }
+        ],
+        "users": [
+            {
+                "name": "convergence-admin",
+                "user": {
+                    "client-certificate-data": b64("admin.crt"),
+                    "client-key-data": b64("admin.key"),
+                },
+            }
+        ],
+        "contexts": [
+            {
+                "name": "convergence-local",
+                "context": {"cluster": "convergence-local", "user": "convergence-admin"},
+            }
+        ],
+        "current-context": "convergence-local",
+    }
+    # JSON is valid YAML, and keeps this module free of a YAML dependency.
+    return json.dumps(config, indent=2)
+
+
+# --- processes --------------------------------------------------------------
+
+
+@dataclass
+class Component:
+    """One started process: its name, pid, binary and log."""
+
+    name: str
+    pid: int
+    binary: str
+    log: str
+
+    def alive(self) -> bool:
+        """True while the recorded pid still runs the recorded binary (pids are reused)."""
+        try:
+            cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            return False
+        return cmdline == self.binary
+
+
+class ControlPlane:
+    """The control plane whose state (certificates, data, pids, logs) lives in `state_dir`."""
+
+    def __init__(self, state_dir: Path = DEFAULT_STATE_DIR, bin_dir: Path | None = None) -> None:
+        self.state_dir = state_dir.resolve()
+        self._bin_dir = bin_dir
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def bin_dir(self) -> Path:
+        if self._bin_dir is None:
+            self._bin_dir = build_binaries()
+        return self._bin_dir
+
+    @property
+    def _pids_file(self) -> Path:
+        return self.state_dir / "pids.json"
+
+    def _components(self) -> list[Component]:
+        try:
+            entries = json.loads(self._pids_file.read_text())
+        except FileNotFoundError:
+            return []
+        return [Component(**entry) for entry in entries]
+
+    def _record(self, components: list[Component]) -> None:
+        self._pids_file.write_text(json.dumps([c.__dict__ for c in components], indent=2))
+
+    def _server(self) -> str | None:
+        try:
+            return str(json.loads((self.state_dir / "endpoints.json").read_text())["apiserver"])
+        except FileNotFoundError:
+            return None
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.state_dir / "pki" / "ca.crt"))
+
+    def _get(self, url: str, timeout: float = 2.0) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout, context=self._ssl_context()) as rsp:
+                return int(rsp.status), rsp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), exc.read().decode(errors="replace")
+
+    def is_running(self) -> bool:
+        """All components alive and the API server answers /readyz."""
+        components = self._components()
+        server = self._server()
+        if not components or server is None or not all(c.alive() for c in components):
+            return False
+        try:
+            status, _ = self._get(f"{server}/readyz")
+        except (OSError, ssl.SSLError):
+            return False
+        return status == 200
+
+    def up(self, timeout: float = 120.0) -> Path:
+        """Start (or find running) the control plane; return the kubeconfig path."""
+        if self.is_running():
+            return self.kubeconfig
+        if self._components():
+            self.down()  # half-started or crashed: start clean
+        bin_dir = self.bin_dir
+        for binary in ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl"):
+            if not (bin_dir / binary).exists():
+                raise ControlPlaneError(f"{bin_dir / binary} is missing: run make controlplane-bin")
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        pki = self.state_dir / "pki"
+        _write_certificates(pki)
+        etcd_port, etcd_peer_port, api_port = free_port(), free_port(), free_port()
+        server = f"https://127.0.0.1:{api_port}"
+        (self.state_dir / "endpoints.json").write_text(
+            json.dumps({"apiserver": server, "etcd": f"http://127.0.0.1:{etcd_port}"})
+        )
+        self.kubeconfig.write_text(_kubeconfig(server, pki))
+        self.kubeconfig.chmod(0o600)
+
+        components: list[Component] = []
+        try:
+            etcd_data = self.state_dir / "etcd-data"
+            shutil.rmtree(etcd_data, ignore_errors=True)
+            components.append(
+                self._start(
+                    "etcd",
+                    [
+                        f"--data-dir={etcd_data}",
+                        "--name=node0",
+                        f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
+                        f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
+                        f"--listen-peer-urls=http://127.0.0.1:{etcd_peer_port}",
+                        f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer_port}",
+                        f"--initial-cluster=node0=http://127.0.0.1:{etcd_peer_port}",
+                        "--unsafe-no-fsync=true",
+                        "--auto-compaction-retention=1",
+                        "--quota-backend-bytes=4294967296",
+                        "--log-level=warn",
+                    ],
+                    ports=[etcd_port, etcd_peer_port],
+                )
+            )
+            self._record(components)
+            self._wait(
+                components[-1],
+                lambda: _http_ok(f"http://127.0.0.1:{etcd_port}/health"),
+                timeout,
+                "etcd /health",
+            )
+            components.append(
+                self._start(
+                    "kube-apiserver",
+                    [
+                        f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+                        "--bind-address=127.0.0.1",
+                        "--advertise-address=127.0.0.1",
+                        f"--secure-port={api_port}",
+                        f"--cert-dir={pki}",
+                        f"--tls-cert-file={pki / 'apiserver.crt'}",
+                        f"--tls-private-key-file={pki / 'apiserver.key'}",
+                        f"--client-ca-file={pki / 'ca.crt'}",
+                        "--authorization-mode=RBAC",
+                        f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+                        f"--service-account-key-file={pki / 'sa.pub'}",
+                        f"--service-account-signing-key-file={pki / 'sa.key'}",
+                        f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+                        "--allow-privileged=true",
+                        "--endpoint-reconciler-type=none",
+                        "--profiling=false",
+                    ],
+                    ports=[api_port],
+                )
+            )
+            self._record(components)
+            self._wait(
+                components[-1],
+                lambda: self._get(f"{server}/readyz")[0] == 200,
+                timeout,
+                "kube-apiserver /readyz",
+            )
+            components.append(
+                self._start(
+                    "kube-controller-manager",
+                    [
+                        f"--kubeconfig={self.kubeconfig}",
+                        f"--controllers={','.join(CONTROLLERS)}",
+                        "--leader-elect=false",
+                        "--use-service-account-credentials=false",
+                        f"--service-account-private-key-file={pki / 'sa.key'}",
+                        f"--root-ca-file={pki / 'ca.crt'}",
+                        f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+                        "--bind-address=127.0.0.1",
+                        "--secure-port=0",
+                    ],
+                    ports=[],
+                )
+            )
+            self._record(components)
+            # Ready once its serviceaccount controller made the default SA.
+            self._wait(
+                components[-1],
+                lambda: self._kubectl_ok("get", "serviceaccount", "default", "-n", "default"),
+                timeout,
+                "kube-controller-manager (default ServiceAccount)",
+            )
+        except BaseException:
+            self.down(keep_logs=True)
+            raise
+        return self.kubeconfig
+
+    def _start(self, name: str, args: list[str], ports: list[int]) -> Component:
+        for port in ports:
+            if not port_is_free(port):
+                raise ControlPlaneError(f"cannot start {name}: port 127.0.0.1:{port} is in use")
+        binary = str(self.bin_dir / name)
+        log = self.state_dir / f"{name}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [binary, *args],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a Ctrl-C of the caller must not kill it mid-write
+            )
+        return Component(name=name, pid=process.pid, binary=binary, log=str(log))
+
+    def _wait(
+        self, component: Component, ready: Callable[[], bool], timeout: float, what: str
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not component.alive():
+                tail = log_tail(Path(component.log))
+                hint = ""
+                if "address already in use" in tail:
+                    hint = " (a port it needs is in use)"
+                raise ControlPlaneError(
+                    f"{component.name} exited before it was ready{hint}; "
+                    f"last lines of {component.log}:\n{tail}"
+                )
+            with contextlib.suppress(OSError, ssl.SSLError):
+                if ready():
+                    return
+            time.sleep(0.25)
+        raise ControlPlaneError(
+            f"{what} not ready after {timeout:.0f}s; last lines of {component.log}:\n"
+            f"{log_tail(Path(component.log))}"
+        )
+
+    def _kubectl_ok(self, *args: str) -> bool:
+        result = subprocess.run(
+            [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return result.returncode == 0
+
+    def down(self, keep_logs: bool = False) -> None:
+        """Stop the recorded processes (TERM, then KILL after 10 s) and remove the state."""
+        components = self._components()
+        # Reverse start order: the controller manager and API server before etcd.
+        for component in reversed(components):
+            if component.alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(component.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for component in reversed(components):
+            while component.alive() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if component.alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(component.pid, signal.SIGKILL)
+            _reap(component.pid)
+        if keep_logs:
+            for path in (self.state_dir / "etcd-data", self._pids_file):
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def env(self) -> str:
+        """Shell exports for using the running control plane by hand."""
+        bin_dir = self.bin_dir
+        return f'export KUBECONFIG={self.kubeconfig}\nexport PATH="{bin_dir}:$PATH"\n'
+
+
+def _reap(pid: int) -> None:
+    """Collect a child we started in this process, so it leaves no zombie."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as rsp:
+            return int(rsp.status) == 200
+    except urllib.error.HTTPError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="controlplane", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["up", "down", "env", "status"])
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(os.environ.get("CONVERGENCE_STATE_DIR", DEFAULT_STATE_DIR)),
+    )
+    args = parser.parse_args(argv)
+    plane = ControlPlane(args.state_dir)
+    try:
+        if args.command == "up":
+            print(plane.up())
+        elif args.command == "down":
+            plane.down()
+        elif args.command == "env":
+            if not plane.is_running():
+                print("# the control plane is not running: run make controlplane", file=sys.stderr)
+            print(plane.env(), end="")
+        else:
+            print("running" if plane.is_running() else "stopped")
+    except ControlPlaneError as exc:
+        print(f"controlplane: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

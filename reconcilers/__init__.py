@@ -1,0 +1,1 @@
+"""Resource types: one module per type, each a plugin of the engine's resource API."""
