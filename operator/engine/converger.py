@@ -1,0 +1,561 @@
+"""check_resource: one worker step on one node of a traversal.
+
+A step reads the stack, the node's record and its sync point, then does one
+thing and records it: start an action (create, update in place, replace,
+delete), poll an action in flight once, or finish a node and push its data to
+its successors' sync points. It returns whether the same message should be
+delivered again after a delay (an action is still running). Steps are
+level-triggered and idempotent, so a message delivered twice, or again after
+the worker died between two writes, does no harm: the record says how far the
+node got, and a create is retried under the same physical name.
+
+Traversals and locks: a record's `lock` names the traversal whose action is in
+flight on it. A newer traversal never interrupts it: its node waits, the action
+finishes under the old traversal's messages, and then the node is triggered
+again in the newest traversal. Messages of a stale traversal that hold no lock
+are dropped.
+
+Replacement: when an update cannot be done in place, a new record replacing
+the old one is created (its id derived from the old id and the traversal, so a
+retried step finds it) and triggered in the same traversal; it stands in for
+the old record's update node (same predecessors, same sync point, same
+successors), and the old record is deleted later by its cleanup node.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from convergence.operator.engine import stack as stack_ops
+from convergence.operator.engine import sync_point
+from convergence.operator.engine.graph import Graph, Node, cleanup_node, update_node
+from convergence.operator.engine.plugin import (
+    PropertiesModel,
+    ResourceContext,
+    ResourceFailure,
+    ResourceType,
+    changed_properties,
+)
+from convergence.operator.engine.runtime import Engine, NodeMessage
+from convergence.operator.engine.store import (
+    COMPLETE,
+    CREATE,
+    DELETE,
+    FAILED,
+    IN_PROGRESS,
+    INIT,
+    UPDATE,
+    Conflict,
+    NodeData,
+    NotFound,
+    PendingAction,
+    ResourceRecord,
+    StackRecord,
+)
+from convergence.operator.engine.template import ALL_ATTRIBUTES, ResourceData
+
+
+@dataclass
+class StepReport:
+    """What one step did, for traces and tests."""
+
+    message: NodeMessage
+    resource: str | None = None
+    outcome: str = ""
+    inputs: dict[str, str | None] = field(default_factory=dict)
+    pushed: list[str] = field(default_factory=list)
+    triggered: list[str] = field(default_factory=list)
+    poll_after: float | None = None
+
+    def __str__(self) -> str:
+        parts = [f"{self.message.node.kind} {self.resource or self.message.node.record_id[:8]}"]
+        parts.append(f"[{self.message.traversal[:8]}]: {self.outcome}")
+        if self.inputs:
+            parts.append("inputs " + ", ".join(f"{k}={v}" for k, v in sorted(self.inputs.items())))
+        if self.pushed:
+            parts.append("pushed to " + ", ".join(self.pushed))
+        if self.triggered:
+            parts.append("triggered " + ", ".join(self.triggered))
+        if self.poll_after is not None:
+            parts.append(f"poll again in {self.poll_after:g}s")
+        return "; ".join(parts)
+
+
+def replacement_id(record_id: str, traversal: str) -> str:
+    """The id of the record replacing `record_id` in `traversal` (the same on every retry)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_OID, f"{record_id}/{traversal}"))
+
+
+def check_resource(engine: Engine, message: NodeMessage) -> StepReport:
+    """Run one step of one node; report.poll_after says when to deliver the message again."""
+    step = _Step(engine, message)
+    try:
+        step.run()
+    except Conflict:
+        # Someone wrote the record between our read and our write: look again.
+        step.report.outcome = "write conflict, retrying"
+        step.report.poll_after = 0.0
+    return step.report
+
+
+class _Step:
+    """The state of one check_resource step (one message, read once)."""
+
+    def __init__(self, engine: Engine, message: NodeMessage) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.message = message
+        self.traversal = message.traversal
+        self.report = StepReport(message)
+
+    # -- entry ---------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        stack = self.store.get_stack(self.message.stack)
+        if stack is None:
+            self.report.outcome = "stack gone"
+            return
+        node = self.message.node
+        record = self.store.get_resource(node.record_id)
+        if record is not None:
+            self.report.resource = record.name
+
+        if stack.traversal != self.traversal:
+            if record is not None and record.lock == self.traversal:
+                # Never interrupted: finish the action, then re-enter the newest traversal.
+                self._continue_action(stack, record, current=False)
+            else:
+                self.report.outcome = "stale traversal, dropped"
+            return
+
+        if stack_ops.timed_out(stack, self.engine.clock.now()):
+            stack_ops.mark_failed(self.engine, stack.name, self.traversal, "Timed out")
+            if record is not None and record.lock == self.traversal:
+                # The traversal is over, the action is not: let it finish.
+                self._continue_action(stack, record, current=False)
+                self.report.outcome = f"stack timed out; {self.report.outcome}"
+            else:
+                self.report.outcome = "stack timed out"
+            return
+
+        graph_node = self._graph_node(stack.graph, node, record)
+        if graph_node is None:
+            self.report.outcome = "not in this traversal's graph, dropped"
+            return
+        if record is None:
+            if node.is_update:
+                self.report.outcome = "record gone, dropped"
+            else:
+                # Deleted already (by this step before it died, or by an older traversal).
+                self.report.outcome = "already deleted"
+                self._propagate(stack, graph_node, None)
+            return
+        if record.lock is not None:
+            if record.lock == self.traversal:
+                self._continue_action(stack, record, current=True)
+            else:
+                # The holder re-triggers this node when its action ends.
+                self.report.outcome = f"busy with traversal {record.lock[:8]}, waiting"
+            return
+
+        predecessors = stack.graph.predecessors(graph_node)
+        entries = sync_point.read(self.store, graph_node)
+        if not sync_point.is_satisfied(entries, predecessors, self.traversal):
+            missing = sync_point.waiting_for(entries, predecessors, self.traversal)
+            self.report.outcome = "waiting for " + ", ".join(map(str, missing))
+            return
+        if graph_node.is_update:
+            inputs = sync_point.input_data(entries, predecessors, self.traversal)
+            self._check_update(stack, record, graph_node, inputs)
+        else:
+            self._check_cleanup(stack, record, graph_node)
+
+    @staticmethod
+    def _graph_node(graph: Graph, node: Node, record: ResourceRecord | None) -> Node | None:
+        if node in graph:
+            return node
+        # A replacement made in this traversal stands in for the update node of the
+        # record it replaces (only update nodes: its cleanup belongs to a later traversal).
+        if node.is_update and record is not None and record.replaces is not None:
+            stand_in = Node(record.replaces, node.is_update)
+            if stand_in in graph:
+                return stand_in
+        return None
+
+    # -- update nodes --------------------------------------------------------------------------
+
+    def _check_update(
+        self,
+        stack: StackRecord,
+        record: ResourceRecord,
+        graph_node: Node,
+        inputs: Mapping[str, NodeData],
+    ) -> None:
+        self.report.inputs = {name: data.reference_id for name, data in inputs.items()}
+        if record.replaced_by == replacement_id(record.id, self.traversal):
+            self.report.outcome = "replaced already"
+            self._trigger(stack.name, update_node(record.replaced_by))
+            return
+        if record.converged == self.traversal and record.status == COMPLETE:
+            self.report.outcome = "done already"
+            self._propagate(stack, graph_node, self._node_data(record))
+            return
+
+        definition = self.engine.definition(stack_ops.stack_ref(stack), stack.template)
+        resource = definition.resources[record.name]
+        data = {n: ResourceData(d.reference_id, dict(d.attributes)) for n, d in inputs.items()}
+        requires = frozenset(d.record_id for d in inputs.values())
+        action = CREATE if record.action == INIT else UPDATE
+        pending = PendingAction(
+            action=action,
+            traversal=self.traversal,
+            template=stack.template,
+            requires=requires,
+            deletion_policy=resource.deletion_policy,
+        )
+        try:
+            plugin_type = self.engine.types.get(resource.type)
+            raw = definition.resolve_properties(record.name, data)
+            properties = plugin_type.validate_properties(raw)
+        except Exception as exc:
+            self._fail(stack, record, action, _reason(exc), pending, current=True)
+            return
+        pending = replace(pending, properties=raw)
+
+        if record.action == INIT:
+            self._start(
+                stack, replace(record, type=resource.type), pending, plugin_type, properties
+            )
+            return
+        if record.status == FAILED or record.type != resource.type or record.action == DELETE:
+            self._replace(stack, record, resource.type)
+            return
+        before = self._applied_properties(plugin_type, record)
+        changed = changed_properties(before, properties) if before is not None else frozenset()
+        plugin = plugin_type(self._context(stack, record), properties)
+        if (
+            before is None
+            or any(not plugin_type.updatable(name) for name in changed)
+            or plugin.needs_replace(before, changed)
+        ):
+            self._replace(stack, record, resource.type)
+            return
+        if changed:
+            self._start(stack, record, pending, plugin_type, properties)
+            return
+        # Nothing to change: record that the record is at this template, then move on.
+        self._complete(
+            stack, record, pending, plugin_type, plugin, current=True, outcome="unchanged"
+        )
+
+    @staticmethod
+    def _applied_properties(
+        plugin_type: type[ResourceType], record: ResourceRecord
+    ) -> PropertiesModel | None:
+        try:
+            return plugin_type.validate_properties(record.properties or {})
+        except Exception:
+            return None  # what was applied no longer fits the type: replace
+
+    def _replace(self, stack: StackRecord, record: ResourceRecord, type_name: str) -> None:
+        new_id = replacement_id(record.id, self.traversal)
+        if self.store.get_resource(new_id) is None:
+            self.store.create_resource(
+                ResourceRecord(
+                    id=new_id,
+                    stack=stack.name,
+                    name=record.name,
+                    type=type_name,
+                    created_at=self.engine.clock.now(),
+                    template=stack.template,
+                    replaces=record.id,
+                )
+            )
+        self.store.update_resource(replace(record, replaced_by=new_id))
+        self.report.outcome = f"needs replacement: created {new_id[:8]}"
+        self._trigger(stack.name, update_node(new_id))
+
+    # -- cleanup nodes -------------------------------------------------------------------------
+
+    def _check_cleanup(self, stack: StackRecord, record: ResourceRecord, graph_node: Node) -> None:
+        if update_node(record.id) in stack.graph and record.replaced_by is None:
+            self.report.outcome = "kept"
+            self._propagate(stack, graph_node, None)
+            return
+        if record.action == INIT or record.deletion_policy == "Retain":
+            # Nothing physical to delete (never created), or it must be left alone.
+            self.store.delete_resource(record)
+            self.report.outcome = "deleted record" + (
+                " (retained physical resource)" if record.action != INIT else ""
+            )
+            self._propagate(stack, graph_node, None)
+            return
+        pending = PendingAction(action=DELETE, traversal=self.traversal)
+        plugin_type = self.engine.types.get(record.type)
+        self._start(
+            stack, record, pending, plugin_type, self._delete_properties(plugin_type, record)
+        )
+
+    @staticmethod
+    def _delete_properties(
+        plugin_type: type[ResourceType], record: ResourceRecord
+    ) -> PropertiesModel:
+        try:
+            return plugin_type.validate_properties(record.properties or {})
+        except Exception:
+            # A delete must still run with whatever was applied.
+            return plugin_type.Properties.model_construct(**dict(record.properties or {}))
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def _context(self, stack: StackRecord, record: ResourceRecord) -> ResourceContext:
+        return ResourceContext(
+            stack=stack_ops.stack_ref(stack),
+            name=record.name,
+            record_id=record.id,
+            clock=self.engine.clock,
+            reality=self.engine.reality,
+            data=dict(record.data),
+            resource_id=record.resource_id,
+        )
+
+    def _start(
+        self,
+        stack: StackRecord,
+        record: ResourceRecord,
+        pending: PendingAction,
+        plugin_type: type[ResourceType],
+        properties: PropertiesModel,
+    ) -> None:
+        """Take the lock and record the action, then start it and record its cookie."""
+        locked = replace(
+            record,
+            action=pending.action,
+            status=IN_PROGRESS,
+            status_reason="state changed",
+            lock=self.traversal,
+            pending=pending,
+            requires=pending.requires | record.requires
+            if pending.action == UPDATE
+            else (pending.requires if pending.action == CREATE else record.requires),
+            replaced_by=None if pending.action == UPDATE else record.replaced_by,
+        )
+        locked = self.store.update_resource(locked)
+        self._begin(stack, locked, plugin_type, properties, current=True)
+
+    def _begin(
+        self,
+        stack: StackRecord,
+        record: ResourceRecord,
+        plugin_type: type[ResourceType],
+        properties: PropertiesModel,
+        *,
+        current: bool,
+    ) -> None:
+        pending = record.pending
+        assert pending is not None
+        context = self._context(stack, record)
+        plugin = plugin_type(context, properties)
+        try:
+            if pending.action == CREATE:
+                cookie = plugin.create()
+            elif pending.action == UPDATE:
+                before = self._applied_properties(plugin_type, record)
+                assert before is not None
+                cookie = plugin.update(before, changed_properties(before, properties))
+            else:
+                cookie = plugin.delete()
+        except Exception as exc:
+            self._fail(stack, record, pending.action, _reason(exc), pending, current, context)
+            return
+        self.store.update_resource(
+            replace(
+                record,
+                pending=replace(pending, started=True, cookie=cookie),
+                data=dict(context.data),
+                resource_id=context.resource_id,
+            )
+        )
+        self.report.outcome = f"{pending.action} started"
+        self.report.poll_after = self.engine.poll_interval
+
+    def _continue_action(
+        self, stack: StackRecord, record: ResourceRecord, *, current: bool
+    ) -> None:
+        pending = record.pending
+        assert pending is not None
+        plugin_type = self.engine.types.get(record.type)
+        if pending.action == DELETE:
+            properties = self._delete_properties(plugin_type, record)
+        else:
+            try:
+                properties = plugin_type.validate_properties(pending.properties or {})
+            except Exception as exc:
+                self._fail(stack, record, pending.action, _reason(exc), pending, current)
+                return
+        if not pending.started:
+            # The worker died after taking the lock: start again (creates are idempotent).
+            self._begin(stack, record, plugin_type, properties, current=current)
+            self.report.outcome += " again"
+            return
+        context = self._context(stack, record)
+        plugin = plugin_type(context, properties)
+        try:
+            if pending.action == CREATE:
+                done = plugin.check_create_complete(pending.cookie)
+            elif pending.action == UPDATE:
+                done = plugin.check_update_complete(pending.cookie)
+            else:
+                done = plugin.check_delete_complete(pending.cookie)
+        except Exception as exc:
+            self._fail(stack, record, pending.action, _reason(exc), pending, current, context)
+            return
+        if not done:
+            if dict(context.data) != dict(record.data) or context.resource_id != record.resource_id:
+                self.store.update_resource(
+                    replace(record, data=dict(context.data), resource_id=context.resource_id)
+                )
+            self.report.outcome = f"{pending.action} in progress"
+            self.report.poll_after = self.engine.poll_interval
+            return
+        if pending.action == DELETE:
+            self.store.delete_resource(record)
+            self.report.outcome = "DELETE complete"
+            if current:
+                self._propagate(stack, cleanup_node(record.id), None)
+            else:
+                self._reenter_newest(stack.name, record)
+            return
+        self._complete(
+            stack, record, pending, plugin_type, plugin, current, f"{pending.action} complete"
+        )
+
+    def _complete(
+        self,
+        stack: StackRecord,
+        record: ResourceRecord,
+        pending: PendingAction,
+        plugin_type: type[ResourceType],
+        plugin: ResourceType,
+        current: bool,
+        outcome: str,
+    ) -> None:
+        """Record a finished create/update (reading the referenced attributes once), push on."""
+        context = plugin.context
+        wanted = self.engine.definition(stack_ops.stack_ref(stack), pending.template)
+        names = wanted.required_attributes(record.name) if record.name in wanted.resources else ()
+        if ALL_ATTRIBUTES in names:
+            names = frozenset(plugin_type.attributes_schema)
+        attributes = {name: plugin.get_attribute(name) for name in sorted(names)}
+        completed = self.store.update_resource(
+            replace(
+                record,
+                status=COMPLETE,
+                status_reason="state changed",
+                action=record.action if record.action != INIT else CREATE,
+                lock=None,
+                pending=None,
+                template=pending.template,
+                properties=dict(pending.properties or {}),
+                requires=pending.requires,
+                deletion_policy=pending.deletion_policy,
+                replaced_by=None,
+                data=dict(context.data),
+                resource_id=context.resource_id,
+                reference_id=plugin.reference_id(),
+                attributes=attributes,
+                converged=pending.traversal,
+            )
+        )
+        self.report.outcome = outcome
+        if current:
+            graph_node = self._graph_node(stack.graph, update_node(record.id), record)
+            assert graph_node is not None
+            self._propagate(stack, graph_node, self._node_data(completed))
+        else:
+            self._reenter_newest(stack.name, completed)
+
+    def _fail(
+        self,
+        stack: StackRecord,
+        record: ResourceRecord,
+        action: str,
+        reason: str,
+        pending: PendingAction,
+        current: bool,
+        context: ResourceContext | None = None,
+    ) -> None:
+        """Record the failure on the record, then fail the traversal (or re-enter a newer one)."""
+        self.store.update_resource(
+            replace(
+                record,
+                action=action,
+                status=FAILED,
+                status_reason=reason,
+                lock=None,
+                pending=None,
+                requires=record.requires | pending.requires,
+                data=dict(context.data) if context else record.data,
+                resource_id=context.resource_id if context else record.resource_id,
+            )
+        )
+        self.report.outcome = f"{action} FAILED: {reason}"
+        handled = current and stack_ops.mark_failed(
+            self.engine, stack.name, self.traversal, f"Resource {action} failed: {reason}"
+        )
+        if not handled:
+            self._reenter_newest(stack.name, record)
+
+    # -- propagation ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _node_data(record: ResourceRecord) -> NodeData:
+        return NodeData(record.id, record.name, record.reference_id, dict(record.attributes))
+
+    def _propagate(self, stack: StackRecord, graph_node: Node, data: NodeData | None) -> None:
+        """Push to every successor's sync point; trigger those now satisfied; tell the stack."""
+        graph = stack.graph
+        for successor in sorted(graph.successors(graph_node), key=lambda n: (n.is_update, n)):
+            try:
+                entries = sync_point.push(
+                    self.store,
+                    successor,
+                    graph_node,
+                    self.traversal,
+                    data if successor.is_update else None,
+                )
+            except NotFound:
+                continue  # deleted by an older traversal: it has nothing left to wait for
+            self.report.pushed.append(str(successor))
+            if sync_point.is_satisfied(entries, graph.predecessors(successor), self.traversal):
+                self._trigger(stack.name, successor)
+        if graph_node in graph.roots or graph_node in graph.update_roots:
+            sync_point.push_stack(self.store, stack.name, graph_node, self.traversal)
+            self.report.pushed.append("stack")
+            stack_ops.root_done(self.engine, stack.name, self.traversal, graph)
+
+    def _trigger(self, stack_name: str, node: Node, traversal: str | None = None) -> None:
+        message = NodeMessage(stack_name, traversal or self.traversal, node)
+        self.engine.dispatcher.trigger(message)
+        self.report.triggered.append(str(node))
+
+    def _reenter_newest(self, stack_name: str, record: ResourceRecord) -> None:
+        """After a stale action ended: run this record's node in the newest traversal."""
+        stack = self.store.get_stack(stack_name)
+        if stack is None:
+            return
+        for record_id in (record.id, record.replaces):
+            if record_id is None:
+                continue
+            for node in (update_node(record_id), cleanup_node(record_id)):
+                if node in stack.graph:
+                    self._trigger(stack_name, node, stack.traversal)
+                    return
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ResourceFailure):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,399 @@
+"""Stack operations: every create, update, rollback and delete converges the stack to a template.
+
+Each operation is a traversal with a fresh id, stored by compare-and-set on the
+stack record; storing it makes every older traversal stale without interrupting
+anything (running actions finish, then their nodes re-enter the newest
+traversal). Starting a traversal picks, for each resource of the target
+template, the best existing record (Heat's scoring), creates INIT records for
+the rest, computes the graph once and stores it with the stack, then triggers
+the leaves.
+
+This module also holds every write of stack state after the start: a traversal
+is *ready* (in service) when all its update nodes are done, and *complete*
+(`*_COMPLETE`) when the cleanup nodes are done too; it fails with
+`*_FAILED` (and rolls back if rollback is enabled); it can be cancelled. Each of
+these writes is a compare-and-set that first checks the traversal is still the
+stack's current one, so a stale worker never overwrites a newer traversal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from convergence.operator.engine.graph import ExistingRecord, Graph, traversal_graph
+from convergence.operator.engine.plugin import StackRef
+from convergence.operator.engine.runtime import Definition, Engine, NodeMessage
+from convergence.operator.engine.store import (
+    COMPLETE,
+    CREATE,
+    DELETE,
+    FAILED,
+    IN_PROGRESS,
+    ROLLBACK,
+    UPDATE,
+    Conflict,
+    ResourceRecord,
+    StackRecord,
+    TemplateRevision,
+)
+from convergence.operator.engine.sync_point import arrived
+from convergence.operator.engine.template import ResourceData
+
+
+class OperationRefused(Exception):
+    """The stack is in a state that does not allow this operation."""
+
+
+class StackNotFound(LookupError):
+    """No stack of that name."""
+
+
+def stack_ref(stack: StackRecord) -> StackRef:
+    """The identity plugins and definitions see."""
+    return StackRef(stack.name, stack.uid)
+
+
+def _get(engine: Engine, name: str) -> StackRecord:
+    stack = engine.store.get_stack(name)
+    if stack is None:
+        raise StackNotFound(f"Stack {name!r} not found")
+    return stack
+
+
+# -- choosing records ----------------------------------------------------------------------------
+
+
+def record_score(record: ResourceRecord, target: str | None, current: str | None) -> int:
+    """Heat's score of an existing record as the one to converge to `target`.
+
+    A record at the target template wins (a rollback reuses what still exists),
+    then one at the template being replaced; FAILED and deleted ones lose.
+    """
+    score = 0
+    if record.status == FAILED:
+        score -= 30
+    if record.action == DELETE:
+        score -= 50
+    if record.replaced_by is not None:
+        score -= 1
+    if record.template is not None and record.template == current:
+        score += 5
+    if record.template is not None and record.template == target:
+        score += 10
+    return score
+
+
+def best_existing_record(
+    candidates: Iterable[ResourceRecord], target: str | None, current: str | None
+) -> ResourceRecord | None:
+    """The record a resource's update node should work on, if any may be reused.
+
+    A record being deleted is never reused: its deletion cannot be revoked.
+    Ties go to the newest record.
+    """
+    usable = [
+        r for r in candidates if not (r.action == DELETE and r.status in (IN_PROGRESS, COMPLETE))
+    ]
+    if not usable:
+        return None
+    return max(usable, key=lambda r: (record_score(r, target, current), r.created_at, r.id))
+
+
+# -- starting traversals -------------------------------------------------------------------------
+
+
+def converge(
+    engine: Engine,
+    stack: StackRecord,
+    revision: str | None,
+    action: str,
+    definition: Definition | None = None,
+    **settings: Any,
+) -> StackRecord:
+    """Start a traversal converging `stack` to template revision `revision` (None: empty).
+
+    Raises store.Conflict when someone else changed the stack since it was read.
+    """
+    ref = stack_ref(stack)
+    if definition is None:
+        definition = engine.definition(ref, revision)
+    traversal = engine.new_id()
+    now = engine.clock.now()
+    existing = engine.store.list_resources(stack.name)
+    by_name: dict[str, list[ResourceRecord]] = {}
+    for record in existing:
+        by_name.setdefault(record.name, []).append(record)
+
+    chosen: dict[str, str] = {}
+    for name, resource in definition.resources.items():
+        best = best_existing_record(by_name.get(name, ()), revision, stack.template)
+        if best is None:
+            best = engine.store.create_resource(
+                ResourceRecord(
+                    id=engine.new_id(),
+                    stack=stack.name,
+                    name=name,
+                    type=resource.type,
+                    created_at=now,
+                    template=revision,
+                    deletion_policy=resource.deletion_policy,
+                )
+            )
+        chosen[name] = best.id
+
+    dependencies = definition.dependencies()
+    template_dependencies = {
+        name: frozenset(dep for dep in dependencies.get(name, ()) if dep in chosen)
+        for name in chosen
+    }
+    graph = traversal_graph(
+        template_dependencies,
+        chosen,
+        (ExistingRecord(r.id, r.name, r.requires, r.replaces) for r in existing),
+    )
+    started = replace(
+        stack,
+        traversal=traversal,
+        template=revision,
+        action=action,
+        status=IN_PROGRESS,
+        status_reason=f"Stack {action} started",
+        ready=False,
+        graph=graph,
+        started_at=now,
+        **settings,
+    )
+    stored = engine.store.update_stack(started)
+    if len(graph) == 0:
+        return _finish(engine, stored.name, traversal, complete=True) or stored
+    for leaf in graph.leaves():
+        engine.dispatcher.trigger(NodeMessage(stack.name, traversal, leaf))
+    return stored
+
+
+def _new_revision(
+    engine: Engine,
+    stack: StackRecord,
+    template: Mapping[str, Any],
+    parameters: Mapping[str, Any] | None,
+    previous: Definition | None,
+) -> tuple[str, Definition]:
+    # Validated before anything is stored: a bad template never starts a traversal.
+    revision = TemplateRevision(engine.new_id(), stack.name, dict(template), dict(parameters or {}))
+    definition = engine.definitions(revision, stack_ref(stack), engine.types, previous)
+    engine.store.put_template(revision)
+    engine.remember(revision.id, definition)
+    return revision.id, definition
+
+
+def create_stack(
+    engine: Engine,
+    name: str,
+    template: Mapping[str, Any],
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    disable_rollback: bool = True,
+    timeout: float | None = None,
+) -> StackRecord:
+    """Create a stack: converge from nothing to `template`."""
+    stack = engine.store.create_stack(
+        StackRecord(
+            name=name,
+            uid=engine.new_id(),
+            traversal="",
+            disable_rollback=disable_rollback,
+            timeout=timeout,
+        )
+    )
+    revision, definition = _new_revision(engine, stack, template, parameters, None)
+    stack = _get(engine, name)
+    return converge(engine, stack, revision, CREATE, definition)
+
+
+def update_stack(
+    engine: Engine,
+    name: str,
+    template: Mapping[str, Any],
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    disable_rollback: bool | None = None,
+    timeout: float | None = None,
+) -> StackRecord:
+    """Update a stack to `template`, even while another operation is in progress."""
+    stack = _get(engine, name)
+    if stack.action == DELETE:
+        raise OperationRefused(f"Stack {name} is being deleted ({stack.phase})")
+    previous = engine.definition(stack_ref(stack), stack.template)
+    revision, definition = _new_revision(engine, stack, template, parameters, previous)
+    settings: dict[str, Any] = {}
+    if disable_rollback is not None:
+        settings["disable_rollback"] = disable_rollback
+    if timeout is not None:
+        settings["timeout"] = timeout
+    return _retry(
+        lambda s: converge(engine, s, revision, UPDATE, definition, **settings), engine, name
+    )
+
+
+def delete_stack(engine: Engine, name: str) -> StackRecord:
+    """Delete a stack: converge to the empty template (running actions finish first)."""
+    return _retry(lambda s: converge(engine, s, None, DELETE), engine, name)
+
+
+def rollback_stack(engine: Engine, name: str) -> StackRecord:
+    """Converge back to the last template that completed (a failed create: to nothing)."""
+
+    def roll_back(stack: StackRecord) -> StackRecord:
+        if stack.status == COMPLETE and stack.prev_template == stack.template:
+            return stack  # nothing to roll back
+        return converge(engine, stack, stack.prev_template, ROLLBACK)
+
+    return _retry(roll_back, engine, name)
+
+
+def cancel_update(engine: Engine, name: str, *, rollback: bool = False) -> StackRecord:
+    """Cancel the operation in progress, rolling back or not.
+
+    Without rollback (CREATE or UPDATE): a new traversal id with nothing to do
+    and `*_FAILED` "Stack <ACTION> cancelled"; running actions finish, nothing
+    new starts. With rollback (UPDATE only, as in Heat): a rollback traversal.
+    """
+    stack = _get(engine, name)
+    allowed = (UPDATE,) if rollback else (CREATE, UPDATE)
+    if stack.status != IN_PROGRESS or stack.action not in allowed:
+        raise OperationRefused(
+            f"Cannot cancel {'with' if rollback else 'without'} rollback "
+            f"when stack is {stack.phase}"
+        )
+    if rollback:
+        return rollback_stack(engine, name)
+    stopped = stop_traversal(engine, name, stack.traversal, f"Stack {stack.action} cancelled")
+    if stopped is None:
+        raise OperationRefused(f"Stack {name} changed while cancelling")
+    return stopped
+
+
+def _retry(start: Callable[[StackRecord], StackRecord], engine: Engine, name: str) -> StackRecord:
+    while True:
+        try:
+            return start(_get(engine, name))
+        except Conflict:
+            continue
+
+
+# -- stack state after the start -----------------------------------------------------------------
+
+
+def write_stack_state(
+    engine: Engine,
+    name: str,
+    traversal: str,
+    change: Callable[[StackRecord], StackRecord | None],
+) -> StackRecord | None:
+    """Apply `change` to the stack by compare-and-set if `traversal` is still current.
+
+    Returns the stored record, or None when the traversal is stale or `change`
+    declined (returned None).
+    """
+    while True:
+        stack = engine.store.get_stack(name)
+        if stack is None or stack.traversal != traversal:
+            return None
+        changed = change(stack)
+        if changed is None:
+            return None
+        try:
+            return engine.store.update_stack(changed)
+        except Conflict:
+            continue
+
+
+def stop_traversal(engine: Engine, name: str, traversal: str, reason: str) -> StackRecord | None:
+    """Fail the current traversal: a new traversal id with an empty graph, `*_FAILED`."""
+    return write_stack_state(
+        engine,
+        name,
+        traversal,
+        lambda s: replace(
+            s,
+            traversal=engine.new_id(),
+            graph=Graph.empty(),
+            status=FAILED,
+            status_reason=reason,
+        ),
+    )
+
+
+def mark_failed(engine: Engine, name: str, traversal: str, reason: str) -> bool:
+    """Fail the traversal and roll back if enabled; False if a newer traversal owns the stack."""
+    failed = stop_traversal(engine, name, traversal, reason)
+    if failed is None:
+        return False
+    if not failed.disable_rollback and failed.action in (CREATE, UPDATE):
+        _retry(lambda s: converge(engine, s, s.prev_template, ROLLBACK), engine, name)
+    return True
+
+
+def timed_out(stack: StackRecord, now: float) -> bool:
+    """Whether the stack's operation has run past its timeout."""
+    return (
+        stack.status == IN_PROGRESS
+        and stack.timeout is not None
+        and now > stack.started_at + stack.timeout
+    )
+
+
+def check_timeout(engine: Engine, name: str) -> bool:
+    """Fail the stack's operation with "Timed out" if it is past its deadline (a watchdog)."""
+    stack = engine.store.get_stack(name)
+    if stack is None or not timed_out(stack, engine.clock.now()):
+        return False
+    return mark_failed(engine, name, stack.traversal, "Timed out")
+
+
+def root_done(engine: Engine, name: str, traversal: str, graph: Graph) -> StackRecord | None:
+    """Called after a root pushed to the stack sync point: mark ready / complete if all did."""
+    senders = arrived(engine.store.stack_sync_point(name), traversal)
+    if all(root.key() in senders for root in graph.roots):
+        return _finish(engine, name, traversal, complete=True)
+    if graph.update_roots and all(root.key() in senders for root in graph.update_roots):
+        return _finish(engine, name, traversal, complete=False)
+    return None
+
+
+def _outputs(engine: Engine, stack: StackRecord) -> dict[str, Any]:
+    definition = engine.definition(stack_ref(stack), stack.template)
+    data: dict[str, ResourceData] = {}
+    for record in engine.store.list_resources(stack.name):
+        if record.converged == stack.traversal and record.name in definition.resources:
+            data[record.name] = ResourceData(record.reference_id, dict(record.attributes))
+    try:
+        return definition.resolve_outputs(data)
+    except Exception as exc:  # an output that cannot be resolved must not block completion
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _finish(engine: Engine, name: str, traversal: str, *, complete: bool) -> StackRecord | None:
+    def change(stack: StackRecord) -> StackRecord | None:
+        if stack.status != IN_PROGRESS or (stack.ready and not complete):
+            return None
+        updated = stack
+        if not stack.ready:
+            # In service: this template becomes the one a rollback returns to.
+            updated = replace(
+                updated,
+                ready=True,
+                prev_template=stack.template,
+                outputs=_outputs(engine, stack) if stack.action != DELETE else {},
+            )
+        if complete:
+            updated = replace(
+                updated,
+                status=COMPLETE,
+                status_reason=f"Stack {stack.action} completed successfully",
+            )
+        return updated
+
+    return write_stack_state(engine, name, traversal, change)

@@ -1,0 +1,110 @@
+"""check_resource: one step on one node; stale traversals, locks, replacement, crashes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from convergence.operator.engine.converger import check_resource, replacement_id
+from convergence.operator.engine.graph import update_node
+from convergence.operator.engine.runtime import NodeMessage
+from convergence.operator.engine.simulator import Simulator
+
+
+def tmpl(**resources: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "heat_template_version": "2021-04-16",
+        "resources": {
+            name: {"type": "OS::Heat::TestResource", **spec} for name, spec in resources.items()
+        },
+    }
+
+
+def record_of(sim: Simulator, name: str, stack: str = "s") -> Any:
+    live = [r for r in sim.resources(stack) if r.name == name]
+    return max(live, key=lambda r: (r.created_at, r.id))
+
+
+def test_a_step_starts_an_action_and_a_later_poll_completes_it() -> None:
+    sim = Simulator()
+    sim.create("s", tmpl(A={"properties": {"value": "a"}}))
+    first = sim.step()
+    assert first is not None
+    assert first.outcome == "CREATE started"
+    assert first.poll_after == 1.0
+    assert record_of(sim, "A").phase == "CREATE_IN_PROGRESS"
+    second = sim.step()
+    assert second is not None
+    assert second.outcome == "CREATE complete"
+    assert sim.stack("s").phase == "CREATE_COMPLETE"
+
+
+def test_stale_traversal_message_without_lock_is_dropped() -> None:
+    sim = Simulator()
+    sim.create("s", tmpl(A={}))
+    old = sim.stack("s").traversal
+    sim.run_until_quiet()
+    sim.update("s", tmpl(A={"properties": {"value": "b"}}))
+    record = record_of(sim, "A")
+    writes = sim.memory.total_writes
+    report = check_resource(sim.engine, NodeMessage("s", old, update_node(record.id)))
+    assert report.outcome == "stale traversal, dropped"
+    assert sim.memory.total_writes == writes, "a dropped message must not write"
+
+
+def test_running_action_of_a_stale_traversal_finishes_then_reenters_the_newest() -> None:
+    sim = Simulator()
+    sim.create("s", tmpl(A={"properties": {"value": "a", "wait_secs": 3}}))
+    sim.step()  # A's create starts
+    sim.update("s", tmpl(A={"properties": {"value": "b"}}))
+    new = sim.stack("s").traversal
+    reports = [r for r in sim.run(20)]
+    outcomes = [r.outcome for r in reports]
+    assert any(o.startswith("busy with traversal") for o in outcomes), outcomes
+    complete = next(i for i, r in enumerate(reports) if r.outcome == "CREATE complete")
+    assert reports[complete].triggered == [f"update:{record_of(sim, 'A').id}"]
+    assert any(
+        r.message.traversal == new and r.outcome == "UPDATE started" for r in reports[complete:]
+    )
+    sim.run_until_quiet()
+    assert sim.stack("s").phase == "UPDATE_COMPLETE"
+    assert [c.properties for c in sim.copies("s", "A")] == [{"value": "b"}]
+
+
+def test_replacement_id_is_stable_per_record_and_traversal() -> None:
+    assert replacement_id("r", "t1") == replacement_id("r", "t1") != replacement_id("r", "t2")
+
+
+def test_worker_crash_after_taking_the_lock_resumes_without_a_duplicate() -> None:
+    sim = Simulator()
+    sim.create("s", tmpl(A={"properties": {"value": "a"}}))
+    sim.crash_at_write(2)  # dies after the lock write, before the cookie write
+    crashed = sim.step()
+    assert crashed is not None
+    assert crashed.outcome.startswith("worker crashed")
+    assert len(sim.copies("s", "A")) == 1, "the create touched reality before dying"
+    sim.run_until_quiet()
+    assert sim.stack("s").phase == "CREATE_COMPLETE"
+    assert len(sim.copies("s", "A")) == 1
+
+
+def test_failure_marks_stack_failed_and_stops_new_work() -> None:
+    sim = Simulator()
+    sim.create("s", tmpl(A={"properties": {"fail": True}}, B={"depends_on": ["A"]}))
+    sim.run_until_quiet()
+    stack = sim.stack("s")
+    assert stack.phase == "CREATE_FAILED"
+    assert stack.status_reason == "Resource CREATE failed: ValueError: Test Resource failed A"
+    assert record_of(sim, "B").phase == "INIT_COMPLETE"
+    assert len(stack.graph) == 0, "a failed traversal is replaced by an empty one"
+
+
+def test_type_change_replaces_the_resource() -> None:
+    sim = Simulator()
+    sim.create("s", tmpl(A={"properties": {"value": "a"}}))
+    sim.run_until_quiet()
+    none = {"heat_template_version": "2021-04-16", "resources": {"A": {"type": "OS::Heat::None"}}}
+    sim.update("s", none)
+    sim.run_until_quiet()
+    assert sim.stack("s").phase == "UPDATE_COMPLETE"
+    assert sim.copies("s", "A") == []
+    assert [r.type for r in sim.resources("s")] == ["OS::Heat::None"]
