@@ -54,7 +54,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	MYPYPATH=$(VENV)/typing $(VENV)/bin/mypy -p convergence.operator -p convergence.reconcilers
-	$(VENV)/bin/mypy tests e2e
+	MYPYPATH=$(VENV)/typing $(VENV)/bin/mypy tests
 	$(VENV)/bin/lint-imports
 
 unit: venv

@@ -264,6 +264,9 @@ class ControlPlane:
     def __init__(self, state_dir: Path = DEFAULT_STATE_DIR, bin_dir: Path | None = None) -> None:
         self.state_dir = state_dir.resolve()
         self._bin_dir = bin_dir
+        # Children started by this process: their exit is seen by poll(), even
+        # in the instant between fork and exec when /proc shows our cmdline.
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     @property
     def kubeconfig(self) -> Path:
@@ -444,14 +447,16 @@ class ControlPlane:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C of the caller must not kill it mid-write
             )
+        self._children[process.pid] = process
         return Component(name=name, pid=process.pid, binary=binary, log=str(log))
 
     def _wait(
         self, component: Component, ready: Callable[[], bool], timeout: float, what: str
     ) -> None:
         deadline = time.monotonic() + timeout
+        process = self._children[component.pid]
         while time.monotonic() < deadline:
-            if not component.alive():
+            if process.poll() is not None:
                 tail = log_tail(Path(component.log))
                 hint = ""
                 if "address already in use" in tail:
@@ -492,7 +497,10 @@ class ControlPlane:
             if component.alive():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(component.pid, signal.SIGKILL)
-            _reap(component.pid)
+            child = self._children.pop(component.pid, None)
+            if child is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.wait(timeout=5)
         if keep_logs:
             for path in (self.state_dir / "etcd-data", self._pids_file):
                 if path.is_dir():
@@ -506,12 +514,6 @@ class ControlPlane:
         """Shell exports for using the running control plane by hand."""
         bin_dir = self.bin_dir
         return f'export KUBECONFIG={self.kubeconfig}\nexport PATH="{bin_dir}:$PATH"\n'
-
-
-def _reap(pid: int) -> None:
-    """Collect a child we started in this process, so it leaves no zombie."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
 
 
 def _http_ok(url: str) -> bool:

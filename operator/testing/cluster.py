@@ -1,0 +1,32 @@
+"""A handle on a running cluster for tests and the demo: its kubeconfig and kubectl."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A running cluster: its kubeconfig and a kubectl bound to it."""
+
+    kubeconfig: Path
+    kubectl_binary: str
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl against the cluster; with check, a failure shows its stderr."""
+        result = subprocess.run(
+            [self.kubectl_binary, f"--kubeconfig={self.kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}"
+            )
+        return result

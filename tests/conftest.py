@@ -1,0 +1,62 @@
+"""Fixtures shared by every test that touches Kubernetes.
+
+The session starts the project's own control plane (real etcd, kube-apiserver
+and kube-controller-manager) and stops it at the end; with KUBECONFIG and
+USE_EXISTING_CLUSTER=1 it uses that cluster instead (e.g. kind), so the same
+tests run there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from convergence.operator.testing.cluster import Cluster
+from convergence.operator.testing.controlplane import REPO_ROOT, ControlPlane, build_binaries
+
+CRDS = REPO_ROOT / "crds"
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """The real control plane for this test session, with the CRDs installed."""
+    if os.environ.get("USE_EXISTING_CLUSTER") == "1":
+        existing = os.environ.get("KUBECONFIG")
+        if not existing:
+            pytest.fail("USE_EXISTING_CLUSTER=1 needs KUBECONFIG to point at the cluster")
+        kubectl = shutil.which("kubectl")
+        if kubectl is None:
+            pytest.fail("USE_EXISTING_CLUSTER=1 needs kubectl on PATH")
+        cluster = Cluster(Path(existing), kubectl)
+        _install_crds(cluster)
+        yield cluster
+        return
+
+    bin_dir = build_binaries()
+    plane = ControlPlane(tmp_path_factory.mktemp("controlplane"), bin_dir=bin_dir)
+    kubeconfig = plane.up()
+    try:
+        cluster = Cluster(kubeconfig, str(bin_dir / "kubectl"))
+        _install_crds(cluster)
+        yield cluster
+    finally:
+        plane.down()
+
+
+def _install_crds(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRDS))
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    """A fresh namespace for one test, deleted afterwards."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    cluster.kubectl("create", "namespace", name)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false")
