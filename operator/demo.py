@@ -39,7 +39,7 @@ def main() -> int:
     except (ControlPlaneError, AssertionError) as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 1
-    print("\nThe control plane keeps running: eval \"$(make -s env)\" to use kubectl on it,")
+    print('\nThe control plane keeps running: eval "$(make -s env)" to use kubectl on it,')
     print("make controlplane-down to stop it.")
     return 0
 
