@@ -66,13 +66,17 @@ def template_definitions(
     template = Template.empty() if revision is None else Template.parse(revision.template)
     parameters = {} if revision is None else revision.parameters
     prior = previous if isinstance(previous, StackDefinition) else None
-    return StackDefinition(
+    definition = StackDefinition(
         template,
         parameters,
         StackIdentity(name=stack.name, id=stack.id, project_id=""),
         type_exists=types.exists,
         previous=prior,
     )
+    # Every function evaluated now, so that a bad argument stops the operation
+    # before a traversal starts instead of failing a resource half-way.
+    definition.validate()
+    return definition
 
 
 @dataclass(frozen=True, order=True)

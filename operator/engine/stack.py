@@ -198,18 +198,21 @@ def create_stack(
     timeout: float | None = None,
 ) -> StackRecord:
     """Create a stack: converge from nothing to `template`."""
-    stack = engine.store.create_stack(
-        StackRecord(
-            name=name,
-            uid=engine.new_id(),
-            traversal="",
-            disable_rollback=disable_rollback,
-            timeout=timeout,
-        )
+    new = StackRecord(
+        name=name,
+        uid=engine.new_id(),
+        traversal="",
+        disable_rollback=disable_rollback,
+        timeout=timeout,
     )
-    revision, definition = _new_revision(engine, stack, template, parameters, None)
-    stack = _get(engine, name)
-    return converge(engine, stack, revision, CREATE, definition)
+    # The template is validated before the stack is stored: an invalid one
+    # leaves nothing behind.
+    revision = TemplateRevision(engine.new_id(), name, dict(template), dict(parameters or {}))
+    definition = engine.definitions(revision, stack_ref(new), engine.types, None)
+    engine.store.create_stack(new)
+    engine.store.put_template(revision)
+    engine.remember(revision.id, definition)
+    return converge(engine, _get(engine, name), revision.id, CREATE, definition)
 
 
 def update_stack(

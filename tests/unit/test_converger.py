@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from convergence.operator.engine.converger import check_resource, replacement_id
 from convergence.operator.engine.graph import update_node
 from convergence.operator.engine.runtime import NodeMessage
 from convergence.operator.engine.simulator import Simulator
+from convergence.operator.engine.template import TemplateError
 
 
 def tmpl(**resources: dict[str, Any]) -> dict[str, Any]:
@@ -108,3 +111,12 @@ def test_type_change_replaces_the_resource() -> None:
     assert sim.stack("s").phase == "UPDATE_COMPLETE"
     assert sim.copies("s", "A") == []
     assert [r.type for r in sim.resources("s")] == ["OS::Heat::None"]
+
+
+def test_an_invalid_template_stops_the_create_before_anything_is_stored() -> None:
+    sim = Simulator()
+    bad = tmpl(A={"properties": {"value": {"str_split": [",", "a,b", 5]}}})
+    with pytest.raises(TemplateError, match=r"resources\.A"):
+        sim.create("s", bad)
+    assert sim.memory.total_writes == 0, "a rejected template must not write anything"
+    assert sim.memory.get_stack("s") is None
