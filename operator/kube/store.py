@@ -1,0 +1,546 @@
+"""The engine's store on the Kubernetes API: Stacks, StackResources and ControllerRevisions.
+
+One `KubernetesStore` serves one namespace (a Stack and everything it owns
+live in the Stack's namespace). The mapping (DESIGN.md §2; field by field in
+`records`):
+
+- a `StackRecord` is the engine part of its `Stack` object's status, and the
+  stack-complete sync point is `status.syncPoints.complete` beside it;
+- a `ResourceRecord` is a `StackResource` named by the record id, owned by the
+  Stack, labelled with stack and logical name; its update and cleanup sync
+  points are `status.syncPoints.update` / `.cleanup`;
+- a `TemplateRevision` is an immutable `ControllerRevision` named by the
+  revision id, owned by the Stack, `data` = {template, parameters}.
+
+Compare-and-set: `status.version` is the engine's version (Heat's atomic_key).
+An engine write is one JSON patch of the status subresource whose first op
+tests `/status/version` and whose other ops `add` (i.e. set) each engine field
+and the next version. The API server applies a patch to the newest stored
+object and retries internally when another write lands in between, so the
+test and the writes are atomic; a failed test is a 422, read as `Conflict`.
+The patch touches only the engine's own fields: conditions written by the
+handlers and sync point entries pushed meanwhile are left as they are.
+
+Pushes: one JSON patch op `add /status/syncPoints/<node>/<sender>` replaces
+exactly that sender's entry, applied to the newest object like every patch,
+so concurrent pushes of different senders never lose each other, and it
+leaves `status.version` alone, so a push never fails a worker's
+compare-and-set. (A JSON *merge* patch of the same key would merge into the
+sender's previous entry instead of replacing it: attributes that a newer push
+no longer carries, or keys of a map-valued attribute, would survive from an
+older traversal.)
+
+Every API write is counted in `writes` by kind, as the in-memory store counts
+its writes, so benchmarks can relate API writes to resources and edges.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from kubernetes.client import (
+    ApiClient,
+    AppsV1Api,
+    CustomObjectsApi,
+    V1ControllerRevision,
+    V1DeleteOptions,
+    V1ObjectMeta,
+    V1OwnerReference,
+    V1Preconditions,
+)
+from kubernetes.client.exceptions import ApiException
+
+from convergence.operator.engine.store import (
+    AlreadyExists,
+    Conflict,
+    NotFound,
+    ResourceRecord,
+    StackRecord,
+    StoreError,
+    SyncEntry,
+    TemplateRevision,
+)
+from convergence.operator.kube.names import (
+    API_VERSION,
+    GROUP,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    RESOURCE_LABEL,
+    STACK_KIND,
+    STACK_LABEL,
+    STACK_RESOURCES,
+    STACKS,
+    VERSION,
+    is_object_name,
+    json_pointer_token,
+    label_value,
+    object_name,
+)
+from convergence.operator.kube.records import (
+    STACK_COMPLETE,
+    engine_version,
+    resource_from_body,
+    resource_spec,
+    resource_to_status,
+    stack_from_body,
+    stack_to_status,
+    status_of,
+    sync_entry_to_status,
+    sync_point_from_status,
+    sync_point_key,
+)
+
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+
+HTTP_NOT_FOUND = 404
+HTTP_CONFLICT = 409
+HTTP_UNPROCESSABLE = 422
+
+# Write kinds counted in KubernetesStore.writes.
+STACK_WRITE = "stack"  # initialising or compare-and-set of a Stack's status
+STACK_PUSH = "stack_push"
+TEMPLATE_WRITE = "template"
+RESOURCE_WRITE = "resource"  # create, compare-and-set or delete of a StackResource
+RESOURCE_STATUS_INIT = "resource_status_init"  # the status write a create needs (subresource)
+PUSH = "push"
+SYNC_POINT_INIT = "sync_point_init"  # a sync point map that had to be made before a push
+
+
+def _body(value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"the API returned {type(value).__name__}, expected an object")
+    return value
+
+
+def _refusal(exc: ApiException) -> str:
+    return f"{exc.status} {exc.reason}: {exc.body}"
+
+
+class KubernetesStore:
+    """The engine's Store on the Kubernetes API, in one namespace. Thread-safe, counts writes."""
+
+    def __init__(self, api_client: ApiClient, namespace: str) -> None:
+        self.namespace = namespace
+        self._objects = CustomObjectsApi(api_client)
+        self._apps = AppsV1Api(api_client)
+        self._count_lock = threading.Lock()
+        self.writes: Counter[str] = Counter()
+
+    def _count(self, kind: str) -> None:
+        with self._count_lock:
+            self.writes[kind] += 1
+
+    @property
+    def total_writes(self) -> int:
+        """All API writes so far."""
+        return sum(self.writes.values())
+
+    # -- API calls -----------------------------------------------------------------------------
+
+    def _read(self, plural: str, name: str) -> dict[str, Any] | None:
+        if not is_object_name(name):
+            return None
+        try:
+            return _body(
+                self._objects.get_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, plural, name
+                )
+            )
+        except ApiException as exc:
+            if exc.status == HTTP_NOT_FOUND:
+                return None
+            raise
+
+    def _patch_status(
+        self,
+        plural: str,
+        name: str,
+        patch: list[dict[str, Any]] | dict[str, Any],
+        content_type: str,
+    ) -> dict[str, Any]:
+        # The client would send a list as a merge patch unless told otherwise.
+        return _body(
+            self._objects.patch_namespaced_custom_object_status(
+                GROUP, VERSION, self.namespace, plural, name, patch, _content_type=content_type
+            )
+        )
+
+    def _stack_owner(self, stack: str) -> V1OwnerReference:
+        # Read every time rather than cached: a Stack deleted and made again under
+        # the same name has another uid, and an owner reference to the old uid
+        # would have the garbage collector delete the new child.
+        body = self._read(STACKS, stack)
+        if body is None:
+            raise NotFound(f"stack {stack!r}")
+        return V1OwnerReference(
+            api_version=API_VERSION,
+            kind=STACK_KIND,
+            name=stack,
+            uid=str(body["metadata"]["uid"]),
+            controller=True,
+            block_owner_deletion=True,
+        )
+
+    # -- engine writes (compare-and-set) -------------------------------------------------------
+
+    def _compare_and_set(
+        self,
+        plural: str,
+        name: str,
+        expected: int,
+        fields: Mapping[str, Any],
+        extra_ops: Iterable[dict[str, Any]] = (),
+    ) -> dict[str, Any]:
+        """Set the engine's status fields if status.version is still `expected`."""
+        ops = [{"op": "test", "path": "/status/version", "value": expected}]
+        ops += [{"op": "add", "path": f"/status/{k}", "value": v} for k, v in fields.items()]
+        ops += extra_ops
+        try:
+            return self._patch_status(plural, name, ops, JSON_PATCH)
+        except ApiException as exc:
+            if exc.status == HTTP_NOT_FOUND:
+                raise NotFound(f"{plural} {name!r}") from None
+            if exc.status != HTTP_UNPROCESSABLE:
+                raise
+            # A failed test and an invalid value are both 422: the version tells them apart.
+            current = self._read(plural, name)
+            # A Stack the engine never wrote has no record; a StackResource has one at 0.
+            if current is None or (plural == STACKS and engine_version(current) == 0):
+                raise NotFound(f"{plural} {name!r}") from None
+            if engine_version(current) != expected:
+                raise Conflict(f"{plural} {name!r} changed") from None
+            raise StoreError(f"{plural} {name!r}: write refused: {_refusal(exc)}") from exc
+
+    def _initialise(
+        self,
+        plural: str,
+        name: str,
+        fields: Mapping[str, Any],
+        sync_points: Iterable[str],
+        taken: StoreError,
+    ) -> dict[str, Any]:
+        """Write the engine's first status of an object (version 0 -> 1); raise `taken` if written.
+
+        "Not written yet" cannot be tested inside a JSON patch, so this tests
+        the resourceVersion of the object that was read without a version,
+        and reads again when anything else wrote it meanwhile.
+        """
+        sync_points = list(sync_points)
+        refused_at: str | None = None
+        while True:
+            body = self._read(plural, name)
+            if body is None:
+                raise NotFound(f"{plural} {name!r}")
+            if engine_version(body) != 0:
+                raise taken
+            resource_version = str(body["metadata"]["resourceVersion"])
+            if resource_version == refused_at:
+                raise StoreError(f"{plural} {name!r}: first status refused")
+            status = status_of(body)
+            ops: list[dict[str, Any]] = [
+                {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}
+            ]
+            if not isinstance(body.get("status"), Mapping):
+                ops.append({"op": "add", "path": "/status", "value": {}})
+            # Empty sync point maps, so that a push is always one `add` of one key.
+            present = status.get("syncPoints")
+            if not isinstance(present, Mapping):
+                empty_maps: dict[str, Any] = {key: {} for key in sync_points}
+                ops.append({"op": "add", "path": "/status/syncPoints", "value": empty_maps})
+            else:
+                ops += [
+                    {"op": "add", "path": f"/status/syncPoints/{key}", "value": {}}
+                    for key in sync_points
+                    if not isinstance(present.get(key), Mapping)
+                ]
+            ops += [{"op": "add", "path": f"/status/{k}", "value": v} for k, v in fields.items()]
+            try:
+                return self._patch_status(plural, name, ops, JSON_PATCH)
+            except ApiException as exc:
+                if exc.status == HTTP_NOT_FOUND:
+                    raise NotFound(f"{plural} {name!r}") from None
+                if exc.status != HTTP_UNPROCESSABLE:
+                    raise
+                # Written meanwhile (the test failed), or refused: the next read tells.
+                refused_at = resource_version
+
+    # -- sync points ---------------------------------------------------------------------------
+
+    def _push(
+        self, plural: str, name: str, sync_point: str, sender: str, entry: SyncEntry
+    ) -> dict[str, SyncEntry]:
+        if not is_object_name(name):
+            raise NotFound(f"{plural} {name!r}")
+        path = f"/status/syncPoints/{sync_point}/{json_pointer_token(sender)}"
+        push = [{"op": "add", "path": path, "value": sync_entry_to_status(entry)}]
+        try:
+            body = self._patch_status(plural, name, push, JSON_PATCH)
+        except ApiException as exc:
+            if exc.status == HTTP_NOT_FOUND:
+                raise NotFound(f"{plural} {name!r}") from None
+            if exc.status != HTTP_UNPROCESSABLE:
+                raise
+            # The map is missing (a status written by hand, or not initialised yet):
+            # a merge patch of an empty map makes it without touching one that exists.
+            make_map: dict[str, Any] = {"status": {"syncPoints": {sync_point: {}}}}
+            try:
+                self._patch_status(plural, name, make_map, MERGE_PATCH)
+                self._count(SYNC_POINT_INIT)
+                body = self._patch_status(plural, name, push, JSON_PATCH)
+            except ApiException as retry_exc:
+                if retry_exc.status == HTTP_NOT_FOUND:
+                    raise NotFound(f"{plural} {name!r}") from None
+                raise StoreError(f"{plural} {name!r}: push refused: {_refusal(retry_exc)}") from (
+                    retry_exc
+                )
+        self._count(STACK_PUSH if plural == STACKS else PUSH)
+        return sync_point_from_status(status_of(body).get("syncPoints", {}).get(sync_point))
+
+    def _sync_point(self, plural: str, name: str, sync_point: str) -> dict[str, SyncEntry]:
+        body = self._read(plural, name)
+        if body is None:
+            return {}
+        return sync_point_from_status(status_of(body).get("syncPoints", {}).get(sync_point))
+
+    # -- stacks --------------------------------------------------------------------------------
+
+    def create_stack(self, stack: StackRecord) -> StackRecord:
+        """Initialise the engine's status of the existing Stack object `stack.name`.
+
+        The Stack object is the user's: they create it (kubectl apply), the
+        operator's create handler starts the engine, and the engine then calls
+        create_stack. So "create" is the engine's first write to that object's
+        status, not the creation of the object; a store that created Stack
+        objects itself would fight the user over their spec. The record is
+        taken when the status has an engine version already (AlreadyExists);
+        NotFound when there is no such Stack object.
+        """
+        fields = stack_to_status(replace(stack, version=1))
+        taken = AlreadyExists(f"stack {stack.name!r} is initialised already")
+        body = self._initialise(STACKS, stack.name, fields, [STACK_COMPLETE], taken)
+        self._count(STACK_WRITE)
+        return self._stack_record(body)
+
+    def _stack_record(self, body: Mapping[str, Any]) -> StackRecord:
+        record = stack_from_body(body)
+        if record is None:
+            raise StoreError(f"stack {body['metadata']['name']!r} lost its engine status")
+        return record
+
+    def get_stack(self, name: str) -> StackRecord | None:
+        body = self._read(STACKS, name)
+        return None if body is None else stack_from_body(body)
+
+    def update_stack(self, stack: StackRecord) -> StackRecord:
+        current = self.get_stack(stack.name)
+        if current is None:
+            raise NotFound(f"stack {stack.name!r}")
+        if current.version != stack.version:
+            raise Conflict(f"stack {stack.name!r} changed")
+        extra_ops = []
+        if current.traversal != stack.traversal:
+            # Entries of older traversals are ignored anyway; dropping them keeps
+            # the status small. Nothing of the new traversal can have pushed yet:
+            # its id becomes known to workers with this very write.
+            extra_ops.append(
+                {"op": "add", "path": "/status/syncPoints", "value": {STACK_COMPLETE: {}}}
+            )
+        fields = stack_to_status(replace(stack, version=stack.version + 1))
+        body = self._compare_and_set(STACKS, stack.name, stack.version, fields, extra_ops)
+        self._count(STACK_WRITE)
+        return self._stack_record(body)
+
+    def stack_sync_point(self, name: str) -> Mapping[str, SyncEntry]:
+        return self._sync_point(STACKS, name, STACK_COMPLETE)
+
+    def push_stack_sync_point(
+        self, name: str, sender: str, entry: SyncEntry
+    ) -> Mapping[str, SyncEntry]:
+        return self._push(STACKS, name, STACK_COMPLETE, sender, entry)
+
+    # -- template revisions --------------------------------------------------------------------
+
+    def put_template(self, revision: TemplateRevision) -> None:
+        """Store the revision as a ControllerRevision owned by its Stack (immutable by the API).
+
+        Its `revision` number is one more than the stack's highest so far; the
+        engine stores a stack's revisions one at a time (one handler per Stack),
+        and two made at once would only share a number, never an id.
+        """
+        name = object_name(revision.id, "template revision id")
+        owner = self._stack_owner(revision.stack)
+        selector = f"{STACK_LABEL}={label_value(revision.stack)}"
+        existing = self._apps.list_namespaced_controller_revision(
+            self.namespace, label_selector=selector
+        ).items
+        number = 1 + max(
+            (item.revision or 0 for item in existing if _owned_by(item, owner)), default=0
+        )
+        body = V1ControllerRevision(
+            api_version="apps/v1",
+            kind="ControllerRevision",
+            metadata=V1ObjectMeta(
+                name=name,
+                labels={STACK_LABEL: label_value(revision.stack), MANAGED_BY_LABEL: MANAGED_BY},
+                owner_references=[owner],
+            ),
+            data={"template": dict(revision.template), "parameters": dict(revision.parameters)},
+            revision=number,
+        )
+        try:
+            self._apps.create_namespaced_controller_revision(self.namespace, body)
+        except ApiException as exc:
+            if exc.status == HTTP_CONFLICT:
+                raise AlreadyExists(f"template {revision.id!r} exists") from None
+            raise
+        self._count(TEMPLATE_WRITE)
+
+    def get_template(self, revision_id: str) -> TemplateRevision:
+        if not is_object_name(revision_id):
+            raise NotFound(f"template {revision_id!r}")
+        try:
+            stored = self._apps.read_namespaced_controller_revision(revision_id, self.namespace)
+        except ApiException as exc:
+            if exc.status == HTTP_NOT_FOUND:
+                raise NotFound(f"template {revision_id!r}") from None
+            raise
+        owners = (stored.metadata.owner_references if stored.metadata else None) or []
+        stacks = [owner.name for owner in owners if owner.kind == STACK_KIND]
+        if not stacks:
+            raise NotFound(f"template {revision_id!r} belongs to no Stack")
+        data = stored.data or {}
+        return TemplateRevision(
+            id=revision_id,
+            stack=stacks[0],
+            template=dict(data.get("template") or {}),
+            parameters=dict(data.get("parameters") or {}),
+        )
+
+    # -- resource records ----------------------------------------------------------------------
+
+    def create_resource(self, record: ResourceRecord) -> ResourceRecord:
+        """Create the StackResource, then write its first status (two API writes).
+
+        The status cannot go with the create: the API server ignores `status`
+        in a create when the status subresource is on. If the writer dies in
+        between, the object reads as an INIT record at version 0 (see
+        `records.resource_from_body`) and is cleaned up by a later traversal.
+        """
+        name = object_name(record.id, "resource record id")
+        owner = self._stack_owner(record.stack)
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": "StackResource",
+            "metadata": {
+                "name": name,
+                "labels": {
+                    STACK_LABEL: label_value(record.stack),
+                    RESOURCE_LABEL: label_value(record.name),
+                    MANAGED_BY_LABEL: MANAGED_BY,
+                },
+                "ownerReferences": [owner.to_dict(serialize=True)],
+            },
+            "spec": resource_spec(record),
+        }
+        try:
+            self._objects.create_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, STACK_RESOURCES, body
+            )
+        except ApiException as exc:
+            if exc.status == HTTP_CONFLICT:
+                raise AlreadyExists(f"resource {record.id!r} exists") from None
+            raise
+        self._count(RESOURCE_WRITE)
+        stored = self._write_resource(replace(record, version=0), RESOURCE_STATUS_INIT)
+        return stored
+
+    def get_resource(self, record_id: str) -> ResourceRecord | None:
+        body = self._read(STACK_RESOURCES, record_id)
+        return None if body is None else resource_from_body(body)
+
+    def list_resources(self, stack: str) -> list[ResourceRecord]:
+        listed = _body(
+            self._objects.list_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                self.namespace,
+                STACK_RESOURCES,
+                label_selector=f"{STACK_LABEL}={label_value(stack)}",
+            )
+        )
+        # A shortened label value may be shared; the spec says whose it is.
+        records = [
+            resource_from_body(item) for item in listed["items"] if item["spec"]["stack"] == stack
+        ]
+        return sorted(records, key=lambda r: (r.created_at, r.id))
+
+    def update_resource(self, record: ResourceRecord) -> ResourceRecord:
+        """Compare-and-set the record's status. The spec (its identity) is never rewritten."""
+        if not is_object_name(record.id):
+            raise NotFound(f"resource {record.id!r}")
+        return self._write_resource(record, RESOURCE_WRITE)
+
+    def _write_resource(self, record: ResourceRecord, kind: str) -> ResourceRecord:
+        fields = resource_to_status(replace(record, version=record.version + 1))
+        if record.version == 0:
+            taken = Conflict(f"resource {record.id!r} changed")
+            sync_points = [sync_point_key(True), sync_point_key(False)]
+            body = self._initialise(STACK_RESOURCES, record.id, fields, sync_points, taken)
+        else:
+            body = self._compare_and_set(STACK_RESOURCES, record.id, record.version, fields)
+        self._count(kind)
+        return resource_from_body(body)
+
+    def delete_resource(self, record: ResourceRecord) -> None:
+        """Delete the StackResource if its version is still the record's.
+
+        The delete carries the resourceVersion (and uid) of the object read
+        with that version as preconditions, so it fails if anything wrote in
+        between; a push changes the resourceVersion but not the version, so
+        then it reads and tries again.
+        """
+        while True:
+            body = self._read(STACK_RESOURCES, record.id)
+            if body is None:
+                raise NotFound(f"resource {record.id!r}")
+            if engine_version(body) != record.version:
+                raise Conflict(f"resource {record.id!r} changed")
+            metadata = body["metadata"]
+            preconditions = V1Preconditions(
+                resource_version=str(metadata["resourceVersion"]), uid=str(metadata["uid"])
+            )
+            try:
+                self._objects.delete_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    STACK_RESOURCES,
+                    record.id,
+                    body=V1DeleteOptions(preconditions=preconditions),
+                )
+            except ApiException as exc:
+                if exc.status == HTTP_NOT_FOUND:
+                    raise NotFound(f"resource {record.id!r}") from None
+                if exc.status == HTTP_CONFLICT:
+                    continue
+                raise
+            self._count(RESOURCE_WRITE)
+            return
+
+    def sync_point(self, record_id: str, is_update: bool) -> Mapping[str, SyncEntry]:
+        return self._sync_point(STACK_RESOURCES, record_id, sync_point_key(is_update))
+
+    def push(
+        self, record_id: str, is_update: bool, sender: str, entry: SyncEntry
+    ) -> Mapping[str, SyncEntry]:
+        return self._push(STACK_RESOURCES, record_id, sync_point_key(is_update), sender, entry)
+
+
+def _owned_by(revision: V1ControllerRevision, owner: V1OwnerReference) -> bool:
+    owners = (revision.metadata.owner_references if revision.metadata else None) or []
+    return any(reference.uid == owner.uid for reference in owners)
