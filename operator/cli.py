@@ -1,0 +1,43 @@
+"""The `convergence` command: `convergence run` starts the operator."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="convergence", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the operator (in or out of cluster)")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace")
+    scope.add_argument(
+        "--namespace", "-n", action="append", default=[], help="a namespace to watch (repeatable)"
+    )
+    run.add_argument(
+        "--liveness", default="http://0.0.0.0:8080/healthz", help="kopf liveness endpoint URL"
+    )
+    run.add_argument("--verbose", "-v", action="store_true")
+    args = parser.parse_args(argv)
+
+    import kopf
+
+    import convergence.operator.handlers  # noqa: F401  (registers the handlers)
+
+    kopf.configure(verbose=args.verbose)
+    if not args.verbose:
+        # Watch-event handlers run on every change; their "succeeded" lines are noise.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    kopf.run(
+        clusterwide=args.all_namespaces or not args.namespace,
+        namespaces=args.namespace,
+        liveness_endpoint=args.liveness or None,
+        standalone=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""The operator as a subprocess for tests and the demo, so it can be killed like a real pod."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+
+class OperatorProcess:
+    """`convergence run` against a kubeconfig, its output in a log file."""
+
+    def __init__(self, kubeconfig: Path, log: Path, *args: str) -> None:
+        self.kubeconfig = kubeconfig
+        self.log = log
+        self.args = args or ("--all-namespaces",)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> OperatorProcess:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONSAFEPATH": "1"}
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "convergence.operator.cli",
+                    "run",
+                    "--liveness",
+                    "",
+                    *self.args,
+                ],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Stop it (SIGKILL by default: no chance to tidy up, like a crashed pod)."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            self.process.wait(timeout=30)
+        self.process = None
+
+    def stop(self) -> None:
+        """Stop it gracefully, then for sure."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while self.process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+        self.kill()
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def __enter__(self) -> OperatorProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,150 @@
+"""The operator converges Stacks on the real control plane: create, replace, outputs, delete."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from convergence.operator.testing.cluster import Cluster
+from convergence.operator.testing.controlplane import REPO_ROOT
+from convergence.operator.testing.operator_process import OperatorProcess
+
+pytestmark = pytest.mark.controlplane
+
+HELLO = REPO_ROOT / "examples" / "hello-stack.yaml"
+
+
+@pytest.fixture(scope="module")
+def operator_process(
+    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    with OperatorProcess(cluster.kubeconfig, log) as process:
+        yield process
+    print(f"operator log: {log}")
+
+
+def get(cluster: Cluster, namespace: str, *what: str) -> Any:
+    return json.loads(
+        cluster.kubectl("get", f"--namespace={namespace}", *what, "-o", "json").stdout
+    )
+
+
+def physical(cluster: Cluster, namespace: str) -> dict[str, dict[str, str]]:
+    """Reality: the ConfigMaps standing for TestResources, by logical name."""
+    items = get(cluster, namespace, "configmaps", "-l", "app.kubernetes.io/managed-by=convergence")
+    found: dict[str, dict[str, str]] = {}
+    for item in items["items"]:
+        name = item["metadata"]["labels"]["convergence.dev/resource"]
+        assert name not in found, f"two physical copies of {name}"
+        found[name] = {"id": item["metadata"]["name"], **json.loads(item["data"]["properties"])}
+    return found
+
+
+def wait(cluster: Cluster, namespace: str, condition: str, timeout: str = "60s") -> None:
+    cluster.kubectl(
+        "wait",
+        f"--namespace={namespace}",
+        f"--for={condition}",
+        "stack/hello",
+        f"--timeout={timeout}",
+    )
+
+
+def test_stack_lifecycle_on_the_real_control_plane(
+    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+) -> None:
+    ns = f"--namespace={namespace}"
+    cluster.kubectl("apply", ns, "-f", str(HELLO))
+    try:
+        wait(cluster, namespace, "condition=Ready")
+        wait(cluster, namespace, "jsonpath={.status.phase}=CREATE_COMPLETE")
+    except AssertionError:
+        pytest.fail(f"create did not converge; operator log:\n{operator_process.tail()}")
+    stack = get(cluster, namespace, "stack", "hello")
+    assert stack["status"]["outputs"] == {"message": "hello, world"}
+    assert stack["status"]["resources"]["total"] == 3
+    reality = physical(cluster, namespace)
+    assert sorted(reality) == ["first", "second", "third"]
+    assert reality["second"]["value"] == "hello, world", "get_attr data must flow"
+    assert reality["third"]["value"] == f"{reality['first']['id']}-hello, world"
+
+    # A change of a property that cannot change in place replaces `first`;
+    # its dependents move to the new one, and the old one is cleaned up.
+    cluster.kubectl(
+        "patch",
+        ns,
+        "stack",
+        "hello",
+        "--type=merge",
+        "-p",
+        json.dumps(
+            {
+                "spec": {
+                    "parameters": {"greeting": "hey"},
+                    "template": {
+                        "resources": {
+                            "first": {
+                                "properties": {
+                                    "value": {"get_param": "greeting"},
+                                    "update_replace_value": "v2",
+                                }
+                            }
+                        }
+                    },
+                }
+            }
+        ),
+    )
+    try:
+        wait(cluster, namespace, "jsonpath={.status.phase}=UPDATE_COMPLETE")
+    except AssertionError:
+        pytest.fail(f"update did not converge; operator log:\n{operator_process.tail()}")
+    after = physical(cluster, namespace)
+    assert after["first"]["id"] != reality["first"]["id"], "first must have been replaced"
+    assert after["second"]["id"] == reality["second"]["id"], "second is updated in place"
+    assert after["second"]["value"] == "hey, world"
+    assert after["third"]["value"] == f"{after['first']['id']}-hey, world"
+    records = get(cluster, namespace, "stackresources")["items"]
+    assert len(records) == 3, "the replaced StackResource must be cleaned up"
+    assert get(cluster, namespace, "stack", "hello")["status"]["outputs"] == {
+        "message": "hey, world"
+    }
+
+    cluster.kubectl("delete", ns, "stack", "hello", "--timeout=60s")
+    assert physical(cluster, namespace) == {}, "delete must leave no physical resource"
+    assert get(cluster, namespace, "stackresources")["items"] == []
+
+
+def test_an_invalid_template_is_reported_in_status_and_creates_nothing(
+    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+) -> None:
+    bad = {
+        "apiVersion": "convergence.dev/v1alpha1",
+        "kind": "Stack",
+        "metadata": {"name": "hello"},
+        "spec": {
+            "template": {
+                "heat_template_version": "2021-04-16",
+                "resources": {
+                    "a": {
+                        "type": "OS::Heat::TestResource",
+                        "properties": {"value": {"get_attr": ["nope", "output"]}},
+                    },
+                },
+            }
+        },
+    }
+    cluster.kubectl("apply", f"--namespace={namespace}", "-f", "-", input=json.dumps(bad))
+    wait(cluster, namespace, "jsonpath={.status.observedGeneration}=1")
+    stack = get(cluster, namespace, "stack", "hello")
+    assert "nope" in stack["status"]["statusReason"], stack["status"]
+    failed = {c["type"]: c for c in stack["status"]["conditions"]}["Failed"]
+    assert (failed["status"], failed["reason"]) == ("True", "InvalidTemplate"), failed
+    events = get(cluster, namespace, "events", "--field-selector=reason=InvalidTemplate")
+    assert any("nope" in e["message"] for e in events["items"]), "an Event must say why"
+    assert get(cluster, namespace, "stackresources")["items"] == []
+    cluster.kubectl("delete", f"--namespace={namespace}", "stack", "hello", "--timeout=60s")
