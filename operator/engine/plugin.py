@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import importlib.metadata
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
@@ -246,13 +247,22 @@ class TypeRegistry:
     def __init__(self, types: Mapping[str, type[ResourceType]] | None = None) -> None:
         self._types: dict[str, type[ResourceType]] = dict(types or {})
         self._lazy: dict[str, Callable[[], Any]] = {}
+        # The operator's workers share one registry across threads: a type being
+        # loaded by one of them must not look unknown to another.
+        self._loading = threading.Lock()
 
     @classmethod
     def from_entry_points(cls, group: str = ENTRY_POINT_GROUP) -> TypeRegistry:
         """A registry of every type installed in the entry-point group (loaded on first use)."""
+        return cls.from_loaders(
+            {ep.name: ep.load for ep in importlib.metadata.entry_points(group=group)}
+        )
+
+    @classmethod
+    def from_loaders(cls, loaders: Mapping[str, Callable[[], Any]]) -> TypeRegistry:
+        """A registry whose types are loaded by these callables on first use."""
         registry = cls()
-        for entry_point in importlib.metadata.entry_points(group=group):
-            registry._lazy[entry_point.name] = entry_point.load
+        registry._lazy.update(loaders)
         return registry
 
     def register(self, type_name: str, plugin: type[ResourceType]) -> None:
@@ -266,13 +276,19 @@ class TypeRegistry:
 
     def get(self, type_name: str) -> type[ResourceType]:
         """The type registered under `type_name`; raise UnknownResourceType if none."""
-        if type_name not in self._types:
-            if type_name not in self._lazy:
-                raise UnknownResourceType(f"Unknown resource type {type_name!r}")
-            loaded = self._lazy.pop(type_name)()
-            if not (isinstance(loaded, type) and issubclass(loaded, ResourceType)):
-                raise UnknownResourceType(f"{type_name!r} does not name a ResourceType subclass")
-            self._types[type_name] = loaded
+        if type_name in self._types:
+            return self._types[type_name]
+        with self._loading:
+            if type_name not in self._types:
+                if type_name not in self._lazy:
+                    raise UnknownResourceType(f"Unknown resource type {type_name!r}")
+                loaded = self._lazy[type_name]()
+                if not (isinstance(loaded, type) and issubclass(loaded, ResourceType)):
+                    raise UnknownResourceType(
+                        f"{type_name!r} does not name a ResourceType subclass"
+                    )
+                self._types[type_name] = loaded
+                del self._lazy[type_name]
         return self._types[type_name]
 
     def names(self) -> Iterable[str]:

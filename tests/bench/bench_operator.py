@@ -74,6 +74,11 @@ def wait_phase(cluster: Cluster, namespace: str, phase: str, timeout: float) -> 
         ).stdout
         if got == phase:
             return time.monotonic() - start
+        if got.endswith("_FAILED"):
+            reason = cluster.kubectl(
+                "get", "-n", namespace, "stack", "bench", "-o", "jsonpath={.status.statusReason}"
+            ).stdout
+            raise SystemExit(f"stack {got}: {reason}")
         time.sleep(0.5)
     raise SystemExit(f"stack did not reach {phase} in {timeout:.0f}s")
 

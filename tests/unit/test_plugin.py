@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from convergence.operator.engine.plugin import (
     ResourceContext,
     ResourceFailure,
+    ResourceType,
     StackRef,
     TypeRegistry,
     changed_properties,
@@ -110,3 +113,32 @@ def test_none_resource_ignores_properties_and_has_a_uuid_reference() -> None:
 def test_invalid_properties_are_a_resource_failure() -> None:
     with pytest.raises(ResourceFailure, match="unknown"):
         TestResource.validate_properties({"unknown": 1})
+
+
+def _get_concurrently(registry: TypeRegistry, type_name: str, threads: int) -> list[Exception]:
+    errors: list[Exception] = []
+    barrier = threading.Barrier(threads)
+
+    def get() -> None:
+        barrier.wait()
+        try:
+            registry.get(type_name)
+        except Exception as exc:
+            errors.append(exc)
+
+    workers = [threading.Thread(target=get) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return errors
+
+
+def test_a_type_loading_in_one_thread_is_never_unknown_to_another() -> None:
+    def slow_load() -> type[ResourceType]:
+        time.sleep(0.05)  # another worker asks meanwhile
+        return TestResource
+
+    registry = TypeRegistry.from_loaders({"OS::Heat::TestResource": slow_load})
+    errors = _get_concurrently(registry, "OS::Heat::TestResource", 8)
+    assert errors == [], f"concurrent lookups failed: {errors}"
