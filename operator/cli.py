@@ -19,12 +19,20 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--liveness", default="http://0.0.0.0:8080/healthz", help="kopf liveness endpoint URL"
     )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=8000,
+        help="port of the Prometheus /metrics endpoint (0: none)",
+    )
     run.add_argument("--verbose", "-v", action="store_true")
     args = parser.parse_args(argv)
 
     import kopf
 
-    import convergence.operator.handlers  # noqa: F401  (registers the handlers)
+    from convergence.operator import handlers  # (importing registers the handlers)
+
+    handlers.METRICS_PORT = args.metrics_port
 
     kopf.configure(verbose=args.verbose)
     if not args.verbose:

@@ -6,9 +6,28 @@ to handlers that already succeeded, so routing lives here, not in kopf):
 
 - Stack create/update/resume: when `metadata.generation` differs from
   `status.observedGeneration`, start a traversal converging the stack to its
-  spec (create, or update — also while another traversal runs). A cancel
-  annotation starts a cancel. An invalid template fails before anything is
-  created, with the error in the Stack's status and an Event.
+  spec (create, or update — also while another traversal runs), with
+  `spec.parametersFrom` read now and merged under `spec.parameters`. A missing
+  ConfigMap, Secret or key is reported (statusReason, Failed condition
+  `ParametersNotFound`, a Warning Event), nothing starts, and the handler
+  retries. An invalid template fails before anything is created, with the
+  error in the Stack's status and an Event.
+- Cancel and rollback are one kubectl command each. Annotations are part of
+  what kopf compares, so a new value fires the update handler, which acts once
+  per value (the value handled last is kept in `status.handledCancel` /
+  `status.handledRollback`):
+
+      kubectl annotate --overwrite stack NAME convergence.dev/cancel=no-rollback
+      kubectl annotate --overwrite stack NAME convergence.dev/cancel=rollback
+      kubectl annotate --overwrite stack NAME convergence.dev/rollback="$(date +%s)"
+
+  Cancel stops the create or update in progress: `no-rollback` ends it
+  `*_FAILED` "Stack UPDATE cancelled" (running resource actions finish, nothing
+  new starts); `rollback` (updates only, as in Heat) converges back to the last
+  template that went in service. Rollback (any new value) converges a
+  `*_FAILED` or `*_COMPLETE` stack back to that template. When the stack's
+  state does not allow it, the Stack gets an `OperationRefused` Warning Event
+  and statusReason, and nothing changes.
 - Stack delete (kopf's finalizer on the Stack): converge to the empty template
   and keep the finalizer until the stack reached DELETE_COMPLETE.
 - Stack and StackResource watch events: wake the nodes of the records
@@ -16,39 +35,73 @@ to handlers that already succeeded, so routing lives here, not in kopf):
   time per key; an action in flight is polled by re-adding the key after a
   delay, never awaited inside a handler, so a newer traversal is seen between
   polls. After a restart the initial listing wakes every record again.
+- Events and metrics follow phase transitions, never polls: each Stack and
+  StackResource keeps the phase it last reported in `status.reportedPhase` (a
+  Stack's with its traversal: an update during an update is a new start),
+  written together with its conditions under a resourceVersion precondition,
+  and an Event (reason e.g. CreateInProgress, UpdateComplete, DeleteFailed) is
+  posted only after that write succeeded, so a transition is reported once,
+  also across restarts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime
 import logging
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import kopf
 import kubernetes
+import prometheus_client
 
-from convergence.operator import conditions
+from convergence.operator import conditions, metrics
 from convergence.operator.engine import stack as stack_ops
-from convergence.operator.engine.converger import check_resource
+from convergence.operator.engine.converger import StepReport, check_resource
 from convergence.operator.engine.graph import cleanup_node, update_node
 from convergence.operator.engine.plugin import TypeRegistry
 from convergence.operator.engine.runtime import Engine, NodeMessage
-from convergence.operator.engine.store import DELETE, Conflict
+from convergence.operator.engine.store import (
+    COMPLETE,
+    DELETE,
+    FAILED,
+    IN_PROGRESS,
+    INIT,
+    Conflict,
+    ResourceRecord,
+)
 from convergence.operator.engine.template import TemplateError
 from convergence.operator.kube.names import GROUP, STACK_RESOURCES, STACKS, VERSION
 from convergence.operator.kube.reality import ConfigMapReality
+from convergence.operator.kube.records import resource_from_body
 from convergence.operator.kube.store import KubernetesStore
+from convergence.operator.parameters_from import (
+    CONFIG_MAP,
+    ParametersNotFound,
+    merged_parameters,
+    secret_strings,
+)
 from convergence.operator.workqueue import WorkQueue
 
 CANCEL_ANNOTATION = f"{GROUP}/cancel"
+ROLLBACK_ANNOTATION = f"{GROUP}/rollback"
+KOPF_PREFIX = f"kopf.{GROUP}"
+CANCEL_VALUES = ("rollback", "no-rollback")
+# Seconds between retries of a stack whose parametersFrom sources are missing.
+PARAMETERS_RETRY_DELAY = 5.0
 
 logger = logging.getLogger("convergence.operator")
 
 # A wake-up of one record's nodes: (namespace, stack, record id).
 RecordKey = tuple[str, str, str]
+
+HTTP_NOT_FOUND = 404
+HTTP_CONFLICT = 409
 
 
 class QueueDispatcher:
@@ -62,6 +115,25 @@ class QueueDispatcher:
         self.queue.add((self.namespace, message.stack, message.node.record_id))
 
 
+def transition_event(phase: str) -> tuple[str, str] | None:
+    """(Event type, reason) reporting that an object reached `phase`; None for INIT phases."""
+    action, _, status = phase.partition("_")
+    if action in ("", INIT) or status not in (IN_PROGRESS, COMPLETE, FAILED):
+        return None
+    return ("Warning" if status == FAILED else "Normal"), conditions.camel(phase)
+
+
+def _object_ref(body: Mapping[str, Any]) -> dict[str, Any]:
+    metadata = body.get("metadata", {})
+    return {
+        "apiVersion": body.get("apiVersion", f"{GROUP}/{VERSION}"),
+        "kind": body.get("kind"),
+        "name": metadata.get("name"),
+        "namespace": metadata.get("namespace"),
+        "uid": metadata.get("uid"),
+    }
+
+
 @dataclass
 class Operator:
     """Process-wide wiring: one Engine per namespace (the store is namespaced), one queue."""
@@ -70,6 +142,15 @@ class Operator:
     types: TypeRegistry
     queue: WorkQueue[RecordKey] = field(default_factory=WorkQueue)
     engines: dict[str, Engine] = field(default_factory=dict)
+    metrics: metrics.Metrics = field(default_factory=metrics.Metrics)
+    # In-process timing for metrics only (lost on restart, which only skips an observation):
+    # when each action in flight started, and since when each node waits on its sync point.
+    action_started: dict[str, tuple[str, float]] = field(default_factory=dict)
+    waiting_since: dict[tuple[str, bool], float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.metrics.watch_queue_depth(metrics.STACK_RESOURCE, lambda: len(self.queue))
+        self.metrics.nodes_waiting.set_function(lambda: len(self.waiting_since))
 
     def engine(self, namespace: str) -> Engine:
         if namespace not in self.engines:
@@ -80,6 +161,31 @@ class Operator:
                 dispatcher=QueueDispatcher(namespace, self.queue),
             )
         return self.engines[namespace]
+
+    # -- StackResource nodes, run from the work queue --------------------------------------------
+
+    def process(self, key: RecordKey) -> float | None:
+        """One reconciliation of a record's nodes, counted; returns when to run it again."""
+        started = time.monotonic()
+        active = self.metrics.active_workers.labels(metrics.STACK_RESOURCE)
+        active.inc()
+        error = False
+        again: float | None
+        try:
+            again = self.step(key)
+        except Conflict:
+            again = 0.0
+        except Exception:
+            logger.exception("step of %s failed; retrying", "/".join(key))
+            error, again = True, 2.0
+        finally:
+            active.dec()
+        self.metrics.observe_reconcile(
+            metrics.STACK_RESOURCE,
+            metrics.reconcile_result(error=error, requeue_after=again),
+            time.monotonic() - started,
+        )
+        return again
 
     def step(self, key: RecordKey) -> float | None:
         """Run the nodes of one record once; return when to poll again (None: not needed)."""
@@ -101,42 +207,102 @@ class Operator:
             messages.insert(0, NodeMessage(stack_name, record.lock, node(record_id)))
         polls = []
         waiting: list[str] | None = None
+        deleted = False
         for message in messages:
             report = check_resource(engine, message)
             logger.debug("%s/%s %s: %s", namespace, stack_name, message.node, report.outcome)
+            self.count_step(report, record)
             if report.poll_after is not None:
                 polls.append(report.poll_after)
-            if message.node.is_update and report.outcome.startswith("waiting for "):
+            if message.node.is_update and metrics.waiting_on_sync_point(report.outcome):
                 waiting = report.outcome.removeprefix("waiting for ").split(", ")
+            deleted = deleted or report.outcome.endswith("DELETE complete")
+        if deleted and record is not None:
+            self.post_event(
+                namespace,
+                self._resource_ref(namespace, record_id),
+                "Normal",
+                "DeleteComplete",
+                f"{record.name} ({record.type}): DELETE completed",
+            )
         self.write_resource_conditions(namespace, record_id, waiting)
         return min(polls) if polls else None
+
+    def count_step(self, report: StepReport, record: ResourceRecord | None) -> None:
+        """Metrics of one step: resource actions started and ended, sync point waits."""
+        node = report.message.node
+        node_key = (node.record_id, node.is_update)
+        now = time.monotonic()
+        if metrics.waiting_on_sync_point(report.outcome):
+            self.waiting_since.setdefault(node_key, now)
+        else:
+            since = self.waiting_since.pop(node_key, None)
+            if since is not None and not report.outcome.endswith("dropped"):
+                self.metrics.dependency_wait_seconds.observe(now - since)
+        action = metrics.resource_action(report.outcome)
+        if action is None or record is None:
+            return
+        name, result = action
+        self.metrics.resource_actions_total.labels(record.type, name, result).inc()
+        if result == metrics.STARTED:
+            self.action_started[node.record_id] = (name, now)
+            return
+        started = self.action_started.pop(node.record_id, None)
+        if started is not None and started[0] == name:
+            self.metrics.resource_action_duration_seconds.labels(record.type, name).observe(
+                now - started[1]
+            )
+
+    @staticmethod
+    def _resource_ref(namespace: str, record_id: str) -> dict[str, Any]:
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "StackResource",
+            "metadata": {"name": record_id, "namespace": namespace},
+        }
 
     def write_resource_conditions(
         self, namespace: str, record_id: str, waiting: list[str] | None
     ) -> None:
-        """Ready and DependenciesReady of a StackResource, written only when they change."""
-        engine = self.engine(namespace)
-        record = engine.store.get_resource(record_id)
-        if record is None:
-            return
+        """Ready and DependenciesReady of a StackResource, and an Event for a new phase."""
         objects = kubernetes.client.CustomObjectsApi(self.api)
-        body = cast(
-            Mapping[str, Any],
-            objects.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, STACK_RESOURCES, record_id
-            ),
-        )
-        _patch_conditions(
-            objects,
-            namespace,
-            STACK_RESOURCES,
-            body,
-            conditions.resource_conditions(record, waiting),
-            {},
-        )
+        try:
+            body = cast(
+                Mapping[str, Any],
+                objects.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, STACK_RESOURCES, record_id
+                ),
+            )
+            record = resource_from_body(body)
+            reported = _patch_conditions(
+                objects,
+                namespace,
+                STACK_RESOURCES,
+                body,
+                conditions.resource_conditions(record, waiting),
+                {},
+                record.phase,
+            )
+        except kubernetes.client.ApiException as exc:
+            # Gone, or written meanwhile: that write's watch event wakes the record again.
+            if exc.status in (HTTP_NOT_FOUND, HTTP_CONFLICT):
+                return
+            raise
+        event = transition_event(record.phase) if reported else None
+        if event is not None:
+            reason = f": {record.status_reason}" if record.status == FAILED else ""
+            self.post_event(
+                namespace,
+                body,
+                event[0],
+                event[1],
+                f"{record.name} ({record.type}): {record.phase.replace('_', ' ', 1)}{reason}",
+            )
 
-    def write_stack_conditions(self, namespace: str, name: str, body: Mapping[str, Any]) -> None:
-        """Ready/Progressing/Failed and resource counts of a Stack, written when they change."""
+    # -- Stacks -------------------------------------------------------------------------------
+
+    def report_stack(self, namespace: str, name: str, body: Mapping[str, Any]) -> None:
+        """Conditions and counts of a Stack; an Event and traversal metrics for a new phase."""
         engine = self.engine(namespace)
         stack = engine.store.get_stack(name)
         if stack is None or not stack.traversal:
@@ -151,14 +317,62 @@ class Operator:
             "byPhase": by_phase,
         }
         objects = kubernetes.client.CustomObjectsApi(self.api)
-        _patch_conditions(
+        # The patch carries the watch event's resourceVersion: when `stack` was read from a
+        # newer version, it fails, and that version's own event reports it.
+        reported = _patch_conditions(
             objects,
             namespace,
             STACKS,
             body,
             conditions.stack_conditions(stack),
             {"resources": counts},
+            f"{stack.phase}/{stack.traversal}",
         )
+        if not reported:
+            return
+        self.metrics.observe_traversal(stack.phase)
+        event = transition_event(stack.phase)
+        if event is not None:
+            self.post_event(namespace, body, event[0], event[1], stack.status_reason or stack.phase)
+
+    def post_event(
+        self, namespace: str, body: Mapping[str, Any], type_: str, reason: str, message: str
+    ) -> None:
+        """Post a core/v1 Event about `body` (the work queue runs outside kopf's event poster)."""
+        now = datetime.datetime.now(datetime.UTC)
+        event = kubernetes.client.CoreV1Event(
+            metadata=kubernetes.client.V1ObjectMeta(generate_name="convergence-"),
+            involved_object=kubernetes.client.V1ObjectReference(**_object_ref(body)),
+            type=type_,
+            reason=reason,
+            message=message[:1024],
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=kubernetes.client.V1EventSource(component="convergence"),
+            reporting_component="convergence",
+            reporting_instance=os.environ.get("HOSTNAME", "convergence"),
+        )
+        try:
+            kubernetes.client.CoreV1Api(self.api).create_namespaced_event(namespace, event)
+        except kubernetes.client.ApiException as exc:
+            # An Event is a report, never a reason to fail a step.
+            ref = _object_ref(body)
+            logger.warning(
+                "could not post event %s on %s %s: %s", reason, ref["kind"], ref["name"], exc.reason
+            )
+
+    def read_source(self, namespace: str, kind: str, name: str) -> Mapping[str, str] | None:
+        """The string data of a ConfigMap or Secret named by spec.parametersFrom (None: absent)."""
+        core = kubernetes.client.CoreV1Api(self.api)
+        try:
+            if kind == CONFIG_MAP:
+                return dict(core.read_namespaced_config_map(name, namespace).data or {})
+            return secret_strings(core.read_namespaced_secret(name, namespace).data)
+        except kubernetes.client.ApiException as exc:
+            if exc.status == HTTP_NOT_FOUND:
+                return None
+            raise
 
 
 def _patch_conditions(
@@ -168,17 +382,29 @@ def _patch_conditions(
     body: Mapping[str, Any],
     wanted: list[conditions.Condition],
     extra: dict[str, Any],
-) -> None:
-    """Merge-patch status.conditions (and `extra`) when they differ from the object's.
+    phase: str,
+) -> bool:
+    """Merge-patch status.conditions, `extra` and reportedPhase when they differ from the object's.
 
-    This code is the only writer of conditions, so replacing the list whole is safe.
+    This code is the only writer of conditions, so replacing the list whole is
+    safe. The patch carries the body's resourceVersion, so it fails (409) when
+    the object changed since: the newer version comes with its own watch event.
+    Returns whether `phase` is newly reported (its Event is to be posted).
     """
     status = body.get("status") or {}
     generation = body.get("metadata", {}).get("generation")
     merged = conditions.merge(status.get("conditions") or [], wanted, generation)
-    if merged == status.get("conditions") and all(status.get(k) == v for k, v in extra.items()):
-        return
-    patch = {"status": {"conditions": merged, **extra}}
+    new_phase = status.get("reportedPhase") != phase
+    if (
+        not new_phase
+        and merged == status.get("conditions")
+        and all(status.get(k) == v for k, v in extra.items())
+    ):
+        return False
+    patch = {
+        "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
+        "status": {"conditions": merged, "reportedPhase": phase, **extra},
+    }
     objects.patch_namespaced_custom_object_status(
         GROUP,
         VERSION,
@@ -188,9 +414,12 @@ def _patch_conditions(
         patch,
         _content_type="application/merge-patch+json",
     )
+    return new_phase
 
 
 OPERATOR: Operator | None = None
+# Set by `convergence run` before kopf starts: the /metrics port (0: no metrics server).
+METRICS_PORT = 0
 
 
 def _operator() -> Operator:
@@ -199,13 +428,44 @@ def _operator() -> Operator:
     return OPERATOR
 
 
+@contextlib.contextmanager
+def _reconciling(controller: str) -> Iterator[None]:
+    """Count one kopf handler call as a reconciliation of `controller`."""
+    if OPERATOR is None:
+        yield
+        return
+    recorder = OPERATOR.metrics
+    active = recorder.active_workers.labels(controller)
+    active.inc()
+    started = time.monotonic()
+    error, again = False, None
+    try:
+        yield
+    except kopf.TemporaryError as exc:
+        again = float(exc.delay or 0)
+        raise
+    except Exception:
+        error = True
+        raise
+    finally:
+        active.dec()
+        recorder.observe_reconcile(
+            controller,
+            metrics.reconcile_result(error=error, requeue_after=again),
+            time.monotonic() - started,
+        )
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     global OPERATOR
     settings.persistence.finalizer = f"{GROUP}/stack-cleanup"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    # kopf leaves every annotation under its storage prefix out of what it compares, so
+    # its own annotations live under a sub-domain and the user's convergence.dev/cancel
+    # and convergence.dev/rollback still fire the update handler.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
+        prefix=KOPF_PREFIX, key="last-handled-configuration"
     )
     settings.posting.reporting_component = "convergence"
     settings.posting.event_name_prefix = "convergence-"
@@ -217,51 +477,68 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
         api = kubernetes.client.ApiClient()
     operator = OPERATOR = Operator(api=api, types=TypeRegistry.from_entry_points())
+    if METRICS_PORT:
+        try:
+            prometheus_client.start_http_server(METRICS_PORT, registry=operator.metrics.registry)
+            logger.info("metrics on :%d/metrics", METRICS_PORT)
+        except OSError as exc:
+            # Metrics are for watching the operator; they never stop it from working.
+            logger.error("no metrics: cannot listen on port %d: %s", METRICS_PORT, exc)
     workers = int(os.environ.get("CONVERGENCE_WORKERS", "8"))
 
     async def process(key: RecordKey) -> float | None:
-        try:
-            return await asyncio.to_thread(operator.step, key)
-        except Conflict:
-            return 0.0
-        except Exception:
-            logger.exception("step of %s failed; retrying", "/".join(key))
-            return 2.0
+        return await asyncio.to_thread(operator.process, key)
 
     asyncio.get_running_loop().create_task(OPERATOR.queue.run(process, workers))
 
 
-def _stack_spec(spec: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    return dict(spec.get("template") or {}), dict(spec.get("parameters") or {})
+def _condition_patch(
+    status: Mapping[str, Any], generation: int | None, reason: str, message: str
+) -> list[conditions.Condition]:
+    """Ready/Progressing False and Failed True, for a stack that could not start."""
+    return conditions.merge(
+        status.get("conditions") or [],
+        [
+            {"type": t, "status": v, "reason": reason, "message": message}
+            for t, v in (("Ready", "False"), ("Progressing", "False"), ("Failed", "True"))
+        ],
+        generation,
+    )
 
 
-@kopf.on.resume(GROUP, VERSION, "stacks")
-@kopf.on.create(GROUP, VERSION, "stacks")
-@kopf.on.update(GROUP, VERSION, "stacks")
-def reconcile_stack(
+def _start_traversal(
+    operator: Operator,
+    engine: Engine,
     spec: kopf.Spec,
-    meta: kopf.Meta,
     status: kopf.Status,
     name: str,
-    namespace: str | None,
+    namespace: str,
+    generation: int | None,
     body: kopf.Body,
     patch: kopf.Patch,
-    **_: Any,
 ) -> None:
-    """Start a traversal for a spec the stack has not converged to yet."""
-    assert namespace is not None, "Stack is namespaced"
-    operator = _operator()
-    engine = operator.engine(namespace)
-    generation = meta.get("generation")
-    if status.get("observedGeneration") == generation:
-        return
-    template, parameters = _stack_spec(spec)
+    """Create or update the stack to its spec, parametersFrom included."""
+    try:
+        parameters = merged_parameters(
+            spec.get("parameters"),
+            spec.get("parametersFrom"),
+            lambda kind, source: operator.read_source(namespace, kind, source),
+        )
+    except ParametersNotFound as exc:
+        message = str(exc)
+        if status.get("statusReason") != message:
+            kopf.warn(body, reason="ParametersNotFound", message=message)
+        patch.status["statusReason"] = message
+        patch.status["conditions"] = _condition_patch(
+            status, generation, "ParametersNotFound", message
+        )
+        raise kopf.TemporaryError(message, delay=PARAMETERS_RETRY_DELAY) from exc
+    template = dict(spec.get("template") or {})
     disable_rollback = bool(spec.get("disableRollback", True))
     timeout_minutes = spec.get("timeoutMinutes")
     timeout = float(timeout_minutes) * 60 if timeout_minutes else None
     try:
-        record = engine.store.get_stack(name)
-        if record is None:
+        if engine.store.get_stack(name) is None:
             stack_ops.create_stack(
                 engine,
                 name,
@@ -280,37 +557,106 @@ def reconcile_stack(
                 timeout=timeout,
             )
     except TemplateError as exc:
+        # TemplateError messages never carry a hidden parameter's value (the engine masks it).
         kopf.warn(body, reason="InvalidTemplate", message=str(exc))
         patch.status["observedGeneration"] = generation
         patch.status["statusReason"] = str(exc)
-        patch.status["conditions"] = conditions.merge(
-            status.get("conditions") or [],
-            [
-                {"type": t, "status": v, "reason": "InvalidTemplate", "message": str(exc)}
-                for t, v in (("Ready", "False"), ("Progressing", "False"), ("Failed", "True"))
-            ],
-            generation,
+        patch.status["conditions"] = _condition_patch(
+            status, generation, "InvalidTemplate", str(exc)
         )
         raise kopf.PermanentError(f"invalid template: {exc}") from exc
     except stack_ops.OperationRefused as exc:
-        raise kopf.PermanentError(str(exc)) from exc
+        _refuse(body, patch, str(exc))
+        patch.status["observedGeneration"] = generation
+        return
     patch.status["observedGeneration"] = generation
     kopf.info(body, reason="StackUpdate", message=f"Converging to generation {generation}")
+
+
+def _refuse(body: kopf.Body, patch: kopf.Patch, message: str) -> None:
+    kopf.warn(body, reason="OperationRefused", message=message)
+    patch.status["statusReason"] = f"Operation refused: {message}"
+
+
+def _cancel(engine: Engine, name: str, value: str, body: kopf.Body, patch: kopf.Patch) -> None:
+    """Carry out a new value of the cancel annotation."""
+    if value not in CANCEL_VALUES:
+        _refuse(body, patch, f"{CANCEL_ANNOTATION} must be one of {', '.join(CANCEL_VALUES)}")
+        return
+    try:
+        stack_ops.cancel_update(engine, name, rollback=value == "rollback")
+    except (stack_ops.OperationRefused, stack_ops.StackNotFound) as exc:
+        _refuse(body, patch, str(exc))
+        return
+    kopf.info(body, reason="CancelRequested", message=f"Cancel ({value}) of the operation")
+
+
+def _rollback(engine: Engine, name: str, body: kopf.Body, patch: kopf.Patch) -> None:
+    """Carry out a new value of the rollback annotation."""
+    stack = engine.store.get_stack(name)
+    try:
+        if stack is None:
+            raise stack_ops.OperationRefused(f"Stack {name} has not been created")
+        if stack.action == DELETE or stack.status == IN_PROGRESS:
+            raise stack_ops.OperationRefused(
+                f"Cannot roll back when stack is {stack.phase}"
+                + (f" (use {CANCEL_ANNOTATION}=rollback)" if stack.status == IN_PROGRESS else "")
+            )
+        stack_ops.rollback_stack(engine, name)
+    except stack_ops.OperationRefused as exc:
+        _refuse(body, patch, str(exc))
+        return
+    kopf.info(body, reason="RollbackRequested", message="Rolling back to the last good template")
+
+
+@kopf.on.resume(GROUP, VERSION, "stacks")
+@kopf.on.create(GROUP, VERSION, "stacks")
+@kopf.on.update(GROUP, VERSION, "stacks")
+def reconcile_stack(
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    name: str,
+    namespace: str | None,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    **_: Any,
+) -> None:
+    """Start a traversal for a spec not converged to yet; carry out new cancel/rollback requests."""
+    assert namespace is not None, "Stack is namespaced"
+    with _reconciling(metrics.STACK):
+        operator = _operator()
+        engine = operator.engine(namespace)
+        generation = meta.get("generation")
+        if status.get("observedGeneration") != generation:
+            _start_traversal(
+                operator, engine, spec, status, name, namespace, generation, body, patch
+            )
+        annotations = meta.get("annotations") or {}
+        cancel = annotations.get(CANCEL_ANNOTATION)
+        if cancel is not None and cancel != status.get("handledCancel"):
+            patch.status["handledCancel"] = cancel
+            _cancel(engine, name, cancel, body, patch)
+        rollback = annotations.get(ROLLBACK_ANNOTATION)
+        if rollback is not None and rollback != status.get("handledRollback"):
+            patch.status["handledRollback"] = rollback
+            _rollback(engine, name, body, patch)
 
 
 @kopf.on.delete(GROUP, VERSION, "stacks")
 def delete_stack(name: str, namespace: str | None, **_: Any) -> None:
     """Converge to the empty template; hold the finalizer until that is complete."""
     assert namespace is not None, "Stack is namespaced"
-    engine = _operator().engine(namespace)
-    record = engine.store.get_stack(name)
-    if record is None:
-        return
-    if record.action != DELETE:
-        stack_ops.delete_stack(engine, name)
-        raise kopf.TemporaryError("deleting the stack's resources", delay=1)
-    if record.phase != "DELETE_COMPLETE":
-        raise kopf.TemporaryError(f"stack is {record.phase}", delay=2)
+    with _reconciling(metrics.STACK):
+        engine = _operator().engine(namespace)
+        record = engine.store.get_stack(name)
+        if record is None:
+            return
+        if record.action != DELETE:
+            stack_ops.delete_stack(engine, name)
+            raise kopf.TemporaryError("deleting the stack's resources", delay=1)
+        if record.phase != "DELETE_COMPLETE":
+            raise kopf.TemporaryError(f"stack is {record.phase}", delay=2)
 
 
 @kopf.on.event(GROUP, VERSION, "stackresources")
@@ -329,7 +675,7 @@ def stack_changed(body: kopf.Body, name: str, namespace: str | None, type: str, 
     if OPERATOR is None or namespace is None or type == "DELETED":
         return
     try:
-        OPERATOR.write_stack_conditions(namespace, name, body)
+        OPERATOR.report_stack(namespace, name, body)
     except kubernetes.client.ApiException as exc:
         if exc.status not in (404, 409, 422):
             raise

@@ -1,0 +1,68 @@
+"""`spec.parametersFrom`: stack parameters read from ConfigMaps and Secrets.
+
+Each source names a ConfigMap or Secret of the stack's namespace and either one
+`key` (its value goes to `parameter`, by default a parameter of the key's name)
+or no key (every key becomes a parameter of its name). Sources are read when a
+traversal starts and merged in order, later sources over earlier ones, and
+`spec.parameters` over all of them: what the user wrote inline wins.
+
+A missing object or key is a `ParametersNotFound` whose message names the
+object and key, never a value (values from Secrets are often hidden parameters).
+Reading the objects is the caller's business: `merged_parameters` takes a
+function from (kind, name) to the object's string data, so it stays pure.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+CONFIG_MAP = "ConfigMap"
+SECRET = "Secret"
+
+# (kind, name) -> the object's data as strings, or None when it does not exist.
+ReadSource = Callable[[str, str], Mapping[str, str] | None]
+
+
+class ParametersNotFound(LookupError):
+    """A ConfigMap, Secret or key named in spec.parametersFrom does not exist."""
+
+
+def secret_strings(data: Mapping[str, str | bytes] | None) -> dict[str, str]:
+    """A Secret's `data` (base64) as strings; a value that is not UTF-8 text is left out."""
+    decoded: dict[str, str] = {}
+    for key, value in (data or {}).items():
+        try:
+            decoded[key] = base64.b64decode(value, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            continue
+    return decoded
+
+
+def merged_parameters(
+    parameters: Mapping[str, Any] | None,
+    sources: Iterable[Mapping[str, Any]] | None,
+    read: ReadSource,
+) -> dict[str, Any]:
+    """The stack's parameters: every source in order, then `parameters` over them."""
+    merged: dict[str, Any] = {}
+    missing: list[str] = []
+    for source in sources or ():
+        kind, name = str(source.get("kind")), str(source.get("name"))
+        data = read(kind, name)
+        if data is None:
+            missing.append(f"{kind} {name}")
+            continue
+        key = source.get("key")
+        if key is None:
+            merged.update(data)
+        elif key in data:
+            merged[str(source.get("parameter") or key)] = data[key]
+        else:
+            missing.append(f"key {key!r} of {kind} {name}")
+    if missing:
+        raise ParametersNotFound("parametersFrom: not found: " + ", ".join(missing))
+    merged.update(parameters or {})
+    return merged
