@@ -628,19 +628,38 @@ def reconcile_stack(
         operator = _operator()
         engine = operator.engine(namespace)
         generation = meta.get("generation")
-        if status.get("observedGeneration") != generation:
+        # The body kopf hands us can predate our own last write (a long create
+        # while events queue up makes kopf see a CREATE cause again): decide on
+        # the status as it is now, or the same generation starts twice.
+        current = _fresh_status(operator, namespace, name, status)
+        if current.get("observedGeneration") != generation:
             _start_traversal(
                 operator, engine, spec, status, name, namespace, generation, body, patch
             )
         annotations = meta.get("annotations") or {}
         cancel = annotations.get(CANCEL_ANNOTATION)
-        if cancel is not None and cancel != status.get("handledCancel"):
+        if cancel is not None and cancel != current.get("handledCancel"):
             patch.status["handledCancel"] = cancel
             _cancel(engine, name, cancel, body, patch)
         rollback = annotations.get(ROLLBACK_ANNOTATION)
-        if rollback is not None and rollback != status.get("handledRollback"):
+        if rollback is not None and rollback != current.get("handledRollback"):
             patch.status["handledRollback"] = rollback
             _rollback(engine, name, body, patch)
+
+
+def _fresh_status(
+    operator: Operator, namespace: str, name: str, fallback: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    """The Stack's status read from the API now (the handler's copy may be stale)."""
+    try:
+        body = kubernetes.client.CustomObjectsApi(operator.api).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, STACKS, name
+        )
+    except kubernetes.client.ApiException as exc:
+        if exc.status == 404:
+            return fallback
+        raise
+    return cast(Mapping[str, Any], cast(dict[str, Any], body).get("status") or {})
 
 
 @kopf.on.delete(GROUP, VERSION, "stacks")

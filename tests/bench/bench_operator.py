@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -117,7 +118,12 @@ def bench(cluster: Cluster, size: int) -> None:
     cluster.kubectl("delete", "namespace", namespace, "--wait=false")
 
 
+def _exit_on_term(signum: int, frame: object) -> None:
+    raise SystemExit(f"stopped by signal {signum}")  # so the control plane is stopped
+
+
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_term)
     sizes = [int(a) for a in argv] or [100, 1000]
     with tempfile.TemporaryDirectory() as tmp:
         plane = ControlPlane(Path(tmp) / "cp")
