@@ -286,11 +286,12 @@ class _Step:
             return
         if record.action == INIT or record.deletion_policy == "Retain":
             # Nothing physical to delete (never created), or it must be left alone.
+            # Push first: once the record is gone nothing would wake this node again.
+            self._propagate(stack, graph_node, None)
             self.store.delete_resource(record)
             self.report.outcome = "deleted record" + (
                 " (retained physical resource)" if record.action != INIT else ""
             )
-            self._propagate(stack, graph_node, None)
             return
         pending = PendingAction(action=DELETE, traversal=self.traversal)
         plugin_type = self.engine.types.get(record.type)
@@ -421,11 +422,14 @@ class _Step:
             self.report.poll_after = self.engine.poll_interval
             return
         if pending.action == DELETE:
-            self.store.delete_resource(record)
-            self.report.outcome = "DELETE complete"
+            # The successors hear of it before the record goes: a worker that dies
+            # in between finds the record again and pushes again (pushes are
+            # idempotent), whereas a deleted record would never wake this node.
             if current:
                 self._propagate(stack, cleanup_node(record.id), None)
-            else:
+            self.store.delete_resource(record)
+            self.report.outcome = "DELETE complete"
+            if not current:
                 self._reenter_newest(stack.name, record)
             return
         self._complete(

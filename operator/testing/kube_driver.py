@@ -1,0 +1,385 @@
+"""The scenario `Driver` on the real operator: scenario files run unchanged on Kubernetes.
+
+Operations write the `Stack` object, as a user with kubectl would; observations
+read what a user can see: the Stack's status (phase, the `Ready` condition,
+reason, outputs), the StackResource objects and reality, i.e. the ConfigMaps
+that stand for TestResources (`ConfigMapReality`).
+
+How the simulator's notions map here:
+
+- An operation returns once the operator has taken it up (the Stack's
+  `status.observedGeneration` reached the new generation, or the stack's phase
+  is DELETE_* / the Stack is gone after a delete), as the simulator's
+  operations start their traversal before returning. Without this, a
+  `run_until` right after an update could be satisfied by the state before it.
+- `run: quiet`: the stack has taken up its spec, neither the stack nor any
+  StackResource is IN_PROGRESS, and nothing the driver observes (the Stack,
+  its StackResources, its ConfigMaps) changes for a settle period longer than
+  the engine's poll interval.
+- `run: N`: worker steps have no meaning on the operator; it is a short pause
+  (N x `step_seconds`, at most one second) and promises nothing. The engine
+  polls a started action after a second at the earliest, so a state a
+  scenario checks after `run: 1`/`run: 2` (an action still in progress) is
+  still there.
+- `run_until`: observe every `poll_seconds` until the condition holds or
+  `timeout` passes.
+- A Stack that was deleted and is gone reads as DELETE_COMPLETE: its
+  finalizer is released only when the delete traversal completed.
+- rollback, cancel, pause, resume and crash raise `NotSupportedOnKubernetes`
+  (the operator takes no rollback or cancel through the API yet; a worker
+  cannot be held or crashed from outside, crashes are what the kill tests
+  do), as does a stack timeout that is not whole minutes (`spec.timeoutMinutes`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
+
+import kubernetes
+from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi
+from kubernetes.client.exceptions import ApiException
+
+from convergence.operator.engine.scenario import (
+    Observation,
+    Operation,
+    ResourceView,
+    Scenario,
+    ScenarioError,
+)
+from convergence.operator.kube.names import (
+    API_VERSION,
+    GROUP,
+    STACK_KIND,
+    STACK_LABEL,
+    STACK_RESOURCES,
+    STACKS,
+    VERSION,
+    label_value,
+)
+from convergence.operator.kube.reality import ConfigMapReality
+from convergence.operator.testing.cluster import Cluster
+
+HTTP_NOT_FOUND = 404
+JSON_PATCH = "application/json-patch+json"
+
+NOT_SUPPORTED = "not supported by the operator yet"
+UNSUPPORTED_STEPS: Mapping[str, str] = {
+    "rollback": f"rollback of a stack through the API is {NOT_SUPPORTED}",
+    "cancel": f"cancel of a stack operation through the API is {NOT_SUPPORTED}",
+    "pause": "holding one resource's worker has no meaning on Kubernetes (simulator only)",
+    "resume": "releasing a held resource worker has no meaning on Kubernetes (simulator only)",
+    "crash": (
+        "crashing one resource's worker is simulator only "
+        "(on Kubernetes the kill tests kill the whole operator)"
+    ),
+}
+
+
+class NotSupportedOnKubernetes(Exception):
+    """A scenario step the operator cannot carry out; the scenario is skipped, not failed.
+
+    Deliberately not a ScenarioError, so the runner lets it through unchanged.
+    """
+
+
+def unsupported_reason(scenario: Scenario) -> str | None:
+    """Why `scenario` cannot run on the operator (None: it can), found before running it."""
+    for number, step in enumerate(scenario.steps, 1):
+        if not isinstance(step, dict):
+            continue
+        for kind, argument in step.items():
+            if kind in UNSUPPORTED_STEPS:
+                return f"step {number} ({kind}): {UNSUPPORTED_STEPS[kind]}"
+            if kind in ("create", "update") and isinstance(argument, dict):
+                timeout = argument.get("timeout")
+                if timeout is not None and _timeout_minutes(timeout) is None:
+                    return f"step {number} ({kind}): {_timeout_reason(timeout)}"
+    return None
+
+
+def _timeout_minutes(seconds: Any) -> int | None:
+    minutes, rest = divmod(float(seconds), 60)
+    return int(minutes) if rest == 0 and minutes >= 1 else None
+
+
+def _timeout_reason(seconds: Any) -> str:
+    return (
+        f"a stack timeout of {seconds}s cannot be expressed: "
+        "spec.timeoutMinutes takes whole minutes (at least 1)"
+    )
+
+
+def _condition_status(body: Mapping[str, Any], kind: str) -> str | None:
+    for condition in (body.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind:
+            return str(condition.get("status"))
+    return None
+
+
+class KubernetesDriver:
+    """Runs scenario operations on the real operator in one namespace."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        namespace: str,
+        *,
+        timeout: float = 60.0,
+        poll_seconds: float = 0.1,
+        settle_seconds: float = 1.5,
+        step_seconds: float = 0.2,
+    ) -> None:
+        self.namespace = namespace
+        self.timeout = timeout
+        self.poll_seconds = poll_seconds
+        self.settle_seconds = settle_seconds
+        self.step_seconds = step_seconds
+        self.api: ApiClient = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(cluster.kubeconfig)
+        )
+        self._objects = CustomObjectsApi(self.api)
+        self._core = CoreV1Api(self.api)
+        self.reality = ConfigMapReality(self.api, namespace)
+        self._stacks: set[str] = set()
+        self._deleted: set[str] = set()
+
+    def close(self) -> None:
+        """Release the API client's connections."""
+        self.api.close()  # type: ignore[no-untyped-call]
+
+    # -- operations ------------------------------------------------------------------------------
+
+    def apply(self, stack: str, operation: Operation) -> None:
+        if operation.kind in UNSUPPORTED_STEPS:
+            raise NotSupportedOnKubernetes(UNSUPPORTED_STEPS[operation.kind])
+        if operation.kind == "create":
+            self._create(stack, operation)
+        elif operation.kind == "update":
+            self._update(stack, operation)
+        elif operation.kind == "delete":
+            self._delete(stack)
+        else:
+            raise ScenarioError(f"unknown operation {operation.kind!r}")
+        self._await_taken_up(stack, operation.kind)
+
+    def _spec_settings(self, operation: Operation) -> dict[str, Any]:
+        settings: dict[str, Any] = {}
+        if "disable_rollback" in operation.options:
+            settings["disableRollback"] = bool(operation.options["disable_rollback"])
+        if "timeout" in operation.options:
+            minutes = _timeout_minutes(operation.options["timeout"])
+            if minutes is None:
+                raise NotSupportedOnKubernetes(_timeout_reason(operation.options["timeout"]))
+            settings["timeoutMinutes"] = minutes
+        return settings
+
+    def _create(self, stack: str, operation: Operation) -> None:
+        if operation.template is None:
+            raise ScenarioError("create needs a template")
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": STACK_KIND,
+            "metadata": {"name": stack},
+            "spec": {
+                "template": dict(operation.template),
+                "parameters": dict(operation.parameters),
+                **self._spec_settings(operation),
+            },
+        }
+        self._objects.create_namespaced_custom_object(GROUP, VERSION, self.namespace, STACKS, body)
+        self._stacks.add(stack)
+        self._deleted.discard(stack)
+
+    def _update(self, stack: str, operation: Operation) -> None:
+        """Replace the template and parameters; other settings stay unless the step sets them."""
+        if operation.template is None:
+            raise ScenarioError("update needs a template")
+        patch = [
+            {"op": "add", "path": "/spec/template", "value": dict(operation.template)},
+            {"op": "add", "path": "/spec/parameters", "value": dict(operation.parameters)},
+        ]
+        patch += [
+            {"op": "add", "path": f"/spec/{key}", "value": value}
+            for key, value in self._spec_settings(operation).items()
+        ]
+        self._objects.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, STACKS, stack, patch, _content_type=JSON_PATCH
+        )
+
+    def _delete(self, stack: str) -> None:
+        try:
+            self._objects.delete_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, STACKS, stack
+            )
+        except ApiException as exc:
+            if exc.status != HTTP_NOT_FOUND:
+                raise
+        self._deleted.add(stack)
+
+    def _taken_up(self, body: Mapping[str, Any] | None, kind: str) -> bool:
+        if kind == "delete":
+            phase = str(((body or {}).get("status") or {}).get("phase") or "")
+            return body is None or phase.startswith("DELETE_")
+        if body is None:
+            return False
+        status = body.get("status") or {}
+        return bool(status.get("observedGeneration") == body["metadata"].get("generation"))
+
+    def _await_taken_up(self, stack: str, kind: str) -> None:
+        deadline = time.monotonic() + self.timeout
+        while not self._taken_up(self._stack_body(stack), kind):
+            if time.monotonic() > deadline:
+                raise ScenarioError(
+                    f"the operator did not take up the {kind} of stack {stack} "
+                    f"within {self.timeout:g}s (status: {self._stack_status(stack)})"
+                )
+            time.sleep(self.poll_seconds)
+
+    # -- progress --------------------------------------------------------------------------------
+
+    def step(self, count: int) -> None:
+        time.sleep(min(1.0, count * self.step_seconds))
+
+    def run_until(self, condition: Callable[[Observation], bool], stack: str) -> bool:
+        deadline = time.monotonic() + self.timeout
+        while not condition(self.observe(stack)):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(self.poll_seconds)
+        return True
+
+    def run_until_quiet(self) -> None:
+        deadline = time.monotonic() + self.timeout
+        quiet_since: float | None = None
+        last: object = None
+        while True:
+            now = time.monotonic()
+            busy = [self._busy(stack) for stack in sorted(self._stacks)]
+            snapshot = [self._versions(stack) for stack in sorted(self._stacks)]
+            if any(busy) or snapshot != last:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = now
+            elif now - quiet_since >= self.settle_seconds:
+                return
+            last = snapshot
+            if now > deadline:
+                found = "; ".join(b for b in busy if b) or "objects still changing"
+                raise ScenarioError(f"the operator was not quiet after {self.timeout:g}s: {found}")
+            time.sleep(self.poll_seconds)
+
+    def _busy(self, stack: str) -> str:
+        """What of `stack` is still in progress ('' when nothing is)."""
+        reasons = []
+        body = self._stack_body(stack)
+        if body is not None:
+            status = body.get("status") or {}
+            phase = str(status.get("phase") or "")
+            if body["metadata"].get("deletionTimestamp"):
+                # Marking an object deleted bumps its generation; the phase tells progress.
+                reasons.append(f"stack {stack} is being deleted ({phase or 'no phase'})")
+            elif status.get("observedGeneration") != body["metadata"].get("generation"):
+                generation = body["metadata"].get("generation")
+                reasons.append(f"stack {stack} has not taken up generation {generation}")
+            elif phase.endswith("_IN_PROGRESS"):
+                reasons.append(f"stack {stack} is {phase}")
+        running = [
+            f"{item['spec']['resource']}={item['status']['phase']}"
+            for item in self._stack_resources(stack)
+            if str((item.get("status") or {}).get("phase") or "").endswith("_IN_PROGRESS")
+        ]
+        if running:
+            reasons.append(f"resources in progress: {', '.join(sorted(running))}")
+        return "; ".join(reasons)
+
+    def _versions(self, stack: str) -> list[str]:
+        """resourceVersions of everything observed of `stack`: equal lists, nothing changed."""
+        body = self._stack_body(stack)
+        versions = ["" if body is None else str(body["metadata"]["resourceVersion"])]
+        versions += sorted(
+            f"{item['metadata']['name']}@{item['metadata']['resourceVersion']}"
+            for item in self._stack_resources(stack)
+        )
+        configmaps = self._core.list_namespaced_config_map(
+            self.namespace, label_selector=f"{STACK_LABEL}={label_value(stack)}"
+        )
+        versions += sorted(
+            f"{c.metadata.name}@{c.metadata.resource_version}"
+            for c in configmaps.items
+            if c.metadata is not None
+        )
+        return versions
+
+    # -- observation -----------------------------------------------------------------------------
+
+    def _stack_body(self, stack: str) -> Mapping[str, Any] | None:
+        try:
+            body = self._objects.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, STACKS, stack
+            )
+        except ApiException as exc:
+            if exc.status == HTTP_NOT_FOUND:
+                return None
+            raise
+        return cast(Mapping[str, Any], body)
+
+    def _stack_status(self, stack: str) -> Mapping[str, Any] | None:
+        body = self._stack_body(stack)
+        return None if body is None else body.get("status") or {}
+
+    def _stack_resources(self, stack: str) -> list[Mapping[str, Any]]:
+        listed = self._objects.list_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            self.namespace,
+            STACK_RESOURCES,
+            label_selector=f"{STACK_LABEL}={label_value(stack)}",
+        )
+        items = cast(Sequence[Mapping[str, Any]], cast(Mapping[str, Any], listed).get("items", []))
+        return [item for item in items if item.get("spec", {}).get("stack") == stack]
+
+    def observe(self, stack: str) -> Observation:
+        body = self._stack_body(stack)
+        status: Mapping[str, Any] = {} if body is None else body.get("status") or {}
+        phase: str | None = status.get("phase")
+        if body is None and stack in self._deleted:
+            phase = "DELETE_COMPLETE"
+        views = []
+        for item in self._stack_resources(stack):
+            item_status = item.get("status") or {}
+            item_phase = str(item_status.get("phase") or "INIT_COMPLETE")
+            action, _, state = item_phase.partition("_")
+            views.append(
+                (
+                    float(item_status.get("createdAt") or 0.0),
+                    str(item["metadata"]["name"]),
+                    ResourceView(
+                        name=str(item["spec"]["resource"]),
+                        phase=item_phase,
+                        reference_id=item_status.get("referenceId"),
+                        replaced=item_status.get("replacedBy") is not None,
+                        converged=state == "COMPLETE" and action != "INIT",
+                    ),
+                )
+            )
+        return Observation(
+            phase=phase,
+            ready=body is not None and _condition_status(body, "Ready") == "True",
+            reason=str(status.get("statusReason") or ""),
+            outputs=dict(status.get("outputs") or {}),
+            resources=[view for _, _, view in sorted(views, key=lambda v: (v[0], v[1]))],
+            reality=self.reality.of_stack(stack),
+        )
+
+    # -- interference (simulator only) -----------------------------------------------------------
+
+    def pause(self, stack: str, resource: str) -> None:
+        raise NotSupportedOnKubernetes(UNSUPPORTED_STEPS["pause"])
+
+    def resume(self, stack: str, resource: str) -> None:
+        raise NotSupportedOnKubernetes(UNSUPPORTED_STEPS["resume"])
+
+    def crash(self, stack: str, resource: str) -> None:
+        raise NotSupportedOnKubernetes(UNSUPPORTED_STEPS["crash"])
