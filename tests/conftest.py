@@ -18,6 +18,7 @@ import pytest
 
 from convergence.operator.testing.cluster import Cluster
 from convergence.operator.testing.controlplane import REPO_ROOT, ControlPlane, build_binaries
+from convergence.operator.testing.operator_process import OperatorProcess
 
 CRDS = REPO_ROOT / "crds"
 
@@ -60,3 +61,14 @@ def namespace(cluster: Cluster) -> Iterator[str]:
     cluster.kubectl("create", "namespace", name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false")
+
+
+@pytest.fixture(scope="module")
+def operator_process(
+    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """`convergence run` on all namespaces for one test module, its log in a tmp dir."""
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    with OperatorProcess(cluster.kubeconfig, log) as process:
+        yield process
+    print(f"operator log: {log}")

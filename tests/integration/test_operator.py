@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,16 +14,6 @@ from convergence.operator.testing.operator_process import OperatorProcess
 pytestmark = pytest.mark.controlplane
 
 HELLO = REPO_ROOT / "examples" / "hello-stack.yaml"
-
-
-@pytest.fixture(scope="module")
-def operator_process(
-    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    with OperatorProcess(cluster.kubeconfig, log) as process:
-        yield process
-    print(f"operator log: {log}")
 
 
 def get(cluster: Cluster, namespace: str, *what: str) -> Any:

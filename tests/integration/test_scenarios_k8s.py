@@ -8,7 +8,6 @@ through the API yet, or a simulator-only step, is skipped with its reason;
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,16 +52,6 @@ TIMING_ONLY: dict[str, str] = {
 
 # Scenarios the operator gets wrong today: strict xfail, with the evidence in the reason.
 KNOWN_FAILURES: dict[str, str] = {}
-
-
-@pytest.fixture(scope="module")
-def operator_process(
-    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    with OperatorProcess(cluster.kubeconfig, log) as process:
-        yield process
-    print(f"operator log: {log}")
 
 
 def _log_of(operator: OperatorProcess, namespace: str, lines: int = 60) -> str:
