@@ -51,6 +51,7 @@ import contextlib
 import datetime
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -76,9 +77,10 @@ from convergence.operator.engine.store import (
     ResourceRecord,
 )
 from convergence.operator.engine.template import TemplateError
+from convergence.operator.kube.cache import ObjectCache
 from convergence.operator.kube.names import GROUP, STACK_RESOURCES, STACKS, VERSION
 from convergence.operator.kube.reality import ConfigMapReality
-from convergence.operator.kube.records import resource_from_body
+from convergence.operator.kube.records import resource_from_body, split_phase, status_of
 from convergence.operator.kube.store import KubernetesStore
 from convergence.operator.parameters_from import (
     CONFIG_MAP,
@@ -97,8 +99,12 @@ PARAMETERS_RETRY_DELAY = 5.0
 
 logger = logging.getLogger("convergence.operator")
 
-# A wake-up of one record's nodes: (namespace, stack, record id).
+# A wake-up of one record's nodes: (namespace, stack, record id); with the record id
+# REPORT, a report of the stack's conditions and resource counts instead.
 RecordKey = tuple[str, str, str]
+REPORT = ""
+# Seconds a stack's report waits for more StackResource phase changes to batch up.
+REPORT_DELAY = 1.0
 
 HTTP_NOT_FOUND = 404
 HTTP_CONFLICT = 409
@@ -142,6 +148,7 @@ class Operator:
     types: TypeRegistry
     queue: WorkQueue[RecordKey] = field(default_factory=WorkQueue)
     engines: dict[str, Engine] = field(default_factory=dict)
+    caches: dict[str, ObjectCache] = field(default_factory=dict)
     metrics: metrics.Metrics = field(default_factory=metrics.Metrics)
     # In-process timing for metrics only (lost on restart, which only skips an observation):
     # when each action in flight started, and since when each node waits on its sync point.
@@ -149,13 +156,19 @@ class Operator:
     waiting_since: dict[tuple[str, bool], float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._reports_due: set[RecordKey] = set()
+        self._reports_lock = threading.Lock()
         self.metrics.watch_queue_depth(metrics.STACK_RESOURCE, lambda: len(self.queue))
         self.metrics.nodes_waiting.set_function(lambda: len(self.waiting_since))
+
+    def cache(self, namespace: str) -> ObjectCache:
+        """What the watch streams and our writes told of the namespace's Stacks and resources."""
+        return self.caches.setdefault(namespace, ObjectCache())
 
     def engine(self, namespace: str) -> Engine:
         if namespace not in self.engines:
             self.engines[namespace] = Engine(
-                store=KubernetesStore(self.api, namespace),
+                store=KubernetesStore(self.api, namespace, self.cache(namespace)),
                 types=self.types,
                 reality=ConfigMapReality(self.api, namespace),
                 dispatcher=QueueDispatcher(namespace, self.queue),
@@ -172,6 +185,11 @@ class Operator:
         error = False
         again: float | None
         try:
+            if key[2] == REPORT:
+                with self._reports_lock:
+                    self._reports_due.discard(key)
+                self.report_stack(key[0], key[1])
+                return None
             again = self.step(key)
         except Conflict:
             again = 0.0
@@ -267,7 +285,9 @@ class Operator:
         """Ready and DependenciesReady of a StackResource, and an Event for a new phase."""
         objects = kubernetes.client.CustomObjectsApi(self.api)
         try:
-            body = cast(
+            # The newest body this process knows: a newer one fails the patch below,
+            # and its own watch event brings the conditions up to date.
+            body = self.cache(namespace).get(STACK_RESOURCES, record_id) or cast(
                 Mapping[str, Any],
                 objects.get_namespaced_custom_object(
                     GROUP, VERSION, namespace, STACK_RESOURCES, record_id
@@ -282,6 +302,7 @@ class Operator:
                 conditions.resource_conditions(record, waiting),
                 {},
                 record.phase,
+                self.cache(namespace),
             )
         except kubernetes.client.ApiException as exc:
             # Gone, or written meanwhile: that write's watch event wakes the record again.
@@ -301,39 +322,51 @@ class Operator:
 
     # -- Stacks -------------------------------------------------------------------------------
 
-    def report_stack(self, namespace: str, name: str, body: Mapping[str, Any]) -> None:
-        """Conditions and counts of a Stack; an Event and traversal metrics for a new phase."""
+    def report_stack(self, namespace: str, name: str) -> None:
+        """Conditions and counts of a Stack; an Event and traversal metrics for a new phase.
+
+        Both come from the cache (counts are a report, not a decision); a newer
+        Stack than the cached one makes the patch fail, and its event reports again.
+        """
         engine = self.engine(namespace)
+        body = self.cache(namespace).get(STACKS, name)
         stack = engine.store.get_stack(name)
-        if stack is None or not stack.traversal:
+        if body is None or stack is None or not stack.traversal:
             return
-        records = engine.store.list_resources(name)
-        by_phase: dict[str, int] = {}
-        for record in records:
-            by_phase[record.phase] = by_phase.get(record.phase, 0) + 1
-        counts = {
-            "total": len(records),
-            "ready": sum(1 for r in records if r.status == "COMPLETE" and r.action != "INIT"),
-            "byPhase": by_phase,
-        }
+        counts = resource_counts(self.cache(namespace).resources_of(name))
         objects = kubernetes.client.CustomObjectsApi(self.api)
-        # The patch carries the watch event's resourceVersion: when `stack` was read from a
-        # newer version, it fails, and that version's own event reports it.
-        reported = _patch_conditions(
-            objects,
-            namespace,
-            STACKS,
-            body,
-            conditions.stack_conditions(stack),
-            {"resources": counts},
-            f"{stack.phase}/{stack.traversal}",
-        )
+        # The patch carries the cached body's resourceVersion: when the Stack changed
+        # since, it fails, and the newer version's own event reports it.
+        try:
+            reported = _patch_conditions(
+                objects,
+                namespace,
+                STACKS,
+                body,
+                conditions.stack_conditions(stack),
+                {"resources": counts},
+                f"{stack.phase}/{stack.traversal}",
+                self.cache(namespace),
+            )
+        except kubernetes.client.ApiException as exc:
+            if exc.status in (HTTP_NOT_FOUND, HTTP_CONFLICT, 422):
+                return
+            raise
         if not reported:
             return
         self.metrics.observe_traversal(stack.phase)
         event = transition_event(stack.phase)
         if event is not None:
             self.post_event(namespace, body, event[0], event[1], stack.status_reason or stack.phase)
+
+    def schedule_report(self, namespace: str, stack: str) -> None:
+        """Report the stack's counts soon, once for all the changes until then."""
+        key = (namespace, stack, REPORT)
+        with self._reports_lock:
+            if key in self._reports_due:
+                return
+            self._reports_due.add(key)
+        self.queue.add_after(key, REPORT_DELAY)
 
     def post_event(
         self, namespace: str, body: Mapping[str, Any], type_: str, reason: str, message: str
@@ -375,6 +408,18 @@ class Operator:
             raise
 
 
+def resource_counts(bodies: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """status.resources of a Stack: its StackResources in all, in service, and by phase."""
+    by_phase: dict[str, int] = {}
+    ready = 0
+    for body in bodies:
+        phase = str(status_of(body).get("phase") or f"{INIT}_{COMPLETE}")
+        by_phase[phase] = by_phase.get(phase, 0) + 1
+        action, state = split_phase(phase)
+        ready += state == COMPLETE and action != INIT
+    return {"total": len(bodies), "ready": ready, "byPhase": by_phase}
+
+
 def _patch_conditions(
     objects: kubernetes.client.CustomObjectsApi,
     namespace: str,
@@ -383,6 +428,7 @@ def _patch_conditions(
     wanted: list[conditions.Condition],
     extra: dict[str, Any],
     phase: str,
+    cache: ObjectCache,
 ) -> bool:
     """Merge-patch status.conditions, `extra` and reportedPhase when they differ from the object's.
 
@@ -405,7 +451,7 @@ def _patch_conditions(
         "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
         "status": {"conditions": merged, "reportedPhase": phase, **extra},
     }
-    objects.patch_namespaced_custom_object_status(
+    written = objects.patch_namespaced_custom_object_status(
         GROUP,
         VERSION,
         namespace,
@@ -414,6 +460,7 @@ def _patch_conditions(
         patch,
         _content_type="application/merge-patch+json",
     )
+    cache.observe(plural, cast(Mapping[str, Any], written))
     return new_phase
 
 
@@ -679,25 +726,41 @@ def delete_stack(name: str, namespace: str | None, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, "stackresources")
-def wake_record(body: kopf.Body, namespace: str | None, **_: Any) -> None:
-    """Any change of a StackResource (a push into its sync points, mostly) wakes its nodes."""
+def wake_record(body: kopf.Body, namespace: str | None, type: str | None, **_: Any) -> None:
+    """Any change of a StackResource (a push into its sync points, mostly) wakes its nodes.
+
+    The cache learns the new body first, so the step it wakes reads at least this.
+    A changed phase also schedules a report of the stack's counts (batched).
+    """
     if OPERATOR is None or namespace is None:
         return
+    cache = OPERATOR.cache(namespace)
+    name = body["metadata"]["name"]
+    known = cache.get(STACK_RESOURCES, name)
+    if type == "DELETED":
+        cache.forget(STACK_RESOURCES, body)
+    else:
+        cache.observe(STACK_RESOURCES, body)
     stack = body.get("spec", {}).get("stack")
-    if stack:
-        OPERATOR.queue.add((namespace, stack, body["metadata"]["name"]))
+    if not stack:
+        return
+    OPERATOR.queue.add((namespace, stack, name))
+    phase = status_of(body).get("phase")
+    if type == "DELETED" or known is None or status_of(known).get("phase") != phase:
+        OPERATOR.schedule_report(namespace, stack)
 
 
 @kopf.on.event(GROUP, VERSION, "stacks")
 def stack_changed(body: kopf.Body, name: str, namespace: str | None, type: str, **_: Any) -> None:
     """A Stack's engine status changed: bring its conditions and counts up to date."""
-    if OPERATOR is None or namespace is None or type == "DELETED":
+    if OPERATOR is None or namespace is None:
         return
-    try:
-        OPERATOR.report_stack(namespace, name, body)
-    except kubernetes.client.ApiException as exc:
-        if exc.status not in (404, 409, 422):
-            raise
+    cache = OPERATOR.cache(namespace)
+    if type == "DELETED":
+        cache.forget(STACKS, body)
+        return
+    cache.observe(STACKS, body)
+    OPERATOR.report_stack(namespace, name)
 
 
 @kopf.timer(GROUP, VERSION, "stacks", interval=30, idle=30)

@@ -5,9 +5,11 @@ now, or again in N seconds". The queue gives controller-runtime's guarantees:
 a key waiting twice is run once (deduplication), a key is never run by two
 workers at once (a key that is re-added while running is run again after),
 and delayed adds (polls of actions in flight) wait without holding a worker.
-Nothing in it is memory the engine relies on: after a restart the initial
-listing of every object adds every key again, and the steps read their state
-from the API.
+Keys may be added from any thread (engine steps run in worker threads): an
+add off the event loop's thread is handed to the loop, since asyncio's queue
+wakes its waiters only from there. Nothing in it is memory the engine relies
+on: after a restart the initial listing of every object adds every key again,
+and the steps read their state from the API.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class WorkQueue(Generic[Key]):
         self._delayed: list[tuple[float, int, Key]] = []
         self._counter = itertools.count()
         self._wakeup = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __len__(self) -> int:
         return len(self._queued)
@@ -43,8 +46,23 @@ class WorkQueue(Generic[Key]):
     def running(self) -> int:
         return len(self._running)
 
+    def _off_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The queue's loop when called from another thread, else None."""
+        loop = self._loop
+        if loop is None:
+            return None
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        return None if running is loop else loop
+
     def add(self, key: Key) -> None:
         """Run `key` soon (once, however often it is added before it runs)."""
+        loop = self._off_loop()
+        if loop is not None:
+            loop.call_soon_threadsafe(self.add, key)
+            return
         if key in self._running:
             self._dirty.add(key)
         elif key not in self._queued:
@@ -55,6 +73,10 @@ class WorkQueue(Generic[Key]):
         """Run `key` after `delay` seconds."""
         if delay <= 0:
             self.add(key)
+            return
+        loop = self._off_loop()
+        if loop is not None:
+            loop.call_soon_threadsafe(self.add_after, key, delay)
             return
         heapq.heappush(self._delayed, (time.monotonic() + delay, next(self._counter), key))
         self._wakeup.set()
@@ -92,6 +114,7 @@ class WorkQueue(Generic[Key]):
         `process` returns None when done with the key, or seconds after which
         to run it again (an action in flight is polled).
         """
+        self._loop = asyncio.get_running_loop()
         tasks = [asyncio.create_task(self._promote_delayed())]
         tasks += [asyncio.create_task(self._worker(process)) for _ in range(workers)]
         try:

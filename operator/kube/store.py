@@ -32,6 +32,12 @@ older traversal.)
 
 Every API write is counted in `writes` by kind, as the in-memory store counts
 its writes, so benchmarks can relate API writes to resources and edges.
+
+Reads: given an `ObjectCache` (the operator gives one, fed by its watch
+events), reads of single objects come from it when it knows the object, and
+every response to a write goes into it; a refused write drops the entry, so
+the retry reads from the API (`cache` says why this is safe). Without a cache
+every read is a GET.
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ from convergence.operator.engine.store import (
     SyncEntry,
     TemplateRevision,
 )
+from convergence.operator.kube.cache import ObjectCache
 from convergence.operator.kube.names import (
     API_VERSION,
     GROUP,
@@ -124,12 +131,17 @@ def _refusal(exc: ApiException) -> str:
 class KubernetesStore:
     """The engine's Store on the Kubernetes API, in one namespace. Thread-safe, counts writes."""
 
-    def __init__(self, api_client: ApiClient, namespace: str) -> None:
+    def __init__(
+        self, api_client: ApiClient, namespace: str, cache: ObjectCache | None = None
+    ) -> None:
         self.namespace = namespace
+        self.cache = cache
         self._objects = CustomObjectsApi(api_client)
         self._apps = AppsV1Api(api_client)
         self._count_lock = threading.Lock()
         self.writes: Counter[str] = Counter()
+        # Stack name -> (resourceVersion, record): parsing a large graph once per version.
+        self._parsed_stacks: dict[str, tuple[str, StackRecord | None]] = {}
 
     def _count(self, kind: str) -> None:
         with self._count_lock:
@@ -142,11 +154,16 @@ class KubernetesStore:
 
     # -- API calls -----------------------------------------------------------------------------
 
-    def _read(self, plural: str, name: str) -> dict[str, Any] | None:
+    def _read(self, plural: str, name: str, fresh: bool = False) -> Mapping[str, Any] | None:
+        """The object's body: from the cache unless `fresh` or unknown there; None if absent."""
         if not is_object_name(name):
             return None
+        if self.cache is not None and not fresh:
+            cached = self.cache.get(plural, name)
+            if cached is not None:
+                return cached
         try:
-            return _body(
+            body = _body(
                 self._objects.get_namespaced_custom_object(
                     GROUP, VERSION, self.namespace, plural, name
                 )
@@ -155,6 +172,16 @@ class KubernetesStore:
             if exc.status == HTTP_NOT_FOUND:
                 return None
             raise
+        self._remember(plural, body)
+        return body
+
+    def _remember(self, plural: str, body: Mapping[str, Any]) -> None:
+        if self.cache is not None:
+            self.cache.observe(plural, body)
+
+    def _forget(self, plural: str, name: str) -> None:
+        if self.cache is not None:
+            self.cache.invalidate(plural, name)
 
     def _patch_status(
         self,
@@ -164,16 +191,25 @@ class KubernetesStore:
         content_type: str,
     ) -> dict[str, Any]:
         # The client would send a list as a merge patch unless told otherwise.
-        return _body(
-            self._objects.patch_namespaced_custom_object_status(
-                GROUP, VERSION, self.namespace, plural, name, patch, _content_type=content_type
+        try:
+            body = _body(
+                self._objects.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, self.namespace, plural, name, patch, _content_type=content_type
+                )
             )
-        )
+        except ApiException:
+            # Refused because what was known is out of date (or gone): read anew next time.
+            self._forget(plural, name)
+            raise
+        self._remember(plural, body)
+        return body
 
     def _stack_owner(self, stack: str) -> V1OwnerReference:
-        # Read every time rather than cached: a Stack deleted and made again under
-        # the same name has another uid, and an owner reference to the old uid
-        # would have the garbage collector delete the new child.
+        # A Stack deleted and made again under the same name has another uid, and
+        # an owner reference to the old uid would have the garbage collector delete
+        # the new child. The cache drops a Stack on its DELETED event and takes the
+        # new one from its ADDED event, which kopf handles before the new Stack's
+        # create handler can start anything, so the uid read here is the current one.
         body = self._read(STACKS, stack)
         if body is None:
             raise NotFound(f"stack {stack!r}")
@@ -208,7 +244,7 @@ class KubernetesStore:
             if exc.status != HTTP_UNPROCESSABLE:
                 raise
             # A failed test and an invalid value are both 422: the version tells them apart.
-            current = self._read(plural, name)
+            current = self._read(plural, name, fresh=True)
             # A Stack the engine never wrote has no record; a StackResource has one at 0.
             if current is None or (plural == STACKS and engine_version(current) == 0):
                 raise NotFound(f"{plural} {name!r}") from None
@@ -233,7 +269,7 @@ class KubernetesStore:
         sync_points = list(sync_points)
         refused_at: str | None = None
         while True:
-            body = self._read(plural, name)
+            body = self._read(plural, name, fresh=refused_at is not None)
             if body is None:
                 raise NotFound(f"{plural} {name!r}")
             if engine_version(body) != 0:
@@ -334,7 +370,15 @@ class KubernetesStore:
 
     def get_stack(self, name: str) -> StackRecord | None:
         body = self._read(STACKS, name)
-        return None if body is None else stack_from_body(body)
+        if body is None:
+            return None
+        resource_version = str(body["metadata"].get("resourceVersion"))
+        parsed = self._parsed_stacks.get(name)
+        if parsed is not None and parsed[0] == resource_version:
+            return parsed[1]
+        record = stack_from_body(body)
+        self._parsed_stacks[name] = (resource_version, record)
+        return record
 
     def update_stack(self, stack: StackRecord) -> StackRecord:
         current = self.get_stack(stack.name)
@@ -448,13 +492,14 @@ class KubernetesStore:
             "spec": resource_spec(record),
         }
         try:
-            self._objects.create_namespaced_custom_object(
+            created = self._objects.create_namespaced_custom_object(
                 GROUP, VERSION, self.namespace, STACK_RESOURCES, body
             )
         except ApiException as exc:
             if exc.status == HTTP_CONFLICT:
                 raise AlreadyExists(f"resource {record.id!r} exists") from None
             raise
+        self._remember(STACK_RESOURCES, _body(created))
         self._count(RESOURCE_WRITE)
         stored = self._write_resource(replace(record, version=0), RESOURCE_STATUS_INIT)
         return stored
@@ -504,8 +549,9 @@ class KubernetesStore:
         between; a push changes the resourceVersion but not the version, so
         then it reads and tries again.
         """
+        fresh = False
         while True:
-            body = self._read(STACK_RESOURCES, record.id)
+            body = self._read(STACK_RESOURCES, record.id, fresh=fresh)
             if body is None:
                 raise NotFound(f"resource {record.id!r}")
             if engine_version(body) != record.version:
@@ -524,11 +570,14 @@ class KubernetesStore:
                     body=V1DeleteOptions(preconditions=preconditions),
                 )
             except ApiException as exc:
+                self._forget(STACK_RESOURCES, record.id)
                 if exc.status == HTTP_NOT_FOUND:
                     raise NotFound(f"resource {record.id!r}") from None
                 if exc.status == HTTP_CONFLICT:
+                    fresh = True
                     continue
                 raise
+            self._forget(STACK_RESOURCES, record.id)
             self._count(RESOURCE_WRITE)
             return
 

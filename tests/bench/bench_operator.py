@@ -47,17 +47,24 @@ def random_dag(size: int, seed: int) -> tuple[dict[str, Any], int]:
     return {"heat_template_version": "2021-04-16", "resources": resources}, edges
 
 
-def writes(cluster: Cluster) -> Counter[str]:
-    """Write requests the API server has served so far, by resource."""
-    counts: Counter[str] = Counter()
+def requests(cluster: Cluster) -> tuple[Counter[str], Counter[str]]:
+    """Requests the API server has served so far: writes by resource, reads by verb and resource."""
+    writes: Counter[str] = Counter()
+    reads: Counter[str] = Counter()
     for line in cluster.kubectl("get", "--raw", "/metrics").stdout.splitlines():
         match = SAMPLE.match(line)
         if not match:
             continue
         labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
+        count = int(float(match.group(2)))
+        resource = labels.get("resource", "")
+        if labels.get("subresource"):
+            resource += "/" + labels["subresource"]
         if labels.get("verb") in WRITE_VERBS:
-            counts[labels.get("resource", "")] += int(float(match.group(2)))
-    return counts
+            writes[resource] += count
+        elif labels.get("verb") in {"GET", "LIST"}:
+            reads[f"{labels['verb']} {resource}"] += count
+    return writes, reads
 
 
 def wait_phase(cluster: Cluster, namespace: str, phase: str, timeout: float) -> float:
@@ -94,13 +101,14 @@ def bench(cluster: Cluster, size: int) -> None:
         "metadata": {"name": "bench"},
         "spec": {"template": template},
     }
-    before = writes(cluster)
+    before, reads_before = requests(cluster)
     start = time.monotonic()
     cluster.kubectl("apply", "--server-side", "-n", namespace, "-f", "-", input=json.dumps(stack))
     created = wait_phase(cluster, namespace, "CREATE_COMPLETE", timeout=60 + size * 2.0)
     elapsed = time.monotonic() - start
-    after = writes(cluster)
+    after, reads_after = requests(cluster)
     delta = after - before
+    read_delta = reads_after - reads_before
     total = sum(delta.values())
     print(
         f"{size} resources, {edges} edges: create {elapsed:.1f} s "
@@ -111,7 +119,10 @@ def bench(cluster: Cluster, size: int) -> None:
         f"per (resource + edge) {total / (size + edges):.2f}"
     )
     for resource, count in delta.most_common():
-        print(f"    {resource or '(none)':<24} {count}")
+        print(f"    {resource or '(none)':<32} {count}")
+    print(f"  API reads {sum(read_delta.values())}: per resource {sum(read_delta.values()) / size:.2f}")
+    for resource, count in read_delta.most_common(8):
+        print(f"    {resource:<32} {count}")
     start = time.monotonic()
     cluster.kubectl("delete", "-n", namespace, "stack", "bench", f"--timeout={60 + size * 2}s")
     print(f"  delete {time.monotonic() - start:.1f} s")

@@ -1,0 +1,95 @@
+"""The last known body of every Stack and StackResource, fed by watch events and our own writes.
+
+Reading a Stack for every step of every node made each step cost a GET of an
+object whose status holds the stack's whole graph, so creating n resources
+cost O(n²) bytes read; counting resources by phase cost a LIST per Stack
+change. Like a controller-runtime informer, this cache answers those reads
+from what the watch streams and the responses to our own writes delivered.
+
+Why a cached read is safe for the engine: a body in the cache is one the API
+server really had, only possibly older than the newest. Every engine write is
+a compare-and-set on the engine's version (or a push that is a single
+idempotent key), so a decision taken on an old body fails its write as a
+`Conflict` and is retaken; the store then drops the entry (`invalidate`), so
+the retry reads from the API. A sync point read too early waits, and the push
+that completes it arrives as a watch event, which updates the cache before it
+wakes the node. What must never be missed is not read from here: the listing
+of a stack's records when a traversal starts is always a LIST.
+
+An entry only moves forward: a body older than the cached one (by
+resourceVersion, which the API server hands out in increasing order for one
+etcd) is ignored, so a late watch event never undoes a newer write's response.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from convergence.operator.kube.names import STACK_RESOURCES
+
+CacheKey = tuple[str, str]  # (plural, name)
+
+
+def _resource_version(body: Mapping[str, Any]) -> int | None:
+    try:
+        return int(body["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+class ObjectCache:
+    """Bodies by (plural, name) in one namespace. Thread-safe.
+
+    Bodies are copied in and handed out as they are: callers read them and
+    never change them (a Stack's status is large, and copying it per step
+    would cost what the cache saves).
+    """
+
+    def __init__(self) -> None:
+        self._bodies: dict[CacheKey, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._bodies)
+
+    def observe(self, plural: str, body: Mapping[str, Any]) -> None:
+        """Keep `body` unless the cache holds a newer version of the same object."""
+        name = str(body["metadata"]["name"])
+        new = _resource_version(body)
+        with self._lock:
+            held = self._bodies.get((plural, name))
+            if held is not None and held["metadata"].get("uid") == body["metadata"].get("uid"):
+                old = _resource_version(held)
+                if old is not None and new is not None and new < old:
+                    return
+            self._bodies[(plural, name)] = copy.deepcopy(dict(body))
+
+    def forget(self, plural: str, body: Mapping[str, Any]) -> None:
+        """The object is gone (a DELETED event): drop it unless a newer object took the name."""
+        name = str(body["metadata"]["name"])
+        with self._lock:
+            held = self._bodies.get((plural, name))
+            if held is not None and held["metadata"].get("uid") == body["metadata"].get("uid"):
+                del self._bodies[(plural, name)]
+
+    def invalidate(self, plural: str, name: str) -> None:
+        """Drop what is known of an object, so that the next read asks the API."""
+        with self._lock:
+            self._bodies.pop((plural, name), None)
+
+    def get(self, plural: str, name: str) -> Mapping[str, Any] | None:
+        """The last known body (read-only), or None when nothing is known (not: it is absent)."""
+        with self._lock:
+            return self._bodies.get((plural, name))
+
+    def resources_of(self, stack: str) -> list[Mapping[str, Any]]:
+        """The known StackResources of a stack (for reporting, never for deciding)."""
+        with self._lock:
+            return [
+                body
+                for (plural, _), body in self._bodies.items()
+                if plural == STACK_RESOURCES and body.get("spec", {}).get("stack") == stack
+            ]
