@@ -1,10 +1,17 @@
-"""A real local Kubernetes control plane: etcd, kube-apiserver and kube-controller-manager.
+"""A real local Kubernetes control plane, with fake nodes (kwok) in place of kubelets.
+
+etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok.
 
 Tests and the demo run against the real API server, never a mock. The binaries
 are built from the Go module proxy by e2e/controlplane/build.sh (cached outside
 the clone); this module generates certificates, starts the processes on free
 127.0.0.1 ports, waits until they are ready, writes a kubeconfig, and stops
 exactly the processes it started, each by its recorded pid.
+
+There is no kubelet: kwok (sigs.k8s.io/kwok) keeps one fake Node Ready and
+plays the lifecycle of the Pods scheduled on it with the stages of
+e2e/controlplane/kwok.yaml, so Deployments become Available, Jobs Complete
+and Services get endpoints.
 
     python -m convergence.operator.testing.controlplane up     # prints the kubeconfig path
     python -m convergence.operator.testing.controlplane env    # prints shell exports
@@ -37,9 +44,14 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "e2e" / "controlplane" / "build.sh"
 DEFAULT_STATE_DIR = REPO_ROOT / ".state" / "controlplane"
 
-# kube-controller-manager controllers the operator relies on: ownerReference
-# cascades, namespace deletion, default ServiceAccounts and their tokens, the
-# root CA ConfigMap, and aggregated ClusterRoles (the Helm chart may use them).
+# kube-controller-manager controllers: ownerReference cascades, namespace
+# deletion, default ServiceAccounts and their tokens, the root CA ConfigMap and
+# aggregated ClusterRoles (the Helm chart may use them); the workload
+# controllers (with kube-scheduler and kwok, workloads become ready); Service
+# endpoints; PersistentVolume binding and the protection finalizers' removal
+# (the API server adds them, so without these a PVC deletion never ends).
+# Left out: node lifecycle (kwok's nodes send no heartbeats), node IPAM (the
+# fake node has its podCIDR), autoscaling, quotas, certificates, cloud.
 CONTROLLERS = (
     "garbage-collector-controller",
     "namespace-controller",
@@ -47,10 +59,33 @@ CONTROLLERS = (
     "serviceaccount-token-controller",
     "root-ca-certificate-publisher-controller",
     "clusterrole-aggregation-controller",
+    "deployment-controller",
+    "replicaset-controller",
+    "statefulset-controller",
+    "daemonset-controller",
+    "job-controller",
+    "cronjob-controller",
+    "ttl-after-finished-controller",
+    "pod-garbage-collector-controller",
+    "endpoints-controller",
+    "endpointslice-controller",
+    "endpointslice-mirroring-controller",
+    "service-cidr-controller",
+    "persistentvolume-binder-controller",
+    "persistentvolume-protection-controller",
+    "persistentvolumeclaim-protection-controller",
 )
 
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+# Pod IPs kwok hands out: the fake node's podCIDR, inside kwok's --cidr.
+POD_CIDR = "10.244.0.0/16"
+FAKE_NODE_POD_CIDR = "10.244.0.0/24"
+FAKE_NODE = "kwok-node-0"
+# kwok manages the nodes with this annotation (and no others): add more fake
+# nodes by creating Nodes annotated so.
+KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
+KWOK_STAGES = REPO_ROOT / "e2e" / "controlplane" / "kwok.yaml"
 
 
 class ControlPlaneError(RuntimeError):
@@ -327,7 +362,14 @@ class ControlPlane:
         if self._components():
             self.down()  # half-started or crashed: start clean
         bin_dir = self.bin_dir
-        for binary in ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl"):
+        for binary in (
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kwok",
+            "kubectl",
+        ):
             if not (bin_dir / binary).exists():
                 raise ControlPlaneError(f"{bin_dir / binary} is missing: run make controlplane-bin")
 
@@ -335,6 +377,7 @@ class ControlPlane:
         pki = self.state_dir / "pki"
         _write_certificates(pki)
         etcd_port, etcd_peer_port, api_port = free_port(), free_port(), free_port()
+        scheduler_port = free_port()
         server = f"https://127.0.0.1:{api_port}"
         (self.state_dir / "endpoints.json").write_text(
             json.dumps({"apiserver": server, "etcd": f"http://127.0.0.1:{etcd_port}"})
@@ -391,6 +434,9 @@ class ControlPlane:
                         f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
                         "--allow-privileged=true",
                         "--endpoint-reconciler-type=none",
+                        # It taints every new Node not-ready, and only the node
+                        # lifecycle controller (left out) would lift the taint.
+                        "--disable-admission-plugins=TaintNodesByCondition",
                         "--profiling=false",
                     ],
                     ports=[api_port],
@@ -403,37 +449,85 @@ class ControlPlane:
                 timeout,
                 "kube-apiserver /readyz",
             )
-            components.append(
-                self._start(
-                    "kube-controller-manager",
-                    [
-                        f"--kubeconfig={self.kubeconfig}",
-                        f"--controllers={','.join(CONTROLLERS)}",
-                        "--leader-elect=false",
-                        "--use-service-account-credentials=false",
-                        f"--service-account-private-key-file={pki / 'sa.key'}",
-                        f"--root-ca-file={pki / 'ca.crt'}",
-                        f"--cluster-signing-cert-file={pki / 'ca.crt'}",
-                        "--bind-address=127.0.0.1",
-                        "--secure-port=0",
-                    ],
-                    ports=[],
-                )
+            # The rest only need the API server: start them together.
+            controller_manager = self._start(
+                "kube-controller-manager",
+                [
+                    f"--kubeconfig={self.kubeconfig}",
+                    f"--controllers={','.join(CONTROLLERS)}",
+                    "--leader-elect=false",
+                    "--use-service-account-credentials=false",
+                    f"--service-account-private-key-file={pki / 'sa.key'}",
+                    f"--root-ca-file={pki / 'ca.crt'}",
+                    f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+                    "--bind-address=127.0.0.1",
+                    "--secure-port=0",
+                ],
+                ports=[],
             )
+            components.append(controller_manager)
             self._record(components)
+            scheduler = self._start(
+                "kube-scheduler",
+                [
+                    f"--kubeconfig={self.kubeconfig}",
+                    "--leader-elect=false",
+                    "--bind-address=127.0.0.1",
+                    f"--secure-port={scheduler_port}",  # only for /readyz
+                ],
+                ports=[scheduler_port],
+            )
+            components.append(scheduler)
+            self._record(components)
+            key, value = KWOK_NODE_ANNOTATION
+            kwok = self._start(
+                "kwok",
+                [
+                    f"--kubeconfig={self.kubeconfig}",
+                    f"--config={KWOK_STAGES}",
+                    f"--manage-nodes-with-annotation-selector={key}={value}",
+                    f"--cidr={POD_CIDR}",
+                ],
+                ports=[],
+                # kwok also reads $KWOK_WORKDIR/kwok.yaml (default ~/.kwok): not
+                # the user's file.
+                env={"KWOK_WORKDIR": str(self.state_dir / "kwok")},
+            )
+            components.append(kwok)
+            self._record(components)
+            started = [controller_manager, scheduler, kwok]
+            self._create_fake_node()
             # Ready once its serviceaccount controller made the default SA.
             self._wait(
-                components[-1],
+                controller_manager,
                 lambda: self._kubectl_ok("get", "serviceaccount", "default", "-n", "default"),
                 timeout,
                 "kube-controller-manager (default ServiceAccount)",
+                watch=started,
+            )
+            self._wait(
+                scheduler,
+                lambda: _https_ok(f"https://127.0.0.1:{scheduler_port}/readyz"),
+                timeout,
+                "kube-scheduler /readyz",
+                watch=started,
+            )
+            # Ready once it played the node-ready stage on the fake node.
+            self._wait(
+                kwok,
+                lambda: self._node_ready(FAKE_NODE),
+                timeout,
+                f"kwok (node {FAKE_NODE} Ready)",
+                watch=started,
             )
         except BaseException:
             self.down(keep_logs=True)
             raise
         return self.kubeconfig
 
-    def _start(self, name: str, args: list[str], ports: list[int]) -> Component:
+    def _start(
+        self, name: str, args: list[str], ports: list[int], env: dict[str, str] | None = None
+    ) -> Component:
         for port in ports:
             if not port_is_free(port):
                 raise ControlPlaneError(f"cannot start {name}: port 127.0.0.1:{port} is in use")
@@ -446,25 +540,32 @@ class ControlPlane:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C of the caller must not kill it mid-write
+                env={**os.environ, **env} if env else None,
             )
         self._children[process.pid] = process
         return Component(name=name, pid=process.pid, binary=binary, log=str(log))
 
     def _wait(
-        self, component: Component, ready: Callable[[], bool], timeout: float, what: str
+        self,
+        component: Component,
+        ready: Callable[[], bool],
+        timeout: float,
+        what: str,
+        watch: list[Component] | None = None,
     ) -> None:
+        """Poll `ready` until true; fail at once if `component` (or one of `watch`) exits."""
         deadline = time.monotonic() + timeout
-        process = self._children[component.pid]
         while time.monotonic() < deadline:
-            if process.poll() is not None:
-                tail = log_tail(Path(component.log))
-                hint = ""
-                if "address already in use" in tail:
-                    hint = " (a port it needs is in use)"
-                raise ControlPlaneError(
-                    f"{component.name} exited before it was ready{hint}; "
-                    f"last lines of {component.log}:\n{tail}"
-                )
+            for watched in watch or [component]:
+                if self._children[watched.pid].poll() is not None:
+                    tail = log_tail(Path(watched.log))
+                    hint = ""
+                    if "address already in use" in tail:
+                        hint = " (a port it needs is in use)"
+                    raise ControlPlaneError(
+                        f"{watched.name} exited before it was ready{hint}; "
+                        f"last lines of {watched.log}:\n{tail}"
+                    )
             with contextlib.suppress(OSError, ssl.SSLError):
                 if ready():
                     return
@@ -473,6 +574,76 @@ class ControlPlane:
             f"{what} not ready after {timeout:.0f}s; last lines of {component.log}:\n"
             f"{log_tail(Path(component.log))}"
         )
+
+    def _api(self, method: str, path: str, body: object = None) -> tuple[int, object]:
+        """One request to the API server as the admin; returns the status and decoded JSON."""
+        server = self._server()
+        assert server is not None
+        context = self._ssl_context()
+        pki = self.state_dir / "pki"
+        context.load_cert_chain(pki / "admin.crt", pki / "admin.key")
+        request = urllib.request.Request(
+            f"{server}{path}",
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10, context=context) as rsp:
+                return int(rsp.status), json.loads(rsp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), exc.read().decode(errors="replace")
+
+    def _create_fake_node(self) -> None:
+        """The Node kwok plays the kubelet of; kwok's node-ready stage makes it Ready."""
+        key, value = KWOK_NODE_ANNOTATION
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": FAKE_NODE,
+                "annotations": {key: value},
+                "labels": {
+                    "kubernetes.io/hostname": FAKE_NODE,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "type": "kwok",
+                },
+            },
+            "spec": {"podCIDR": FAKE_NODE_POD_CIDR, "podCIDRs": [FAKE_NODE_POD_CIDR]},
+            # A Node's status may be set on create; the conditions are kwok's.
+            "status": {
+                "addresses": [
+                    # Loopback: a kubectl logs/exec on its pods fails at once.
+                    {"type": "InternalIP", "address": "127.0.0.1"},
+                    {"type": "Hostname", "address": FAKE_NODE},
+                ],
+                "capacity": {"cpu": "32", "memory": "128Gi", "pods": "500"},
+                "allocatable": {"cpu": "32", "memory": "128Gi", "pods": "500"},
+                "nodeInfo": {
+                    "architecture": "amd64",
+                    "operatingSystem": "linux",
+                    "kubeletVersion": "kwok",
+                    "containerRuntimeVersion": "kwok",
+                    "kernelVersion": "",
+                    "osImage": "",
+                    "kubeProxyVersion": "",
+                    "machineID": "",
+                    "systemUUID": "",
+                    "bootID": "",
+                },
+            },
+        }
+        status, answer = self._api("POST", "/api/v1/nodes", node)
+        if status not in (201, 409):
+            raise ControlPlaneError(f"cannot create the fake node {FAKE_NODE}: {status} {answer}")
+
+    def _node_ready(self, name: str) -> bool:
+        status, node = self._api("GET", f"/api/v1/nodes/{name}")
+        if status != 200 or not isinstance(node, dict):
+            return False
+        conditions = node.get("status", {}).get("conditions", [])
+        return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
     def _kubectl_ok(self, *args: str) -> bool:
         result = subprocess.run(
@@ -483,17 +654,18 @@ class ControlPlane:
         return result.returncode == 0
 
     def down(self, keep_logs: bool = False) -> None:
-        """Stop the recorded processes (TERM, then KILL after 10 s) and remove the state."""
-        components = self._components()
-        # Reverse start order: the controller manager and API server before etcd.
-        for component in reversed(components):
+        """Stop the recorded processes (each TERM, then KILL after 10 s) and remove the state."""
+        # One at a time, in reverse start order: kwok, the scheduler and the
+        # controller manager, then the API server, then etcd. TERMed together,
+        # etcd waits for the API server's connections and the API server for
+        # etcd, and both take seconds longer.
+        for component in reversed(self._components()):
             if component.alive():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(component.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for component in reversed(components):
+            deadline = time.monotonic() + 10
             while component.alive() and time.monotonic() < deadline:
-                time.sleep(0.1)
+                time.sleep(0.02)
             if component.alive():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(component.pid, signal.SIGKILL)
@@ -519,6 +691,18 @@ class ControlPlane:
 def _http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as rsp:
+            return int(rsp.status) == 200
+    except urllib.error.HTTPError:
+        return False
+
+
+def _https_ok(url: str) -> bool:
+    """A component's health endpoint, served with its own self-signed certificate."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=context) as rsp:
             return int(rsp.status) == 200
     except urllib.error.HTTPError:
         return False
