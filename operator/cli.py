@@ -25,6 +25,12 @@ def main(argv: list[str] | None = None) -> int:
         default=8000,
         help="port of the Prometheus /metrics endpoint (0: none)",
     )
+    run.add_argument(
+        "--require-service-account",
+        action="store_true",
+        help="multi-tenant mode: every Stack must name spec.serviceAccountName, whose "
+        "identity (impersonated) applies its Kubernetes objects",
+    )
     run.add_argument("--verbose", "-v", action="store_true")
     args = parser.parse_args(argv)
 
@@ -33,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from convergence.operator import handlers  # (importing registers the handlers)
 
     handlers.METRICS_PORT = args.metrics_port
+    handlers.REQUIRE_SERVICE_ACCOUNT = args.require_service_account
 
     kopf.configure(verbose=args.verbose)
     if not args.verbose:

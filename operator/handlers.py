@@ -20,14 +20,19 @@ to handlers that already succeeded, so routing lives here, not in kopf):
       kubectl annotate --overwrite stack NAME convergence.dev/cancel=no-rollback
       kubectl annotate --overwrite stack NAME convergence.dev/cancel=rollback
       kubectl annotate --overwrite stack NAME convergence.dev/rollback="$(date +%s)"
+      kubectl annotate --overwrite stack NAME convergence.dev/retry="$(date +%s)"
 
   Cancel stops the create or update in progress: `no-rollback` ends it
   `*_FAILED` "Stack UPDATE cancelled" (running resource actions finish, nothing
   new starts); `rollback` (updates only, as in Heat) converges back to the last
-  template that went in service. Rollback (any new value) converges a
-  `*_FAILED` or `*_COMPLETE` stack back to that template. When the stack's
+  template that went in service. Rollback (any new value) converges the
+  stack back to that template, also while an operation is in progress (a
+  create in progress rolls back to nothing). When the stack's
   state does not allow it, the Stack gets an `OperationRefused` Warning Event
-  and statusReason, and nothing changes.
+  and statusReason, and nothing changes. Retry (any new value) converges the
+  stack to its spec again, as re-issuing a Heat stack update with the same
+  template does: applying an unchanged manifest changes no generation, so
+  this is how a failed operation is tried again.
 - Stack delete (kopf's finalizer on the Stack): converge to the empty template
   and keep the finalizer until the stack reached DELETE_COMPLETE.
 - Stack and StackResource watch events: wake the nodes of the records
@@ -79,8 +84,10 @@ from convergence.operator.engine.store import (
 from convergence.operator.engine.template import TemplateError
 from convergence.operator.kube.cache import ObjectCache
 from convergence.operator.kube.names import GROUP, STACK_RESOURCES, STACKS, VERSION
+from convergence.operator.kube.objects import KubernetesObjects
 from convergence.operator.kube.reality import ConfigMapReality
 from convergence.operator.kube.records import resource_from_body, split_phase, status_of
+from convergence.operator.kube.secrets import KubernetesSecretStore
 from convergence.operator.kube.store import KubernetesStore
 from convergence.operator.parameters_from import (
     CONFIG_MAP,
@@ -92,6 +99,7 @@ from convergence.operator.workqueue import WorkQueue
 
 CANCEL_ANNOTATION = f"{GROUP}/cancel"
 ROLLBACK_ANNOTATION = f"{GROUP}/rollback"
+RETRY_ANNOTATION = f"{GROUP}/retry"
 KOPF_PREFIX = f"kopf.{GROUP}"
 CANCEL_VALUES = ("rollback", "no-rollback")
 # Seconds between retries of a stack whose parametersFrom sources are missing.
@@ -150,6 +158,8 @@ class Operator:
     engines: dict[str, Engine] = field(default_factory=dict)
     caches: dict[str, ObjectCache] = field(default_factory=dict)
     metrics: metrics.Metrics = field(default_factory=metrics.Metrics)
+    # Multi-tenant mode: a Stack must name a ServiceAccount to act as (--require-service-account).
+    require_service_account: bool = False
     # In-process timing for metrics only (lost on restart, which only skips an observation):
     # when each action in flight started, and since when each node waits on its sync point.
     action_started: dict[str, tuple[str, float]] = field(default_factory=dict)
@@ -172,6 +182,8 @@ class Operator:
                 types=self.types,
                 reality=ConfigMapReality(self.api, namespace),
                 dispatcher=QueueDispatcher(namespace, self.queue),
+                objects=KubernetesObjects(self.api, namespace, self.require_service_account),
+                secrets=KubernetesSecretStore(self.api, namespace),
             )
         return self.engines[namespace]
 
@@ -467,6 +479,8 @@ def _patch_conditions(
 OPERATOR: Operator | None = None
 # Set by `convergence run` before kopf starts: the /metrics port (0: no metrics server).
 METRICS_PORT = 0
+# Set by `convergence run --require-service-account`.
+REQUIRE_SERVICE_ACCOUNT = False
 
 
 def _operator() -> Operator:
@@ -523,7 +537,11 @@ async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     else:
         kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
         api = kubernetes.client.ApiClient()
-    operator = OPERATOR = Operator(api=api, types=TypeRegistry.from_entry_points())
+    operator = OPERATOR = Operator(
+        api=api,
+        types=TypeRegistry.from_entry_points(),
+        require_service_account=REQUIRE_SERVICE_ACCOUNT,
+    )
     if METRICS_PORT:
         try:
             prometheus_client.start_http_server(METRICS_PORT, registry=operator.metrics.registry)
@@ -582,8 +600,7 @@ def _start_traversal(
         raise kopf.TemporaryError(message, delay=PARAMETERS_RETRY_DELAY) from exc
     template = dict(spec.get("template") or {})
     disable_rollback = bool(spec.get("disableRollback", True))
-    timeout_minutes = spec.get("timeoutMinutes")
-    timeout = float(timeout_minutes) * 60 if timeout_minutes else None
+    timeout = stack_timeout(spec)
     try:
         if engine.store.get_stack(name) is None:
             stack_ops.create_stack(
@@ -593,6 +610,7 @@ def _start_traversal(
                 parameters,
                 disable_rollback=disable_rollback,
                 timeout=timeout,
+                environment=spec.get("environment"),
             )
         else:
             stack_ops.update_stack(
@@ -602,6 +620,7 @@ def _start_traversal(
                 parameters,
                 disable_rollback=disable_rollback,
                 timeout=timeout,
+                environment=spec.get("environment"),
             )
     except TemplateError as exc:
         # TemplateError messages never carry a hidden parameter's value (the engine masks it).
@@ -618,6 +637,15 @@ def _start_traversal(
         return
     patch.status["observedGeneration"] = generation
     kopf.info(body, reason="StackUpdate", message=f"Converging to generation {generation}")
+
+
+def stack_timeout(spec: Mapping[str, Any]) -> float | None:
+    """Seconds each operation of the stack may take (None: no limit)."""
+    if spec.get("timeoutSeconds"):
+        return float(spec["timeoutSeconds"])
+    if spec.get("timeoutMinutes"):
+        return float(spec["timeoutMinutes"]) * 60
+    return None
 
 
 def _refuse(body: kopf.Body, patch: kopf.Patch, message: str) -> None:
@@ -644,11 +672,8 @@ def _rollback(engine: Engine, name: str, body: kopf.Body, patch: kopf.Patch) -> 
     try:
         if stack is None:
             raise stack_ops.OperationRefused(f"Stack {name} has not been created")
-        if stack.action == DELETE or stack.status == IN_PROGRESS:
-            raise stack_ops.OperationRefused(
-                f"Cannot roll back when stack is {stack.phase}"
-                + (f" (use {CANCEL_ANNOTATION}=rollback)" if stack.status == IN_PROGRESS else "")
-            )
+        if stack.action == DELETE:
+            raise stack_ops.OperationRefused(f"Cannot roll back when stack is {stack.phase}")
         stack_ops.rollback_stack(engine, name)
     except stack_ops.OperationRefused as exc:
         _refuse(body, patch, str(exc))
@@ -688,6 +713,13 @@ def reconcile_stack(
         if cancel is not None and cancel != current.get("handledCancel"):
             patch.status["handledCancel"] = cancel
             _cancel(engine, name, cancel, body, patch)
+        retry = annotations.get(RETRY_ANNOTATION)
+        if retry is not None and retry != current.get("handledRetry"):
+            patch.status["handledRetry"] = retry
+            if current.get("observedGeneration") == generation:
+                _start_traversal(
+                    operator, engine, spec, status, name, namespace, generation, body, patch
+                )
         rollback = annotations.get(ROLLBACK_ANNOTATION)
         if rollback is not None and rollback != current.get("handledRollback"):
             patch.status["handledRollback"] = rollback

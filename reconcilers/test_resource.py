@@ -12,6 +12,9 @@ Heat's test resource, with its semantics kept:
   long each action waits; elapsed time must be strictly greater. An update uses
   the new properties, a delete the applied ones.
 - `resource_id` is the physical name, and `get_resource` gives it.
+- A delete takes its wait with the physical resource still there and removes
+  it when the wait is over, as a real resource exists until its deletion is
+  done (so a slow delete can be watched, and rollback can still find it).
 
 The physical resource is a record in Reality named after the physical name,
 holding the properties as given and the attribute `output`.
@@ -147,8 +150,6 @@ class TestResource(ResourceType):
         return self._started("update")
 
     def delete(self) -> Cookie:
-        if self.context.resource_id is not None:
-            self.context.reality.delete(self.context.resource_id)
         return self._started("delete")
 
     def _check_complete(self, cookie: Cookie, failing: bool) -> bool:
@@ -175,7 +176,10 @@ class TestResource(ResourceType):
         return done
 
     def check_delete_complete(self, cookie: Cookie) -> bool:
-        return self._check_complete(cookie, failing=False)
+        done = self._check_complete(cookie, failing=False)
+        if done and self.context.resource_id is not None:
+            self.context.reality.delete(self.context.resource_id)
+        return done
 
     def get_attribute(self, name: str) -> Any:
         if name == "output":

@@ -20,13 +20,24 @@ the old one is created (its id derived from the old id and the traversal, so a
 retried step finds it) and triggered in the same traversal; it stands in for
 the old record's update node (same predecessors, same sync point, same
 successors), and the old record is deleted later by its cleanup node.
+
+Retain: a cleanup node whose record has `deletion_policy: Retain` does not
+delete the physical resource; it calls the type's `retain` hook (e.g. strip
+what ties it to the stack) and drops the record. `repair_drift` (below) is not
+a step: the operator calls it periodically on stacks at rest.
+
+Secrets: properties are stored as resolved, with secret references in them;
+a type is given them with the references revealed (`_validated`, see
+engine/sensitive.py), and a failure reason never shows a revealed value.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from convergence.operator.engine import stack as stack_ops
 from convergence.operator.engine import sync_point
@@ -39,6 +50,7 @@ from convergence.operator.engine.plugin import (
     changed_properties,
 )
 from convergence.operator.engine.runtime import Engine, NodeMessage
+from convergence.operator.engine.sensitive import Revealed, reveal
 from convergence.operator.engine.store import (
     COMPLETE,
     CREATE,
@@ -109,6 +121,8 @@ class _Step:
         self.message = message
         self.traversal = message.traversal
         self.report = StepReport(message)
+        # Secret values put into properties in this step (scrubbed out of failure reasons).
+        self.revealed = Revealed()
 
     # -- entry ---------------------------------------------------------------------------------
 
@@ -218,7 +232,7 @@ class _Step:
         try:
             plugin_type = self.engine.types.get(resource.type)
             raw = definition.resolve_properties(record.name, data)
-            properties = plugin_type.validate_properties(raw)
+            properties = self._validated(plugin_type, raw, stack.name)
         except Exception as exc:
             self._fail(stack, record, action, _reason(exc), pending, current=True)
             return
@@ -250,12 +264,22 @@ class _Step:
             stack, record, pending, plugin_type, plugin, current=True, outcome="unchanged"
         )
 
-    @staticmethod
+    def _validated(
+        self, plugin_type: type[ResourceType], raw: Mapping[str, Any], stack_name: str
+    ) -> PropertiesModel:
+        """Resolved properties as the type gets them: secret references revealed, validated.
+
+        What is stored stays `raw`, with the references (see engine/sensitive.py).
+        """
+        return plugin_type.validate_properties(
+            reveal(raw, stack_name, self.engine.secrets, self.revealed)
+        )
+
     def _applied_properties(
-        plugin_type: type[ResourceType], record: ResourceRecord
+        self, plugin_type: type[ResourceType], record: ResourceRecord
     ) -> PropertiesModel | None:
         try:
-            return plugin_type.validate_properties(record.properties or {})
+            return self._validated(plugin_type, record.properties or {}, record.stack)
         except Exception:
             return None  # what was applied no longer fits the type: replace
 
@@ -286,6 +310,8 @@ class _Step:
             return
         if record.action == INIT or record.deletion_policy == "Retain":
             # Nothing physical to delete (never created), or it must be left alone.
+            if record.action != INIT and not self._retain(stack, record):
+                return
             # Push first: once the record is gone nothing would wake this node again.
             self._propagate(stack, graph_node, None)
             self.store.delete_resource(record)
@@ -299,12 +325,24 @@ class _Step:
             stack, record, pending, plugin_type, self._delete_properties(plugin_type, record)
         )
 
-    @staticmethod
+    def _retain(self, stack: StackRecord, record: ResourceRecord) -> bool:
+        """Let the type release a resource it keeps (Retain); False if that failed."""
+        plugin_type = self.engine.types.get(record.type)
+        context = self._context(stack, record)
+        plugin = plugin_type(context, self._delete_properties(plugin_type, record))
+        try:
+            plugin.retain()
+        except Exception as exc:
+            pending = PendingAction(action=DELETE, traversal=self.traversal)
+            self._fail(stack, record, DELETE, _reason(exc), pending, True, context)
+            return False
+        return True
+
     def _delete_properties(
-        plugin_type: type[ResourceType], record: ResourceRecord
+        self, plugin_type: type[ResourceType], record: ResourceRecord
     ) -> PropertiesModel:
         try:
-            return plugin_type.validate_properties(record.properties or {})
+            return self._validated(plugin_type, record.properties or {}, record.stack)
         except Exception:
             # A delete must still run with whatever was applied.
             return plugin_type.Properties.model_construct(**dict(record.properties or {}))
@@ -320,6 +358,8 @@ class _Step:
             reality=self.engine.reality,
             data=dict(record.data),
             resource_id=record.resource_id,
+            objects=self.engine.objects.for_stack(stack.name) if self.engine.objects else None,
+            secrets=self.engine.secrets,
         )
 
     def _start(
@@ -392,7 +432,7 @@ class _Step:
             properties = self._delete_properties(plugin_type, record)
         else:
             try:
-                properties = plugin_type.validate_properties(pending.properties or {})
+                properties = self._validated(plugin_type, pending.properties or {}, record.stack)
             except Exception as exc:
                 self._fail(stack, record, pending.action, _reason(exc), pending, current)
                 return
@@ -452,7 +492,10 @@ class _Step:
         names = wanted.required_attributes(record.name) if record.name in wanted.resources else ()
         if ALL_ATTRIBUTES in names:
             names = frozenset(plugin_type.attributes_schema)
-        attributes = {name: plugin.get_attribute(name) for name in sorted(names)}
+        # A value revealed to the type in this step is stored as its reference again.
+        attributes = self.revealed.hide(
+            {name: plugin.get_attribute(name) for name in sorted(names)}
+        )
         completed = self.store.update_resource(
             replace(
                 record,
@@ -468,7 +511,7 @@ class _Step:
                 replaced_by=None,
                 data=dict(context.data),
                 resource_id=context.resource_id,
-                reference_id=plugin.reference_id(),
+                reference_id=self.revealed.hide(plugin.reference_id()),
                 attributes=attributes,
                 converged=pending.traversal,
             )
@@ -492,6 +535,7 @@ class _Step:
         context: ResourceContext | None = None,
     ) -> None:
         """Record the failure on the record, then fail the traversal (or re-enter a newer one)."""
+        reason = self.revealed.scrub(reason)
         self.store.update_resource(
             replace(
                 record,
@@ -557,6 +601,70 @@ class _Step:
                 if node in stack.graph:
                     self._trigger(stack_name, node, stack.traversal)
                     return
+
+
+@dataclass(frozen=True)
+class Drift:
+    """What `repair_drift` found on one resource: `message` says what drifted and what was done."""
+
+    resource: str
+    record_id: str
+    type: str
+    message: str
+    repaired: bool = True
+
+
+def repair_drift(engine: Engine, stack_name: str) -> list[Drift]:
+    """Heat's "observe reality" between traversals: put back what others changed.
+
+    Only a stack at rest is looked at (its traversal COMPLETE), and only the
+    records its traversal converged and that no action holds; each type's
+    `repair_drift` compares its physical resource with the applied properties
+    and restores it. The stack is read again before each resource, so a
+    traversal starting meanwhile stops the round (it converges everything
+    anyway). Data a repair changes (e.g. the uid of a recreated object) is
+    recorded. Returns what drifted, for Events and conditions.
+    """
+    drifts: list[Drift] = []
+    stack = engine.store.get_stack(stack_name)
+    if stack is None:
+        return drifts
+    traversal = stack.traversal
+    for record in engine.store.list_resources(stack_name):
+        stack = engine.store.get_stack(stack_name)
+        if stack is None or stack.traversal != traversal or stack.status != COMPLETE:
+            break
+        if (
+            record.status != COMPLETE
+            or record.action not in (CREATE, UPDATE)
+            or record.lock is not None
+            or record.replaced_by is not None
+            or record.converged != traversal
+            or update_node(record.id) not in stack.graph
+        ):
+            continue
+        step = _Step(engine, NodeMessage(stack_name, traversal, update_node(record.id)))
+        context = step._context(stack, record)
+        try:
+            plugin_type = engine.types.get(record.type)
+            plugin = plugin_type(
+                context, step._validated(plugin_type, record.properties or {}, stack_name)
+            )
+            message = plugin.repair_drift()
+        except Exception as exc:
+            drifts.append(
+                Drift(record.name, record.id, record.type, f"repair failed: {_reason(exc)}", False)
+            )
+            continue
+        if dict(context.data) != dict(record.data) or context.resource_id != record.resource_id:
+            # Lost to a concurrent step: the next round looks again.
+            with contextlib.suppress(Conflict, NotFound):
+                engine.store.update_resource(
+                    replace(record, data=dict(context.data), resource_id=context.resource_id)
+                )
+        if message:
+            drifts.append(Drift(record.name, record.id, record.type, message))
+    return drifts
 
 
 def _reason(exc: Exception) -> str:

@@ -12,7 +12,15 @@ Plugins never see traversals, sync points or the store. What they may touch is
 on `ResourceContext`: the stack identity, their logical name, a physical name
 generator, a clock, persisted per-resource data (Heat's `data_set`), their
 physical resource id, and `Reality`, the physical world (in memory in the
-simulator, ConfigMaps in the Kubernetes operator).
+simulator, ConfigMaps in the Kubernetes operator). Types that manage
+Kubernetes objects use `objects` (an `ObjectClient` acting with the stack's
+identity; None in the simulator). Two optional hooks: `retain` (the engine
+drops a record kept by `deletion_policy: Retain`) and `repair_drift` (put the
+physical resource back between traversals; see `converger.repair_drift`).
+Values that must stay out of status, Events and logs go to `secrets` (a
+`SecretStore`); the type then exposes a `secret_token` in their place, and the
+engine puts the value in only where it hands properties to a type (see
+`engine/sensitive.py`).
 
 The engine, not the type, decides to replace: a change of a property that is
 not update-allowed, a type change, a FAILED resource, or the type's
@@ -26,11 +34,13 @@ from __future__ import annotations
 
 import base64
 import importlib.metadata
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -115,6 +125,174 @@ class Reality(Protocol):
 
 
 @dataclass(frozen=True)
+class ObjectRef:
+    """Where one Kubernetes object is: `namespace` is None for a cluster-scoped kind."""
+
+    api_version: str
+    kind: str
+    namespace: str | None
+    name: str
+
+    def __str__(self) -> str:
+        where = f"{self.namespace}/" if self.namespace else ""
+        return f"{self.kind} {where}{self.name}"
+
+
+# How the API words an Invalid (422) change of a field that is fixed at creation.
+_IMMUTABLE_WORDS = (
+    "immutable",  # most: "field is immutable"
+    "may not change once set",  # a Service's clusterIP(s)
+    "updates to statefulset spec for fields other than",  # a StatefulSet's selector etc.
+)
+
+
+class ObjectRejected(ResourceFailure):
+    """The Kubernetes API refused a request about an object.
+
+    `code` is the HTTP status and `reason` the API's reason (e.g. Forbidden,
+    Invalid, Conflict); the message names the object and says why.
+    """
+
+    def __init__(self, message: str, code: int, reason: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+
+    @property
+    def immutable(self) -> bool:
+        """The change touches a field that cannot change once the object exists."""
+        message = str(self).lower()
+        return self.code == 422 and any(words in message for words in _IMMUTABLE_WORDS)
+
+    @property
+    def conflict(self) -> bool:
+        """An apply without force met fields that another field manager owns."""
+        return self.code == 409
+
+
+class ObjectClient(Protocol):
+    """Kubernetes objects as one stack may touch them (Kubernetes::Object's world).
+
+    Every request is made with the stack's identity: its ServiceAccount when
+    the Stack names one (impersonated), else the operator's own. Requests the
+    API refuses raise ObjectRejected.
+    """
+
+    @property
+    def namespace(self) -> str:
+        """The stack's namespace: the default for namespaced objects."""
+        ...
+
+    @property
+    def confined(self) -> bool:
+        """Whether objects must stay in `namespace` (no cluster-scoped kinds, no other
+        namespace); False when the stack's ServiceAccount's RBAC decides instead."""
+        ...
+
+    def is_namespaced(self, api_version: str, kind: str) -> bool:
+        """Whether the kind is namespaced; ResourceFailure when the API serves no such kind."""
+        ...
+
+    def apply(
+        self, manifest: Mapping[str, Any], *, force: bool = True, dry_run: bool = False
+    ) -> dict[str, Any]:
+        """Server-side apply under the field manager `convergence`; the live object after it.
+
+        Without `force` an apply meeting fields owned by another manager is
+        refused (ObjectRejected.conflict); `dry_run` changes nothing.
+        """
+        ...
+
+    def get(self, ref: ObjectRef) -> dict[str, Any] | None:
+        """The live object, or None if there is none."""
+        ...
+
+    def delete(self, ref: ObjectRef, *, uid: str | None = None) -> None:
+        """Delete the object (in the background); with `uid` only that incarnation of it.
+        Missing, or another incarnation, is fine."""
+        ...
+
+    def owner_reference(self, record_id: str) -> dict[str, Any] | None:
+        """An ownerReference tying an object to the resource record (None: records are
+        not objects here, or it is gone); valid only in `namespace`."""
+        ...
+
+
+class ObjectClients(Protocol):
+    """Gives each stack its ObjectClient (on Engine; None where there is no Kubernetes API)."""
+
+    def for_stack(self, stack: str) -> ObjectClient:
+        """The client of stack `stack`; cheap, and makes no request before it is used."""
+        ...
+
+
+@dataclass(frozen=True)
+class StoredSecret:
+    """One entry of a SecretStore: string data and the resource it was written for."""
+
+    name: str
+    stack: str
+    logical_name: str
+    data: Mapping[str, str] = field(default_factory=dict)
+
+
+class SecretStore(Protocol):
+    """Where types keep values that must never appear in status, Events or logs.
+
+    In the simulator a dict; in the operator one Secret per entry in the stack's
+    namespace, owned by the resource's StackResource. An entry is named by the
+    type (its physical name, typically); `record_id` says which resource record
+    it belongs to.
+    """
+
+    def write(
+        self,
+        name: str,
+        data: Mapping[str, str],
+        *,
+        stack: str,
+        logical_name: str,
+        record_id: str,
+    ) -> None:
+        """Create or overwrite the entry `name` (writes are retried after a crash)."""
+        ...
+
+    def read(self, name: str) -> StoredSecret | None:
+        """The entry called `name`, if any."""
+        ...
+
+    def delete(self, name: str) -> None:
+        """Delete the entry called `name`; nothing happens if there is none."""
+        ...
+
+    def release(self, name: str) -> None:
+        """Untie the entry from its stack (deletion_policy Retain): it outlives the record."""
+        ...
+
+    def locate(self, name: str) -> str:
+        """Where a consumer finds the entry `name` (in Kubernetes: the Secret's name)."""
+        ...
+
+
+# A reference to one key of a SecretStore entry, as it travels in place of the
+# value: a type returns it from `reference_id` / `get_attribute` (so status,
+# sync points and outputs hold only the reference), and the engine puts the
+# value in where the reference occurs in the properties it gives a type.
+_SECRET_TOKEN_PREFIX = "$(convergence.secret:"
+SECRET_TOKEN = re.compile(r"\$\(convergence\.secret:([A-Za-z0-9_.~%-]+)/([A-Za-z0-9_.~%-]+)\)")
+
+
+def secret_token(name: str, key: str) -> str:
+    """The reference to key `key` of SecretStore entry `name` (see SECRET_TOKEN)."""
+    return f"{_SECRET_TOKEN_PREFIX}{quote(name, safe='')}/{quote(key, safe='')})"
+
+
+def has_secret_token(text: str) -> bool:
+    """Whether a string holds a secret reference (a quick check before SECRET_TOKEN)."""
+    return _SECRET_TOKEN_PREFIX in text
+
+
+@dataclass(frozen=True)
 class StackRef:
     """The identity of the stack a resource belongs to, as plugins see it."""
 
@@ -143,6 +321,10 @@ class ResourceContext:
     reality: Reality
     data: MutableMapping[str, Any] = field(default_factory=dict)
     resource_id: str | None = None
+    # Kubernetes objects as this stack may touch them; None where there is no Kubernetes API.
+    objects: ObjectClient | None = None
+    # Where values that must stay out of status live (OS::Heat::RandomString); None: nowhere.
+    secrets: SecretStore | None = None
 
     def physical_name(self) -> str:
         """`<stack>-<resource>-<short id>`: stable for this resource version, unique per version."""
@@ -234,6 +416,21 @@ class ResourceType:
 
     def get_attribute(self, name: str) -> Any:
         """The value of attribute `name` (read once per traversal by the engine)."""
+        return None
+
+    def retain(self) -> None:
+        """Let go of the physical resource, kept by `deletion_policy: Retain`.
+
+        Called once when the engine drops the record instead of deleting (with
+        the applied properties): e.g. remove what ties the resource to the
+        stack. Must be idempotent; a failure fails the cleanup.
+        """
+        return None
+
+    def repair_drift(self) -> str | None:
+        """Put the physical resource back to the applied properties if someone else
+        changed or deleted it; say what drifted (None: nothing did, or the type
+        cannot tell). Called between traversals on COMPLETE resources."""
         return None
 
 

@@ -17,9 +17,21 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from convergence.operator.engine.graph import Node
-from convergence.operator.engine.plugin import Clock, Reality, StackRef, TypeRegistry
+from convergence.operator.engine.plugin import (
+    Clock,
+    ObjectClients,
+    Reality,
+    SecretStore,
+    StackRef,
+    TypeRegistry,
+)
 from convergence.operator.engine.store import Store, TemplateRevision
-from convergence.operator.engine.template import ResourceData, ResourceDefinition
+from convergence.operator.engine.template import (
+    ResourceData,
+    ResourceDefinition,
+    Template,
+    TemplateError,
+)
 
 
 class Definition(Protocol):
@@ -54,6 +66,45 @@ DefinitionLoader = Callable[
 ]
 
 
+# The sections of a Heat environment that a Stack's `spec.environment` may hold.
+ENVIRONMENT_SECTIONS = ("resource_registry", "parameter_defaults")
+
+
+def resource_registry(environment: Mapping[str, Any]) -> dict[str, str]:
+    """The type aliases of a Heat environment (`resource_registry`: alias -> type name).
+
+    Only type names are supported as values (Heat also allows template files
+    and nested `resources:` overrides); anything else is a TemplateError.
+    """
+    unknown = sorted(set(environment) - set(ENVIRONMENT_SECTIONS))
+    if unknown:
+        raise TemplateError(
+            "environment",
+            f"unsupported section(s) {', '.join(unknown)}; "
+            f"expected {', '.join(ENVIRONMENT_SECTIONS)}",
+        )
+    registry = environment.get("resource_registry") or {}
+    if not isinstance(registry, Mapping):
+        raise TemplateError("environment.resource_registry", "expected a map of type names")
+    for alias, target in registry.items():
+        if not isinstance(target, str) or not target:
+            raise TemplateError(
+                f"environment.resource_registry.{alias}",
+                "expected a resource type name (template files and per-resource "
+                "overrides are not supported)",
+            )
+    return dict(registry)
+
+
+def parameter_defaults(environment: Mapping[str, Any], template: Template) -> dict[str, Any]:
+    """The environment's `parameter_defaults` for the parameters `template` declares
+    (others are ignored, as in Heat); parameter values given to the stack win."""
+    defaults = environment.get("parameter_defaults") or {}
+    if not isinstance(defaults, Mapping):
+        raise TemplateError("environment.parameter_defaults", "expected a map of values")
+    return {name: value for name, value in defaults.items() if name in template.parameter_schemas}
+
+
 def template_definitions(
     revision: TemplateRevision | None,
     stack: StackRef,
@@ -61,15 +112,23 @@ def template_definitions(
     previous: Definition | None,
 ) -> Definition:
     """The real loader: parse the HOT template and bind it with the template layer."""
-    from convergence.operator.engine.template import StackDefinition, StackIdentity, Template
+    from convergence.operator.engine.template import StackDefinition, StackIdentity
 
     template = Template.empty() if revision is None else Template.parse(revision.template)
-    parameters = {} if revision is None else revision.parameters
+    parameters: Mapping[str, Any] = {}
+    registry: dict[str, str] = {}
+    if revision is not None:
+        registry = resource_registry(revision.environment)
+        parameters = {
+            **parameter_defaults(revision.environment, template),
+            **revision.parameters,
+        }
     prior = previous if isinstance(previous, StackDefinition) else None
     definition = StackDefinition(
         template,
         parameters,
         StackIdentity(name=stack.name, id=stack.id, project_id=""),
+        resource_registry=registry,
         type_exists=types.exists,
         previous=prior,
     )
@@ -117,6 +176,10 @@ class Engine:
     definitions: DefinitionLoader = template_definitions
     # Seconds between polls of an action in flight.
     poll_interval: float = 1.0
+    # Kubernetes objects per stack (Kubernetes::Object); None in the simulator.
+    objects: ObjectClients | None = None
+    # Where types keep secret values (OS::Heat::RandomString); None: nowhere.
+    secrets: SecretStore | None = None
     new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
     _cache: dict[str | None, Definition] = field(default_factory=dict, repr=False)
 

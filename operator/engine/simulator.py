@@ -1,9 +1,9 @@
 """A deterministic simulator of the engine: one process, one worker step at a time.
 
-It owns an in-memory store, an in-memory Reality, a virtual clock and a message
-queue of node messages. Delivery is at least once, as in the real operator: a
-message leaves the queue only after its step finished, so a step that crashed
-is delivered again. Between steps it can:
+It owns an in-memory store, an in-memory Reality and SecretStore, a virtual
+clock and a message queue of node messages. Delivery is at least once, as in
+the real operator: a message leaves the queue only after its step finished, so
+a step that crashed is delivered again. Between steps it can:
 - pause the worker of a resource (its messages wait, mid-action if one runs);
 - crash a worker at a chosen store write (the write and the rest of the step
   never happen), either the k-th write of all steps or the next write of a
@@ -25,7 +25,7 @@ from typing import Any
 
 from convergence.operator.engine import stack as stack_ops
 from convergence.operator.engine.converger import StepReport, check_resource
-from convergence.operator.engine.plugin import PhysicalRecord, TypeRegistry
+from convergence.operator.engine.plugin import PhysicalRecord, StoredSecret, TypeRegistry
 from convergence.operator.engine.runtime import (
     DefinitionLoader,
     Engine,
@@ -80,6 +80,48 @@ class InMemoryReality:
     def of_stack(self, stack: str) -> list[PhysicalRecord]:
         """Every record labelled with this stack."""
         return [r for r in self.records.values() if r.stack == stack]
+
+
+class InMemorySecretStore:
+    """SecretStore entries in a dict: what RandomString keeps, and what tests check."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, StoredSecret] = {}
+        # Entry name -> record id it was written for (Kubernetes: the owner reference).
+        self.owners: dict[str, str] = {}
+        self.released: set[str] = set()
+
+    def write(
+        self,
+        name: str,
+        data: Mapping[str, str],
+        *,
+        stack: str,
+        logical_name: str,
+        record_id: str,
+    ) -> None:
+        self.entries[name] = StoredSecret(name, stack, logical_name, dict(data))
+        self.owners[name] = record_id
+
+    def read(self, name: str) -> StoredSecret | None:
+        return None if name in self.released else self.entries.get(name)
+
+    def delete(self, name: str) -> None:
+        self.entries.pop(name, None)
+        self.owners.pop(name, None)
+        self.released.discard(name)
+
+    def release(self, name: str) -> None:
+        if name in self.entries:
+            self.released.add(name)
+            self.owners.pop(name, None)
+
+    def locate(self, name: str) -> str:
+        return name
+
+    def of_stack(self, stack: str) -> list[StoredSecret]:
+        """Every entry written for this stack (released ones included)."""
+        return [entry for entry in self.entries.values() if entry.stack == stack]
 
 
 class WorkerCrash(BaseException):
@@ -201,12 +243,14 @@ class Simulator:
     ) -> None:
         self.clock = VirtualClock()
         self.reality = InMemoryReality()
+        self.secrets = InMemorySecretStore()
         self.memory = InMemoryStore()
         self.store = FaultyStore(self.memory)
         self.engine = Engine(
             store=self.store,
             types=types if types is not None else TypeRegistry.from_entry_points(),
             reality=self.reality,
+            secrets=self.secrets,
             dispatcher=self,
             clock=self.clock,
             definitions=definitions,

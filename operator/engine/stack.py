@@ -179,9 +179,12 @@ def _new_revision(
     template: Mapping[str, Any],
     parameters: Mapping[str, Any] | None,
     previous: Definition | None,
+    environment: Mapping[str, Any] | None = None,
 ) -> tuple[str, Definition]:
     # Validated before anything is stored: a bad template never starts a traversal.
-    revision = TemplateRevision(engine.new_id(), stack.name, dict(template), dict(parameters or {}))
+    revision = TemplateRevision(
+        engine.new_id(), stack.name, dict(template), dict(parameters or {}), dict(environment or {})
+    )
     definition = engine.definitions(revision, stack_ref(stack), engine.types, previous)
     engine.store.put_template(revision)
     engine.remember(revision.id, definition)
@@ -196,8 +199,9 @@ def create_stack(
     *,
     disable_rollback: bool = True,
     timeout: float | None = None,
+    environment: Mapping[str, Any] | None = None,
 ) -> StackRecord:
-    """Create a stack: converge from nothing to `template`."""
+    """Create a stack: converge from nothing to `template` (with Heat's `environment`)."""
     new = StackRecord(
         name=name,
         uid=engine.new_id(),
@@ -207,7 +211,9 @@ def create_stack(
     )
     # The template is validated before the stack is stored: an invalid one
     # leaves nothing behind.
-    revision = TemplateRevision(engine.new_id(), name, dict(template), dict(parameters or {}))
+    revision = TemplateRevision(
+        engine.new_id(), name, dict(template), dict(parameters or {}), dict(environment or {})
+    )
     definition = engine.definitions(revision, stack_ref(new), engine.types, None)
     engine.store.create_stack(new)
     engine.store.put_template(revision)
@@ -223,13 +229,15 @@ def update_stack(
     *,
     disable_rollback: bool | None = None,
     timeout: float | None = None,
+    environment: Mapping[str, Any] | None = None,
 ) -> StackRecord:
-    """Update a stack to `template`, even while another operation is in progress."""
+    """Update a stack to `template` (with Heat's `environment`), even while another
+    operation is in progress."""
     stack = _get(engine, name)
     if stack.action == DELETE:
         raise OperationRefused(f"Stack {name} is being deleted ({stack.phase})")
     previous = engine.definition(stack_ref(stack), stack.template)
-    revision, definition = _new_revision(engine, stack, template, parameters, previous)
+    revision, definition = _new_revision(engine, stack, template, parameters, previous, environment)
     settings: dict[str, Any] = {}
     if disable_rollback is not None:
         settings["disable_rollback"] = disable_rollback

@@ -109,12 +109,17 @@ class SyncEntry:
 
 @dataclass(frozen=True)
 class TemplateRevision:
-    """An immutable template with the parameters it was applied with."""
+    """An immutable template with the parameters and the environment it was applied with.
+
+    `environment` is Heat's environment as the Stack gives it: for now its
+    `resource_registry` (type aliases) is what the template layer reads.
+    """
 
     id: str
     stack: str
     template: Mapping[str, Any]
     parameters: Mapping[str, Any] = field(default_factory=dict)
+    environment: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ etcd) is ignored, so a late watch event never undoes a newer write's response.
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -65,7 +64,9 @@ class ObjectCache:
                 old = _resource_version(held)
                 if old is not None and new is not None and new < old:
                     return
-            self._bodies[(plural, name)] = copy.deepcopy(dict(body))
+            # A shallow copy: watch events and responses are new objects each time,
+            # never changed afterwards by their producer.
+            self._bodies[(plural, name)] = dict(body)
 
     def forget(self, plural: str, body: Mapping[str, Any]) -> None:
         """The object is gone (a DELETED event): drop it unless a newer object took the name."""

@@ -10,7 +10,7 @@ live in the Stack's namespace). The mapping (DESIGN.md §2; field by field in
   Stack, labelled with stack and logical name; its update and cleanup sync
   points are `status.syncPoints.update` / `.cleanup`;
 - a `TemplateRevision` is an immutable `ControllerRevision` named by the
-  revision id, owned by the Stack, `data` = {template, parameters}.
+  revision id, owned by the Stack, `data` = {template, parameters, environment?}.
 
 Compare-and-set: `status.version` is the engine's version (Heat's atomic_key).
 An engine write is one JSON patch of the status subresource whose first op
@@ -433,7 +433,11 @@ class KubernetesStore:
                 labels={STACK_LABEL: label_value(revision.stack), MANAGED_BY_LABEL: MANAGED_BY},
                 owner_references=[owner],
             ),
-            data={"template": dict(revision.template), "parameters": dict(revision.parameters)},
+            data={
+                "template": dict(revision.template),
+                "parameters": dict(revision.parameters),
+                **({"environment": dict(revision.environment)} if revision.environment else {}),
+            },
             revision=number,
         )
         try:
@@ -463,6 +467,7 @@ class KubernetesStore:
             stack=stacks[0],
             template=dict(data.get("template") or {}),
             parameters=dict(data.get("parameters") or {}),
+            environment=dict(data.get("environment") or {}),
         )
 
     # -- resource records ----------------------------------------------------------------------

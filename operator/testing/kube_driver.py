@@ -25,10 +25,16 @@ How the simulator's notions map here:
   `timeout` passes.
 - A Stack that was deleted and is gone reads as DELETE_COMPLETE: its
   finalizer is released only when the delete traversal completed.
-- rollback, cancel, pause, resume and crash raise `NotSupportedOnKubernetes`
-  (the operator takes no rollback or cancel through the API yet; a worker
-  cannot be held or crashed from outside, crashes are what the kill tests
-  do), as does a stack timeout that is not whole minutes (`spec.timeoutMinutes`).
+- rollback and cancel are what a user does with kubectl: a new value of the
+  `convergence.dev/rollback` annotation, or `convergence.dev/cancel` set to
+  `rollback` / `no-rollback`; they are taken up when the Stack's
+  `status.handledRollback` / `handledCancel` shows the value. An update to
+  the spec the stack has already (Heat's "update again with the same
+  template") changes no generation; it is a new `convergence.dev/retry`.
+- A stack timeout in seconds is `spec.timeoutSeconds`.
+- pause, resume and crash raise `NotSupportedOnKubernetes`: one worker cannot
+  be held or crashed from outside (crashing the whole operator is what the
+  kill tests do).
 """
 
 from __future__ import annotations
@@ -64,10 +70,10 @@ from convergence.operator.testing.cluster import Cluster
 HTTP_NOT_FOUND = 404
 JSON_PATCH = "application/json-patch+json"
 
-NOT_SUPPORTED = "not supported by the operator yet"
+CANCEL_ANNOTATION = f"{GROUP}/cancel"
+ROLLBACK_ANNOTATION = f"{GROUP}/rollback"
+RETRY_ANNOTATION = f"{GROUP}/retry"
 UNSUPPORTED_STEPS: Mapping[str, str] = {
-    "rollback": f"rollback of a stack through the API is {NOT_SUPPORTED}",
-    "cancel": f"cancel of a stack operation through the API is {NOT_SUPPORTED}",
     "pause": "holding one resource's worker has no meaning on Kubernetes (simulator only)",
     "resume": "releasing a held resource worker has no meaning on Kubernetes (simulator only)",
     "crash": (
@@ -94,20 +100,20 @@ def unsupported_reason(scenario: Scenario) -> str | None:
                 return f"step {number} ({kind}): {UNSUPPORTED_STEPS[kind]}"
             if kind in ("create", "update") and isinstance(argument, dict):
                 timeout = argument.get("timeout")
-                if timeout is not None and _timeout_minutes(timeout) is None:
+                if timeout is not None and _timeout_seconds(timeout) is None:
                     return f"step {number} ({kind}): {_timeout_reason(timeout)}"
     return None
 
 
-def _timeout_minutes(seconds: Any) -> int | None:
-    minutes, rest = divmod(float(seconds), 60)
-    return int(minutes) if rest == 0 and minutes >= 1 else None
+def _timeout_seconds(seconds: Any) -> int | None:
+    value = float(seconds)
+    return int(value) if value.is_integer() and value >= 1 else None
 
 
 def _timeout_reason(seconds: Any) -> str:
     return (
         f"a stack timeout of {seconds}s cannot be expressed: "
-        "spec.timeoutMinutes takes whole minutes (at least 1)"
+        "spec.timeoutSeconds takes whole seconds (at least 1)"
     )
 
 
@@ -144,6 +150,7 @@ class KubernetesDriver:
         self.reality = ConfigMapReality(self.api, namespace)
         self._stacks: set[str] = set()
         self._deleted: set[str] = set()
+        self._rollbacks = 0
 
     def close(self) -> None:
         """Release the API client's connections."""
@@ -154,25 +161,57 @@ class KubernetesDriver:
     def apply(self, stack: str, operation: Operation) -> None:
         if operation.kind in UNSUPPORTED_STEPS:
             raise NotSupportedOnKubernetes(UNSUPPORTED_STEPS[operation.kind])
+        expected: tuple[str, str] | None = None
         if operation.kind == "create":
             self._create(stack, operation)
         elif operation.kind == "update":
-            self._update(stack, operation)
+            if not self._update(stack, operation):
+                self._rollbacks += 1
+                expected = ("handledRetry", f"scenario-{self._rollbacks}")
+                self._annotate(stack, RETRY_ANNOTATION, expected[1])
         elif operation.kind == "delete":
             self._delete(stack)
+        elif operation.kind == "rollback":
+            self._rollbacks += 1
+            expected = ("handledRollback", f"scenario-{self._rollbacks}")
+            self._annotate(stack, ROLLBACK_ANNOTATION, expected[1])
+        elif operation.kind == "cancel":
+            value = "rollback" if operation.options.get("rollback") else "no-rollback"
+            expected = ("handledCancel", value)
+            self._annotate(stack, CANCEL_ANNOTATION, value)
         else:
             raise ScenarioError(f"unknown operation {operation.kind!r}")
-        self._await_taken_up(stack, operation.kind)
+        if expected is None:
+            self._await_taken_up(stack, operation.kind)
+        else:
+            self._await_handled(stack, operation.kind, *expected)
+
+    def _annotate(self, stack: str, key: str, value: str) -> None:
+        """What `kubectl annotate --overwrite stack STACK KEY=VALUE` does."""
+        patch = {"metadata": {"annotations": {key: value}}}
+        self._objects.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, STACKS, stack, patch
+        )
+
+    def _await_handled(self, stack: str, kind: str, field: str, value: str) -> None:
+        deadline = time.monotonic() + self.timeout
+        while (self._stack_status(stack) or {}).get(field) != value:
+            if time.monotonic() > deadline:
+                raise ScenarioError(
+                    f"the operator did not take up the {kind} of stack {stack} "
+                    f"within {self.timeout:g}s (status: {self._stack_status(stack)})"
+                )
+            time.sleep(self.poll_seconds)
 
     def _spec_settings(self, operation: Operation) -> dict[str, Any]:
         settings: dict[str, Any] = {}
         if "disable_rollback" in operation.options:
             settings["disableRollback"] = bool(operation.options["disable_rollback"])
         if "timeout" in operation.options:
-            minutes = _timeout_minutes(operation.options["timeout"])
-            if minutes is None:
+            seconds = _timeout_seconds(operation.options["timeout"])
+            if seconds is None:
                 raise NotSupportedOnKubernetes(_timeout_reason(operation.options["timeout"]))
-            settings["timeoutMinutes"] = minutes
+            settings["timeoutSeconds"] = seconds
         return settings
 
     def _create(self, stack: str, operation: Operation) -> None:
@@ -192,8 +231,11 @@ class KubernetesDriver:
         self._stacks.add(stack)
         self._deleted.discard(stack)
 
-    def _update(self, stack: str, operation: Operation) -> None:
-        """Replace the template and parameters; other settings stay unless the step sets them."""
+    def _update(self, stack: str, operation: Operation) -> bool:
+        """Replace the template and parameters; other settings stay unless the step sets them.
+
+        Returns whether the spec changed (the generation moved).
+        """
         if operation.template is None:
             raise ScenarioError("update needs a template")
         patch = [
@@ -204,9 +246,14 @@ class KubernetesDriver:
             {"op": "add", "path": f"/spec/{key}", "value": value}
             for key, value in self._spec_settings(operation).items()
         ]
-        self._objects.patch_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, STACKS, stack, patch, _content_type=JSON_PATCH
+        before = (self._stack_body(stack) or {}).get("metadata", {}).get("generation")
+        after = cast(
+            Mapping[str, Any],
+            self._objects.patch_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, STACKS, stack, patch, _content_type=JSON_PATCH
+            ),
         )
+        return bool(after["metadata"].get("generation") != before)
 
     def _delete(self, stack: str) -> None:
         try:

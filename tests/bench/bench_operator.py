@@ -120,7 +120,8 @@ def bench(cluster: Cluster, size: int) -> None:
     )
     for resource, count in delta.most_common():
         print(f"    {resource or '(none)':<32} {count}")
-    print(f"  API reads {sum(read_delta.values())}: per resource {sum(read_delta.values()) / size:.2f}")
+    read_total = sum(read_delta.values())
+    print(f"  API reads {read_total}: per resource {read_total / size:.2f}")
     for resource, count in read_delta.most_common(8):
         print(f"    {resource:<32} {count}")
     start = time.monotonic()

@@ -1,0 +1,340 @@
+"""Kubernetes objects as a stack may touch them: the plugin API's ObjectClient on the real API.
+
+`KubernetesObjects` (the engine's `ObjectClients`, one per namespace) gives
+each stack a `StackObjects` client. Its requests are made:
+- impersonating `system:serviceaccount:<namespace>:<name>` when the Stack's
+  `spec.serviceAccountName` names a ServiceAccount (the API server adds the
+  groups system:serviceaccounts, system:serviceaccounts:<namespace> and
+  system:authenticated itself), so that ServiceAccount's RBAC decides and the
+  stack is not confined to its namespace;
+- else with the operator's own identity, confined to the Stack's namespace.
+  With `require_service_account` (the `--require-service-account` flag,
+  multi-tenant mode) a stack without one fails every request instead.
+The Stack's serviceAccountName is read with the operator's identity and kept
+for `SERVICE_ACCOUNT_TTL` seconds, so a change takes effect within that time.
+
+Kinds are mapped to resources by discovery (`/api/v1`, `/apis/<group>/<version>`)
+with the operator's identity, cached per group version; a kind the cache does
+not know triggers one fresh look (a CRD installed meanwhile), at most every
+`DISCOVERY_RETRY` seconds per group version.
+
+Applies are server-side applies under the field manager `convergence`;
+deletes are in the background, optionally with a uid precondition. The uid of
+a StackResource (for owner references) is read once and kept: it never
+changes. Refusals become `ObjectRejected` naming the object.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+from kubernetes.client import ApiClient
+
+from convergence.operator.engine.plugin import ObjectRef, ObjectRejected, ResourceFailure
+from convergence.operator.kube.names import API_VERSION, GROUP, STACK_RESOURCES, STACKS, VERSION
+
+FIELD_MANAGER = "convergence"
+APPLY_PATCH = "application/apply-patch+yaml"
+SERVICE_ACCOUNT_TTL = 10.0
+DISCOVERY_RETRY = 10.0
+HTTP_NOT_FOUND = 404
+HTTP_CONFLICT = 409
+
+
+@dataclass(frozen=True)
+class ApiResource:
+    """One kind as discovery describes it."""
+
+    group_version: str
+    plural: str
+    namespaced: bool
+
+    def path(self, namespace: str | None, name: str | None = None) -> str:
+        """The URL path of the collection, or of one object when `name` is given."""
+        base = "/api/v1" if self.group_version == "v1" else f"/apis/{self.group_version}"
+        scope = f"/namespaces/{namespace}" if self.namespaced and namespace else ""
+        tail = f"/{name}" if name else ""
+        return f"{base}{scope}/{self.plural}{tail}"
+
+
+class ApiError(Exception):
+    """A request the API answered with an error status."""
+
+    def __init__(self, code: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+
+
+def request(
+    api: ApiClient,
+    method: str,
+    path: str,
+    *,
+    query: list[tuple[str, Any]] | None = None,
+    body: Any = None,
+    content_type: str = "application/json",
+) -> dict[str, Any]:
+    """One request through `api` (its credentials and default headers); the decoded answer."""
+    serialized = api.param_serialize(
+        method,
+        path,
+        query_params=query or [],
+        header_params={"Accept": "application/json", "Content-Type": content_type},
+        body=body,
+        auth_settings=["BearerToken"],
+    )
+    response = api.call_api(*serialized)
+    data = cast(bytes, response.read())  # type: ignore[no-untyped-call]
+    try:
+        decoded: Any = json.loads(data) if data else {}
+    except ValueError:
+        decoded = {}  # e.g. a plain-text "404 page not found"
+    if not 200 <= response.status <= 299:
+        if not isinstance(decoded, dict):
+            decoded = {}
+        raise ApiError(
+            response.status,
+            str(decoded.get("reason") or response.reason or ""),
+            str(decoded.get("message") or data.decode(errors="replace")),
+        )
+    return cast(dict[str, Any], decoded)
+
+
+class Discovery:
+    """apiVersion + kind -> resource, from the API's discovery documents, cached."""
+
+    def __init__(self, api: ApiClient, clock: Callable[[], float] = time.monotonic) -> None:
+        self._api = api
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._kinds: dict[str, dict[str, ApiResource]] = {}
+        self._looked_at: dict[str, float] = {}
+
+    def _load(self, group_version: str) -> dict[str, ApiResource]:
+        path = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+        try:
+            listed = request(self._api, "GET", path)
+        except ApiError as exc:
+            if exc.code == HTTP_NOT_FOUND:
+                return {}
+            raise
+        kinds: dict[str, ApiResource] = {}
+        for resource in listed.get("resources", []):
+            if "/" in resource["name"]:
+                continue  # a subresource (status, scale...)
+            kinds[resource["kind"]] = ApiResource(
+                group_version, resource["name"], bool(resource["namespaced"])
+            )
+        return kinds
+
+    def resource(self, api_version: str, kind: str) -> ApiResource:
+        """The resource serving `kind` in `api_version`; ResourceFailure if there is none."""
+        with self._lock:
+            known = self._kinds.get(api_version, {}).get(kind)
+            looked_at = self._looked_at.get(api_version)
+        if known is not None:
+            return known
+        if looked_at is None or self._clock() - looked_at >= DISCOVERY_RETRY:
+            kinds = self._load(api_version)
+            with self._lock:
+                self._kinds[api_version] = kinds
+                self._looked_at[api_version] = self._clock()
+            known = kinds.get(kind)
+        if known is None:
+            raise ResourceFailure(f"the API serves no kind {kind!r} in {api_version!r}")
+        return known
+
+
+def _ref_of(manifest: Mapping[str, Any], resource: ApiResource) -> ObjectRef:
+    metadata = manifest.get("metadata") or {}
+    return ObjectRef(
+        str(manifest["apiVersion"]),
+        str(manifest["kind"]),
+        str(metadata["namespace"]) if resource.namespaced else None,
+        str(metadata["name"]),
+    )
+
+
+# Longer API messages (an Invalid one may dump the whole object) keep their start and end.
+_MESSAGE_MAX = 400
+
+
+def _rejected(ref: ObjectRef, verb: str, exc: ApiError) -> ObjectRejected:
+    message = exc.message
+    if len(message) > _MESSAGE_MAX:
+        half = _MESSAGE_MAX // 2
+        message = f"{message[:half]} ... {message[-half:]}"
+    return ObjectRejected(f"cannot {verb} {ref}: {message}", exc.code, exc.reason)
+
+
+class StackObjects:
+    """The ObjectClient of one stack (see the module for whose identity it uses)."""
+
+    def __init__(self, owner: KubernetesObjects, stack: str) -> None:
+        self._owner = owner
+        self.stack = stack
+
+    @property
+    def namespace(self) -> str:
+        return self._owner.namespace
+
+    @property
+    def confined(self) -> bool:
+        return self._owner.service_account(self.stack) is None
+
+    def _api(self) -> ApiClient:
+        return self._owner.client_for(self._owner.service_account(self.stack))
+
+    def _resource(self, api_version: str, kind: str) -> ApiResource:
+        return self._owner.discovery.resource(api_version, kind)
+
+    def is_namespaced(self, api_version: str, kind: str) -> bool:
+        return self._resource(api_version, kind).namespaced
+
+    def apply(
+        self, manifest: Mapping[str, Any], *, force: bool = True, dry_run: bool = False
+    ) -> dict[str, Any]:
+        resource = self._resource(str(manifest["apiVersion"]), str(manifest["kind"]))
+        ref = _ref_of(manifest, resource)
+        query: list[tuple[str, Any]] = [("fieldManager", FIELD_MANAGER), ("force", force)]
+        if dry_run:
+            query.append(("dryRun", "All"))
+        try:
+            return request(
+                self._api(),
+                "PATCH",
+                resource.path(ref.namespace, ref.name),
+                query=query,
+                body=dict(manifest),
+                content_type=APPLY_PATCH,
+            )
+        except ApiError as exc:
+            raise _rejected(ref, "apply", exc) from None
+
+    def get(self, ref: ObjectRef) -> dict[str, Any] | None:
+        resource = self._resource(ref.api_version, ref.kind)
+        try:
+            return request(self._api(), "GET", resource.path(ref.namespace, ref.name))
+        except ApiError as exc:
+            if exc.code == HTTP_NOT_FOUND:
+                return None
+            raise _rejected(ref, "read", exc) from None
+
+    def delete(self, ref: ObjectRef, *, uid: str | None = None) -> None:
+        resource = self._resource(ref.api_version, ref.kind)
+        options: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "propagationPolicy": "Background",
+        }
+        if uid is not None:
+            options["preconditions"] = {"uid": uid}
+        try:
+            request(self._api(), "DELETE", resource.path(ref.namespace, ref.name), body=options)
+        except ApiError as exc:
+            # Gone, or (a failed uid precondition) another incarnation: not ours to delete.
+            if exc.code in (HTTP_NOT_FOUND, HTTP_CONFLICT):
+                return
+            raise _rejected(ref, "delete", exc) from None
+
+    def owner_reference(self, record_id: str) -> dict[str, Any] | None:
+        uid = self._owner.record_uid(record_id)
+        if uid is None:
+            return None
+        return {
+            "apiVersion": API_VERSION,
+            "kind": "StackResource",
+            "name": record_id,
+            "uid": uid,
+        }
+
+
+class KubernetesObjects:
+    """The engine's ObjectClients in one namespace: a StackObjects per stack."""
+
+    def __init__(
+        self,
+        api: ApiClient,
+        namespace: str,
+        require_service_account: bool = False,
+        *,
+        discovery: Discovery | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.require_service_account = require_service_account
+        self.discovery = discovery or Discovery(api, clock)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._service_accounts: dict[str, tuple[str | None, float]] = {}
+        self._clients: dict[str, ApiClient] = {}
+        self._record_uids: dict[str, str] = {}
+
+    def for_stack(self, stack: str) -> StackObjects:
+        return StackObjects(self, stack)
+
+    def service_account(self, stack: str) -> str | None:
+        """The Stack's spec.serviceAccountName (cached briefly); ResourceFailure when one is
+        required and missing."""
+        with self._lock:
+            cached = self._service_accounts.get(stack)
+        if cached is not None and self._clock() - cached[1] < SERVICE_ACCOUNT_TTL:
+            name = cached[0]
+        else:
+            path = f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/{STACKS}/{stack}"
+            try:
+                body = request(self.api, "GET", path)
+            except ApiError as exc:
+                if exc.code != HTTP_NOT_FOUND:
+                    raise
+                body = {}
+            name = (body.get("spec") or {}).get("serviceAccountName") or None
+            with self._lock:
+                self._service_accounts[stack] = (name, self._clock())
+        if name is None and self.require_service_account:
+            raise ResourceFailure(
+                f"stack {stack!r} names no spec.serviceAccountName, and this operator "
+                "requires one (--require-service-account): nothing is applied"
+            )
+        return name
+
+    def client_for(self, service_account: str | None) -> ApiClient:
+        """The operator's client, or one impersonating the namespace's ServiceAccount."""
+        if service_account is None:
+            return self.api
+        with self._lock:
+            client = self._clients.get(service_account)
+            if client is None:
+                client = ApiClient(configuration=self.api.configuration)
+                client.set_default_header(  # type: ignore[no-untyped-call]
+                    "Impersonate-User",
+                    f"system:serviceaccount:{self.namespace}:{service_account}",
+                )
+                self._clients[service_account] = client
+        return client
+
+    def record_uid(self, record_id: str) -> str | None:
+        """The uid of the StackResource `record_id` (None if it is gone)."""
+        with self._lock:
+            known = self._record_uids.get(record_id)
+        if known is not None:
+            return known
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/{STACK_RESOURCES}/{record_id}"
+        try:
+            body = request(self.api, "GET", path)
+        except ApiError as exc:
+            if exc.code == HTTP_NOT_FOUND:
+                return None
+            raise
+        uid = str(body["metadata"]["uid"])
+        with self._lock:
+            self._record_uids[record_id] = uid
+        return uid

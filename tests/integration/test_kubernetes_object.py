@@ -1,0 +1,275 @@
+"""Kubernetes::Object on the real control plane: data flow, update, replacement, delete,
+confinement and impersonation (a stack acts only with its ServiceAccount's rights)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from convergence.operator.testing.cluster import Cluster
+from convergence.operator.testing.operator_process import OperatorProcess
+
+pytestmark = pytest.mark.controlplane
+
+MANAGED = "app.kubernetes.io/managed-by=convergence"
+
+
+def get(cluster: Cluster, namespace: str, *what: str) -> Any:
+    result = cluster.kubectl("get", f"--namespace={namespace}", *what, "-o", "json", check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def eventually(
+    what: str, probe: Callable[[], Any], operator: OperatorProcess, timeout: float = 90
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}; operator log:\n{operator.tail()}")
+        time.sleep(0.5)
+
+
+def apply_stack(
+    cluster: Cluster, namespace: str, name: str, resources: dict[str, Any], **spec: Any
+) -> None:
+    body = {
+        "apiVersion": "convergence.dev/v1alpha1",
+        "kind": "Stack",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "template": {"heat_template_version": "2021-04-16", "resources": resources},
+            **spec,
+        },
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
+
+
+def phase(cluster: Cluster, namespace: str, name: str) -> Callable[[], str | None]:
+    def probe() -> str | None:
+        body = get(cluster, namespace, "stack", name) or {}
+        status = body.get("status") or {}
+        if body.get("metadata", {}).get("generation") != status.get("observedGeneration"):
+            return None
+        found = status.get("phase", "")
+        return found if found.endswith(("_COMPLETE", "_FAILED")) else None
+
+    return probe
+
+
+def converged(
+    cluster: Cluster, namespace: str, name: str, operator: OperatorProcess, expect: str
+) -> dict[str, Any]:
+    found = eventually(f"stack {name} to finish", phase(cluster, namespace, name), operator)
+    status = get(cluster, namespace, "stack", name)["status"]
+    assert found == expect, f"{name} is {found}: {status.get('statusReason')}"
+    return dict(status)
+
+
+def obj(kind: str, name: str, **rest: Any) -> dict[str, Any]:
+    return {"type": "Kubernetes::Object", "properties": {"manifest": {
+        "apiVersion": "apps/v1" if kind == "Deployment" else "v1",
+        "kind": kind,
+        "metadata": {"name": name} if name else {},
+        **rest,
+    }}}  # fmt: skip
+
+
+def deployment(name: str, config: str) -> dict[str, Any]:
+    labels = {"app": name}
+    container = {
+        "name": "web",
+        "image": "nginx",
+        "envFrom": [
+            {"configMapRef": {"name": config}},
+            {"secretRef": {"name": {"get_resource": "password"}}},
+        ],
+    }
+    return obj(
+        "Deployment",
+        name,
+        spec={
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
+        },
+    )
+
+
+def make_available(cluster: Cluster, namespace: str, name: str) -> None:
+    """Where no kubelet (or kwok) runs pods: report the Deployment Available ourselves."""
+    body = get(cluster, namespace, "deployment", name)
+    if body is None:
+        return
+    status = body.get("status") or {}
+    if status.get("availableReplicas") == 1 and status.get("observedGeneration") == body[
+        "metadata"
+    ].get("generation"):
+        return
+    patch = {
+        "status": {
+            "observedGeneration": body["metadata"]["generation"],
+            "replicas": 1,
+            "updatedReplicas": 1,
+            "readyReplicas": 1,
+            "availableReplicas": 1,
+        }
+    }
+    cluster.kubectl(
+        "patch", "deployment", name, f"--namespace={namespace}", "--subresource=status",
+        "--type=merge", "-p", json.dumps(patch), check=False,
+    )  # fmt: skip
+
+
+def test_objects_flow_update_replace_and_delete(
+    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+) -> None:
+    service = obj("Service", "web", spec={"selector": {"app": "web"}, "ports": [{"port": 80}]})
+    settings = obj(
+        "ConfigMap",
+        "settings",
+        data={
+            "SERVICE_IP": {"get_attr": ["svc", "spec", "clusterIP"]},
+            "SERVICE_NAME": {"get_resource": "svc"},
+        },
+    )
+    password = obj("Secret", "", stringData={"PASSWORD": "s3cret"})
+    resources = {
+        "svc": service,
+        "settings": settings,
+        "password": password,
+        "web": deployment("web", "settings"),
+    }
+    resources["web"]["depends_on"] = ["settings"]
+    apply_stack(cluster, namespace, "app", resources)
+
+    def web_ready() -> str | None:
+        make_available(cluster, namespace, "web")
+        return phase(cluster, namespace, "app")()
+
+    eventually("the Deployment to become available", web_ready, operator_process)
+    converged(cluster, namespace, "app", operator_process, "CREATE_COMPLETE")
+    ip = get(cluster, namespace, "service", "web")["spec"]["clusterIP"]
+    config = get(cluster, namespace, "configmap", "settings")
+    assert config["data"] == {"SERVICE_IP": ip, "SERVICE_NAME": "web"}
+    labels = config["metadata"]["labels"]
+    assert labels["app.kubernetes.io/part-of"] == "app"
+    assert config["metadata"]["ownerReferences"][0]["kind"] == "StackResource"
+    secrets = get(cluster, namespace, "secrets", "-l", MANAGED)["items"]
+    [secret] = secrets
+    old_secret = secret["metadata"]["name"]
+    assert old_secret.startswith("app-password-"), old_secret
+    shown = get(cluster, namespace, "configmap", "settings", "--show-managed-fields")
+    managed_fields = {f["manager"] for f in shown["metadata"]["managedFields"]}
+    assert "convergence" in managed_fields
+
+    # Update in place, replace a generated name (create before delete), replace a fixed
+    # name (delete first: a Service's clusterIP is immutable).
+    settings["properties"]["manifest"]["data"]["EXTRA"] = "1"
+    password["properties"]["manifest"]["metadata"] = {}
+    password["properties"]["manifest"]["kind"] = "Secret"
+    password["properties"]["manifest"]["type"] = "example.com/other"  # immutable
+    service["properties"]["manifest"]["spec"]["clusterIP"] = "None"  # immutable: headless
+    config_uid = config["metadata"]["uid"]
+    service_uid = get(cluster, namespace, "service", "web")["metadata"]["uid"]
+    apply_stack(cluster, namespace, "app", resources)
+    eventually("the update to finish", web_ready, operator_process)
+    converged(cluster, namespace, "app", operator_process, "UPDATE_COMPLETE")
+    config = get(cluster, namespace, "configmap", "settings")
+    assert config["metadata"]["uid"] == config_uid, "updated in place"
+    assert config["data"]["EXTRA"] == "1"
+    assert config["data"]["SERVICE_IP"] == "None", "the new Service's clusterIP flowed in"
+    service = get(cluster, namespace, "service", "web")
+    assert service["metadata"]["uid"] != service_uid, "replaced (delete first)"
+    [secret] = get(cluster, namespace, "secrets", "-l", MANAGED)["items"]
+    assert secret["metadata"]["name"] != old_secret, "replaced under a new name, old one gone"
+    records = get(cluster, namespace, "stackresources")["items"]
+    modes = {r["spec"]["resource"]: r["status"]["pluginData"]["replacement"] for r in records}
+    assert modes == {
+        "svc": "delete-first",
+        "settings": "delete-first",
+        "password": "create-before-delete",
+        "web": "delete-first",
+    }
+
+    cluster.kubectl("delete", "stack", "app", f"--namespace={namespace}", "--wait=false")
+    eventually(
+        "the stack to be gone",
+        lambda: get(cluster, namespace, "stack", "app") is None,
+        operator_process,
+    )
+    for kind in ("deployments", "services", "configmaps", "secrets"):
+        left = get(cluster, namespace, kind, "-l", MANAGED)["items"]
+        assert left == [], f"{kind} left behind: {[i['metadata']['name'] for i in left]}"
+
+
+def test_a_stack_without_service_account_is_confined_to_its_namespace(
+    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+) -> None:
+    role = {
+        "type": "Kubernetes::Object",
+        "properties": {
+            "manifest": {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": {"name": f"{namespace}-escalate"},
+                "rules": [],
+            }
+        },
+    }
+    apply_stack(cluster, namespace, "grab", {"role": role})
+    status = converged(cluster, namespace, "grab", operator_process, "CREATE_FAILED")
+    assert f"ClusterRole {namespace}-escalate is cluster-scoped" in status["statusReason"]
+    assert get(cluster, "default", "clusterrole", f"{namespace}-escalate") is None
+
+
+def test_a_stack_acts_only_with_its_service_accounts_rights(
+    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+) -> None:
+    cluster.kubectl("create", "serviceaccount", "deployer", f"--namespace={namespace}")
+    cluster.kubectl(
+        "create", "role", "deployer", f"--namespace={namespace}",
+        "--verb=get,create,patch,delete", "--resource=configmaps",
+    )  # fmt: skip
+    cluster.kubectl(
+        "create", "rolebinding", "deployer", f"--namespace={namespace}", "--role=deployer",
+        f"--serviceaccount={namespace}:deployer",
+    )  # fmt: skip
+    allowed = obj("ConfigMap", "allowed", data={"a": "1"})
+    apply_stack(cluster, namespace, "ok", {"cm": allowed}, serviceAccountName="deployer")
+    converged(cluster, namespace, "ok", operator_process, "CREATE_COMPLETE")
+    assert get(cluster, namespace, "configmap", "allowed")["data"] == {"a": "1"}
+
+    role = {
+        "type": "Kubernetes::Object",
+        "properties": {
+            "manifest": {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": {"name": f"{namespace}-escalate"},
+                "rules": [],
+            }
+        },
+    }
+    apply_stack(cluster, namespace, "role", {"role": role}, serviceAccountName="deployer")
+    status = converged(cluster, namespace, "role", operator_process, "CREATE_FAILED")
+    reason = status["statusReason"]
+    assert f"ClusterRole {namespace}-escalate: " in reason, reason
+    assert "is forbidden" in reason, reason
+    assert f"system:serviceaccount:{namespace}:deployer" in reason, reason
+    assert get(cluster, "default", "clusterrole", f"{namespace}-escalate") is None
+
+    elsewhere = obj("Secret", "stolen", stringData={"k": "v"})
+    elsewhere["properties"]["manifest"]["metadata"]["namespace"] = "default"
+    apply_stack(cluster, namespace, "away", {"s": elsewhere}, serviceAccountName="deployer")
+    status = converged(cluster, namespace, "away", operator_process, "CREATE_FAILED")
+    reason = status["statusReason"]
+    assert "Secret default/stolen: " in reason, reason
+    assert "is forbidden" in reason, reason
+    assert get(cluster, "default", "secret", "stolen") is None

@@ -1,0 +1,209 @@
+"""Heat's utility types on the real control plane: RandomString's Secret, Value, aliases."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+
+from convergence.operator.testing.cluster import Cluster
+from convergence.operator.testing.operator_process import OperatorProcess
+
+pytestmark = pytest.mark.controlplane
+
+HOT = "2021-04-16"
+MANAGED = "app.kubernetes.io/managed-by=convergence"
+
+
+def get(cluster: Cluster, namespace: str, *what: str) -> Any:
+    return json.loads(
+        cluster.kubectl("get", f"--namespace={namespace}", *what, "-o", "json").stdout
+    )
+
+
+def apply_stack(cluster: Cluster, namespace: str, name: str, spec: dict[str, Any]) -> None:
+    manifest = {
+        "apiVersion": "convergence.dev/v1alpha1",
+        "kind": "Stack",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest))
+
+
+def eventually(
+    what: str, probe: Callable[[], Any], operator: OperatorProcess, timeout: float = 90
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}; operator log:\n{operator.tail()}")
+        time.sleep(0.3)
+
+
+def phase_is(
+    cluster: Cluster, namespace: str, name: str, phase: str, generation: int
+) -> Callable[[], dict[str, Any] | None]:
+    def probe() -> dict[str, Any] | None:
+        stack = get(cluster, namespace, "stack", name)
+        status = stack.get("status") or {}
+        if status.get("observedGeneration") == generation and status.get("phase") == phase:
+            return dict(status)
+        return None
+
+    return probe
+
+
+def secrets_of(cluster: Cluster, namespace: str) -> dict[str, dict[str, Any]]:
+    items = get(cluster, namespace, "secrets", "-l", MANAGED)["items"]
+    return {item["metadata"]["name"]: item for item in items}
+
+
+def decoded(secret: dict[str, Any]) -> str:
+    return base64.b64decode(secret["data"]["value"]).decode()
+
+
+def stack_resources(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
+    return list(get(cluster, namespace, "stackresources")["items"])
+
+
+def template(salt: str) -> dict[str, Any]:
+    return {
+        "heat_template_version": HOT,
+        "resources": {
+            "pw": {
+                "type": "OS::Heat::RandomString",
+                "properties": {"length": 20, "salt": salt},
+            },
+            "copy": {
+                "type": "OS::Heat::Value",
+                "properties": {"value": {"get_attr": ["pw", "value"]}, "type": "string"},
+            },
+            "conf": {
+                "type": "My::Config",
+                "properties": {"value": {"get_attr": ["pw", "secret_name"]}},
+            },
+            "server": {"type": "OS::Nova::Server", "properties": {"flavor": "m1.tiny"}},
+        },
+        "outputs": {
+            "secret": {"value": {"get_attr": ["pw", "secret_name"]}},
+            "password": {"value": {"get_attr": ["copy", "value"]}},
+        },
+    }
+
+
+ENVIRONMENT = {
+    "resource_registry": {
+        "My::Config": "OS::Heat::TestResource",
+        "OS::Nova::Server": "OS::Heat::None",
+    }
+}
+
+
+def test_random_string_lives_in_an_owned_secret_and_nowhere_else(
+    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+) -> None:
+    apply_stack(cluster, namespace, "util", {"template": template("1"), "environment": ENVIRONMENT})
+    status = eventually(
+        "CREATE_COMPLETE",
+        phase_is(cluster, namespace, "util", "CREATE_COMPLETE", 1),
+        operator_process,
+    )
+
+    # The Secret: owned by the RandomString's StackResource, labelled like a ConfigMap.
+    (secret,) = secrets_of(cluster, namespace).values()
+    value = decoded(secret)
+    assert len(value) == 20
+    records = {r["spec"]["resource"]: r for r in stack_resources(cluster, namespace)}
+    pw = records["pw"]
+    owners = secret["metadata"].get("ownerReferences") or []
+    assert [(o["kind"], o["name"], o["uid"]) for o in owners] == [
+        ("StackResource", pw["metadata"]["name"], pw["metadata"]["uid"])
+    ]
+    labels = secret["metadata"]["labels"]
+    assert labels["convergence.dev/stack"] == "util"
+    assert labels["convergence.dev/resource"] == "pw"
+    assert labels["convergence.dev/stack-resource"] == pw["metadata"]["name"]
+
+    # Aliases: My::Config is a TestResource (a ConfigMap), OS::Nova::Server is stubbed out.
+    assert records["conf"]["spec"]["type"] == "OS::Heat::TestResource"
+    assert records["server"]["spec"]["type"] == "OS::Heat::None"
+    configmaps = get(cluster, namespace, "configmaps", "-l", "convergence.dev/resource=conf")
+    (conf,) = configmaps["items"]
+    assert json.loads(conf["data"]["properties"]) == {"value": secret["metadata"]["name"]}
+    assert status["outputs"]["secret"] == secret["metadata"]["name"]
+
+    # The string is in no status, no sync point, no output, no Event and no log line.
+    stack = get(cluster, namespace, "stack", "util")
+    events = get(cluster, namespace, "events")
+    assert value not in json.dumps(stack), "the string leaked into the Stack"
+    assert value not in json.dumps(stack_resources(cluster, namespace)), (
+        "the string leaked into a StackResource"
+    )
+    assert value not in json.dumps(events), "the string leaked into an Event"
+    assert value not in operator_process.log.read_text(), "the string leaked into the log"
+    assert "convergence.secret" in stack["status"]["outputs"]["password"]
+
+    # A new salt replaces: a new string in a new Secret, the old Secret cleaned up.
+    apply_stack(cluster, namespace, "util", {"template": template("2"), "environment": ENVIRONMENT})
+    eventually(
+        "UPDATE_COMPLETE",
+        phase_is(cluster, namespace, "util", "UPDATE_COMPLETE", 2),
+        operator_process,
+    )
+    (new_secret,) = eventually(
+        "the old Secret to be deleted",
+        lambda: (
+            [
+                s
+                for name, s in secrets_of(cluster, namespace).items()
+                if name != secret["metadata"]["name"]
+            ]
+            if len(secrets_of(cluster, namespace)) == 1
+            else None
+        ),
+        operator_process,
+    )
+    assert decoded(new_secret) != value
+    (conf,) = get(cluster, namespace, "configmaps", "-l", "convergence.dev/resource=conf")["items"]
+    assert json.loads(conf["data"]["properties"]) == {"value": new_secret["metadata"]["name"]}
+
+    # Deleting the stack deletes the Secret.
+    cluster.kubectl("delete", f"--namespace={namespace}", "stack", "util", "--wait=false")
+    eventually(
+        "the Secret to be deleted with the stack",
+        lambda: secrets_of(cluster, namespace) == {},
+        operator_process,
+    )
+
+
+def test_an_alias_to_an_unknown_type_is_reported_and_nothing_is_created(
+    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+) -> None:
+    apply_stack(
+        cluster,
+        namespace,
+        "bad",
+        {
+            "template": {"heat_template_version": HOT, "resources": {"a": {"type": "My::A"}}},
+            "environment": {"resource_registry": {"My::A": "OS::Heat::Missing"}},
+        },
+    )
+
+    def failed() -> str | None:
+        status = get(cluster, namespace, "stack", "bad").get("status") or {}
+        reason = str(status.get("statusReason", ""))
+        return reason if "OS::Heat::Missing" in reason else None
+
+    reason = eventually("the invalid alias to be reported", failed, operator_process)
+    assert "'My::A'" in reason, reason
+    assert "resource_registry" in reason, reason
+    assert stack_resources(cluster, namespace) == []

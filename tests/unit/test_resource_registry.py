@@ -1,0 +1,139 @@
+"""The Stack's environment: resource_registry aliases and parameter_defaults, kept per revision."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from convergence.operator.engine.simulator import Simulator
+from convergence.operator.engine.template import TemplateError
+
+HOT = "2021-04-16"
+ALIASES = {"My::TestResource": "OS::Heat::TestResource", "OS::Nova::Server": "OS::Heat::None"}
+
+
+def tmpl(**resources: dict[str, Any]) -> dict[str, Any]:
+    return {"heat_template_version": HOT, "resources": resources}
+
+
+def record_of(sim: Simulator, name: str) -> Any:
+    live = [r for r in sim.resources("s") if r.name == name]
+    return max(live, key=lambda r: (r.created_at, r.id))
+
+
+def test_aliases_resolve_to_registered_types_and_stub_out_with_none() -> None:
+    sim = Simulator()
+    sim.create(
+        "s",
+        tmpl(
+            a={"type": "My::TestResource", "properties": {"value": "x"}},
+            server={"type": "OS::Nova::Server", "properties": {"flavor": "m1.small"}},
+        ),
+        environment={"resource_registry": ALIASES},
+    )
+    sim.run_until_quiet()
+    assert sim.stack("s").phase == "CREATE_COMPLETE", sim.stack("s").status_reason
+    assert record_of(sim, "a").type == "OS::Heat::TestResource"
+    assert record_of(sim, "server").type == "OS::Heat::None"
+    assert [c.properties for c in sim.copies("s", "a")] == [{"value": "x"}]
+    assert sim.copies("s", "server") == [], "a type stubbed out by OS::Heat::None makes nothing"
+
+
+def test_an_alias_to_an_unknown_type_is_refused_naming_the_alias_and_stores_nothing() -> None:
+    sim = Simulator()
+    with pytest.raises(TemplateError) as error:
+        sim.create(
+            "s",
+            tmpl(a={"type": "My::Thing"}),
+            environment={"resource_registry": {"My::Thing": "OS::Heat::Nope"}},
+        )
+    assert "'OS::Heat::Nope'" in str(error.value)
+    assert "'My::Thing'" in str(error.value)
+    assert "resource_registry" in str(error.value)
+    assert sim.memory.get_stack("s") is None
+
+
+def test_an_unknown_type_without_an_alias_is_still_an_error() -> None:
+    sim = Simulator()
+    with pytest.raises(TemplateError, match="unknown resource type 'My::Thing'"):
+        sim.create("s", tmpl(a={"type": "My::Thing"}))
+
+
+@pytest.mark.parametrize(
+    ("environment", "message"),
+    [
+        ({"resource_registry": {"A": {"hooks": "pre-create"}}}, "expected a resource type name"),
+        ({"resource_registry": ["A"]}, "expected a map"),
+        ({"event_sinks": []}, "unsupported section(s) event_sinks"),
+        ({"parameter_defaults": "x"}, "expected a map"),
+    ],
+)
+def test_an_environment_we_cannot_honour_is_refused(
+    environment: dict[str, Any], message: str
+) -> None:
+    sim = Simulator()
+    with pytest.raises(TemplateError) as error:
+        sim.create("s", tmpl(a={"type": "OS::Heat::None"}), environment=environment)
+    assert message in str(error.value)
+
+
+def test_changing_an_alias_target_replaces_and_rollback_uses_the_old_environment() -> None:
+    sim = Simulator()
+    template = tmpl(a={"type": "My::Type", "properties": {"value": "x"}})
+    sim.create(
+        "s", template, environment={"resource_registry": {"My::Type": "OS::Heat::TestResource"}}
+    )
+    sim.run_until_quiet()
+    first = record_of(sim, "a")
+    sim.update("s", template, environment={"resource_registry": {"My::Type": "OS::Heat::None"}})
+    sim.run_until_quiet()
+    assert sim.stack("s").phase == "UPDATE_COMPLETE"
+    second = record_of(sim, "a")
+    assert second.id != first.id
+    assert second.type == "OS::Heat::None"
+    assert sim.copies("s", "a") == [], "the TestResource must be cleaned up"
+
+    # A failed update rolls back to the revision before it, environment included.
+    failing = tmpl(
+        a={"type": "My::Type", "properties": {"value": "x"}},
+        b={"type": "OS::Heat::TestResource", "properties": {"fail": True}, "depends_on": ["a"]},
+    )
+    sim.update(
+        "s",
+        failing,
+        environment={"resource_registry": {"My::Type": "OS::Heat::TestResource"}},
+        disable_rollback=False,
+    )
+    sim.run_until_quiet()
+    assert sim.stack("s").phase == "ROLLBACK_COMPLETE", sim.stack("s").status_reason
+    assert record_of(sim, "a").type == "OS::Heat::None"
+    assert sim.copies("s", "a") == []
+    assert sim.copies("s", "b") == []
+
+
+def test_parameter_defaults_fill_declared_parameters_and_given_values_win() -> None:
+    template = {
+        "heat_template_version": HOT,
+        "parameters": {"greeting": {"type": "string"}, "name": {"type": "string", "default": "a"}},
+        "resources": {
+            "r": {
+                "type": "OS::Heat::TestResource",
+                "properties": {
+                    "value": {
+                        "list_join": [" ", [{"get_param": "greeting"}, {"get_param": "name"}]]
+                    }
+                },
+            }
+        },
+    }
+    sim = Simulator()
+    sim.create(
+        "s",
+        template,
+        {"name": "bob"},
+        environment={"parameter_defaults": {"greeting": "hi", "name": "eve", "unused": 1}},
+    )
+    sim.run_until_quiet()
+    assert sim.stack("s").phase == "CREATE_COMPLETE", sim.stack("s").status_reason
+    assert [c.properties for c in sim.copies("s", "r")] == [{"value": "hi bob"}]
