@@ -35,9 +35,14 @@ def camel(words: str) -> str:
 def merge(
     previous: Iterable[Mapping[str, Any]], wanted: Iterable[Condition], generation: int | None
 ) -> list[Condition]:
-    """The wanted conditions, keeping lastTransitionTime where the status is unchanged."""
+    """The wanted conditions, keeping lastTransitionTime where the status is unchanged.
+
+    Conditions of other types in `previous` are kept as they are (each type has
+    one writer: e.g. the drift check's `Drifted` outlives the stack reports).
+    """
+    previous = list(previous)
     before = {c.get("type"): c for c in previous}
-    merged = []
+    updated: dict[Any, Condition | None] = {}
     for condition in wanted:
         old = before.get(condition["type"])
         if old is not None and old.get("status") == condition["status"]:
@@ -46,8 +51,18 @@ def merge(
             condition["lastTransitionTime"] = _now()
         if generation is not None:
             condition["observedGeneration"] = generation
-        merged.append(condition)
-    return merged
+        updated[condition["type"]] = condition
+    # In the order they had, new types last, so an unchanged list compares equal.
+    merged = [updated.pop(c.get("type"), None) or dict(c) for c in previous]
+    return merged + [c for c in updated.values() if c is not None]
+
+
+def drift_condition(drifted: Iterable[str]) -> Condition:
+    """`Drifted`: True naming what the last drift check found changed (and put back)."""
+    found = sorted(drifted)
+    if found:
+        return _condition("Drifted", True, "DriftRepaired", "; ".join(found))
+    return _condition("Drifted", False, "InSync", "Every resource matches its template")
 
 
 def _condition(type_: str, true: bool, reason: str, message: str) -> Condition:

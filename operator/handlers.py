@@ -68,7 +68,7 @@ import prometheus_client
 
 from convergence.operator import conditions, metrics
 from convergence.operator.engine import stack as stack_ops
-from convergence.operator.engine.converger import StepReport, check_resource
+from convergence.operator.engine.converger import StepReport, check_resource, repair_drift
 from convergence.operator.engine.graph import cleanup_node, update_node
 from convergence.operator.engine.plugin import TypeRegistry
 from convergence.operator.engine.runtime import Engine, NodeMessage
@@ -800,3 +800,54 @@ def check_timeout(name: str, namespace: str | None, **_: Any) -> None:
     """A stack whose workers are all idle still notices its deadline."""
     if namespace is not None:
         stack_ops.check_timeout(_operator().engine(namespace), name)
+
+
+# Seconds between drift checks of a stack at rest (CONVERGENCE_DRIFT_INTERVAL).
+DRIFT_INTERVAL = float(os.environ.get("CONVERGENCE_DRIFT_INTERVAL", "30"))
+
+
+@kopf.timer(GROUP, VERSION, "stacks", interval=DRIFT_INTERVAL, idle=DRIFT_INTERVAL)
+def check_drift(
+    spec: kopf.Spec, name: str, namespace: str | None, body: kopf.Body, **_: Any
+) -> None:
+    """Heat's "observe reality" between traversals: put back what someone else changed.
+
+    Runs only on a stack at rest (the engine looks at COMPLETE stacks only) and
+    unless `spec.repairDrift` is false. Each repair is a Warning Event on the
+    Stack; the `Drifted` condition names what the last check found.
+    """
+    if namespace is None or not spec.get("repairDrift", True):
+        return
+    operator = _operator()
+    drifts = repair_drift(operator.engine(namespace), name)
+    for drift in drifts:
+        operator.post_event(
+            namespace,
+            body,
+            "Warning",
+            "DriftRepaired" if drift.repaired else "DriftRepairFailed",
+            f"{drift.resource} ({drift.type}): {drift.message}",
+        )
+    found = [f"{d.resource} ({d.type}): {d.message}" for d in drifts]
+    previous = {c.get("type"): c for c in (body.get("status") or {}).get("conditions") or []}
+    if not found and "Drifted" not in previous:
+        return  # never drifted: no condition to keep up to date
+    merged = conditions.merge(
+        (body.get("status") or {}).get("conditions") or [],
+        [conditions.drift_condition(found)],
+        body.get("metadata", {}).get("generation"),
+    )
+    if merged == (body.get("status") or {}).get("conditions"):
+        return
+    patch = {
+        "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
+        "status": {"conditions": merged},
+    }
+    try:
+        kubernetes.client.CustomObjectsApi(operator.api).patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, STACKS, name, patch
+        )
+    except kubernetes.client.ApiException as exc:
+        # Changed meanwhile: the next check writes the condition.
+        if exc.status not in (HTTP_NOT_FOUND, HTTP_CONFLICT):
+            raise
