@@ -57,6 +57,23 @@ def merge(
     return merged + [c for c in updated.values() if c is not None]
 
 
+def deleted_resources_condition(deleted: Iterable[str], stack: str) -> Condition:
+    """`ResourceDeleted`: True naming StackResources deleted by hand while the stack uses them."""
+    found = sorted(deleted)
+    if not found:
+        return _condition(
+            "ResourceDeleted", False, "AllPresent", "No StackResource in use is deleted"
+        )
+    return _condition(
+        "ResourceDeleted",
+        True,
+        "DeletedWhileInUse",
+        f"Deleted while the stack uses them: {', '.join(found)}. Their physical resources are "
+        "kept until the stack's next update replaces them (to update now: kubectl annotate "
+        f'--overwrite stack {stack} convergence.dev/retry="$(date +%s)")',
+    )
+
+
 def drift_condition(drifted: Iterable[str]) -> Condition:
     """`Drifted`: True naming what the last drift check found changed (and put back)."""
     found = sorted(drifted)

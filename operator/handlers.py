@@ -83,7 +83,13 @@ from convergence.operator.engine.store import (
 )
 from convergence.operator.engine.template import TemplateError
 from convergence.operator.kube.cache import ObjectCache
-from convergence.operator.kube.names import GROUP, STACK_RESOURCES, STACKS, VERSION
+from convergence.operator.kube.names import (
+    GROUP,
+    RESOURCE_FINALIZER,
+    STACK_RESOURCES,
+    STACKS,
+    VERSION,
+)
 from convergence.operator.kube.objects import KubernetesObjects
 from convergence.operator.kube.reality import ConfigMapReality
 from convergence.operator.kube.records import resource_from_body, split_phase, status_of
@@ -345,7 +351,17 @@ class Operator:
         stack = engine.store.get_stack(name)
         if body is None or stack is None or not stack.traversal:
             return
-        counts = resource_counts(self.cache(namespace).resources_of(name))
+        resources = self.cache(namespace).resources_of(name)
+        counts = resource_counts(resources)
+        wanted = conditions.stack_conditions(stack)
+        deleted = [
+            f"{r['spec']['resource']} (StackResource {r['metadata']['name']})"
+            for r in resources
+            if deleted_while_in_use(r, stack.action)
+        ]
+        present = {c.get("type") for c in (body.get("status") or {}).get("conditions") or []}
+        if deleted or "ResourceDeleted" in present:
+            wanted.append(conditions.deleted_resources_condition(deleted, name))
         objects = kubernetes.client.CustomObjectsApi(self.api)
         # The patch carries the cached body's resourceVersion: when the Stack changed
         # since, it fails, and the newer version's own event reports it.
@@ -355,7 +371,7 @@ class Operator:
                 namespace,
                 STACKS,
                 body,
-                conditions.stack_conditions(stack),
+                wanted,
                 {"resources": counts},
                 f"{stack.phase}/{stack.traversal}",
                 self.cache(namespace),
@@ -370,6 +386,24 @@ class Operator:
         event = transition_event(stack.phase)
         if event is not None:
             self.post_event(namespace, body, event[0], event[1], stack.status_reason or stack.phase)
+
+    def report_deleted_by_hand(
+        self, namespace: str, stack_name: str, body: Mapping[str, Any]
+    ) -> None:
+        """Warn on the StackResource and its Stack when a StackResource in use is deleted."""
+        stack = self.engine(namespace).store.get_stack(stack_name)
+        if stack is None or not deleted_while_in_use(body, stack.action):
+            return
+        message = (
+            f"StackResource {body['metadata']['name']} ({body['spec']['resource']}) was deleted "
+            "while the stack uses it; its physical resource is kept until the stack's next "
+            "update replaces it"
+        )
+        self.post_event(namespace, body, "Warning", "DeletedWhileInUse", message)
+        stack_body = self.cache(namespace).get(STACKS, stack_name)
+        if stack_body is not None:
+            self.post_event(namespace, stack_body, "Warning", "DeletedWhileInUse", message)
+        self.schedule_report(namespace, stack_name)
 
     def schedule_report(self, namespace: str, stack: str) -> None:
         """Report the stack's counts soon, once for all the changes until then."""
@@ -418,6 +452,23 @@ class Operator:
             if exc.status == HTTP_NOT_FOUND:
                 return None
             raise
+
+
+def deleted_while_in_use(body: Mapping[str, Any], stack_action: str) -> bool:
+    """Whether someone deleted this StackResource while its stack still uses it.
+
+    The engine takes the finalizer off before it deletes a record, so a record
+    that is being deleted with the finalizer still on was deleted by someone
+    else; unless the stack itself is being deleted (the garbage collector or a
+    namespace deletion), or the record is already replaced and on its way out.
+    """
+    metadata = body.get("metadata") or {}
+    return (
+        bool(metadata.get("deletionTimestamp"))
+        and RESOURCE_FINALIZER in (metadata.get("finalizers") or [])
+        and stack_action != DELETE
+        and not status_of(body).get("replacedBy")
+    )
 
 
 def resource_counts(bodies: list[Mapping[str, Any]]) -> dict[str, Any]:
@@ -778,8 +829,13 @@ def wake_record(body: kopf.Body, namespace: str | None, type: str | None, **_: A
         return
     OPERATOR.queue.add((namespace, stack, name))
     phase = status_of(body).get("phase")
+    newly_deleted = bool(body["metadata"].get("deletionTimestamp")) and not (
+        known is not None and known["metadata"].get("deletionTimestamp")
+    )
     if type == "DELETED" or known is None or status_of(known).get("phase") != phase:
         OPERATOR.schedule_report(namespace, stack)
+    if newly_deleted:
+        OPERATOR.report_deleted_by_hand(namespace, stack, body)
 
 
 @kopf.on.event(GROUP, VERSION, "stacks")

@@ -238,6 +238,9 @@ class _Step:
             return
         pending = replace(pending, properties=raw)
 
+        if record.deletion_requested:
+            self._replace(stack, record, resource.type)
+            return
         if record.action == INIT:
             self._start(
                 stack, replace(record, type=resource.type), pending, plugin_type, properties

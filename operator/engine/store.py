@@ -199,6 +199,10 @@ class ResourceRecord:
     # The traversal whose update node last finished on this record.
     converged: str | None = None
     version: int = 0
+    # Someone outside the engine asked for the record to go (on Kubernetes: a
+    # deletionTimestamp, held by the record's finalizer). It is never reused: its
+    # next update node replaces it, and its cleanup node then deletes it.
+    deletion_requested: bool = False
 
     @property
     def phase(self) -> str:

@@ -19,6 +19,9 @@ API_VERSION = f"{GROUP}/{VERSION}"
 STACK_KIND = "Stack"
 STACKS = "stacks"
 STACK_RESOURCES = "stackresources"
+# On every StackResource: its physical resource is deleted (or released) before the
+# object goes, so deleting a StackResource by hand never leaks or loses it.
+RESOURCE_FINALIZER = f"{GROUP}/physical-resource"
 
 STACK_LABEL = f"{GROUP}/stack"
 RESOURCE_LABEL = f"{GROUP}/resource"

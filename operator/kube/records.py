@@ -285,4 +285,5 @@ def resource_from_body(body: Mapping[str, Any]) -> ResourceRecord:
         pending=pending_from_status(status.get("pending")),
         converged=status.get("converged"),
         version=engine_version(body),
+        deletion_requested=bool(body["metadata"].get("deletionTimestamp")),
     )

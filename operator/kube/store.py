@@ -46,7 +46,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from kubernetes.client import (
     ApiClient,
@@ -76,6 +76,7 @@ from convergence.operator.kube.names import (
     GROUP,
     MANAGED_BY,
     MANAGED_BY_LABEL,
+    RESOURCE_FINALIZER,
     RESOURCE_LABEL,
     STACK_KIND,
     STACK_LABEL,
@@ -116,6 +117,7 @@ RESOURCE_WRITE = "resource"  # create, compare-and-set or delete of a StackResou
 RESOURCE_STATUS_INIT = "resource_status_init"  # the status write a create needs (subresource)
 PUSH = "push"
 SYNC_POINT_INIT = "sync_point_init"  # a sync point map that had to be made before a push
+RESOURCE_RELEASE = "resource_release"  # removing a StackResource's finalizer before its delete
 
 
 def _body(value: object) -> dict[str, Any]:
@@ -493,6 +495,7 @@ class KubernetesStore:
                     MANAGED_BY_LABEL: MANAGED_BY,
                 },
                 "ownerReferences": [owner.to_dict(serialize=True)],
+                "finalizers": [RESOURCE_FINALIZER],
             },
             "spec": resource_spec(record),
         }
@@ -549,10 +552,13 @@ class KubernetesStore:
     def delete_resource(self, record: ResourceRecord) -> None:
         """Delete the StackResource if its version is still the record's.
 
-        The delete carries the resourceVersion (and uid) of the object read
-        with that version as preconditions, so it fails if anything wrote in
-        between; a push changes the resourceVersion but not the version, so
-        then it reads and tries again.
+        The engine calls this when the physical resource is gone (or released)
+        and the successors were told, so it first takes its finalizer off and
+        then deletes the object; both writes carry the resourceVersion read with
+        the record's version as a precondition, so they fail if anything wrote in
+        between (a push changes the resourceVersion but not the version: then it
+        reads and tries again). An object already being deleted (by hand, or by
+        the garbage collector) only needs its finalizer taken off to go.
         """
         fresh = False
         while True:
@@ -562,10 +568,13 @@ class KubernetesStore:
             if engine_version(body) != record.version:
                 raise Conflict(f"resource {record.id!r} changed")
             metadata = body["metadata"]
-            preconditions = V1Preconditions(
-                resource_version=str(metadata["resourceVersion"]), uid=str(metadata["uid"])
-            )
             try:
+                metadata = self._release(record.id, metadata)
+                if metadata is None:
+                    break  # it was being deleted already, and is gone now
+                preconditions = V1Preconditions(
+                    resource_version=str(metadata["resourceVersion"]), uid=str(metadata["uid"])
+                )
                 self._objects.delete_namespaced_custom_object(
                     GROUP,
                     VERSION,
@@ -578,13 +587,44 @@ class KubernetesStore:
                 self._forget(STACK_RESOURCES, record.id)
                 if exc.status == HTTP_NOT_FOUND:
                     raise NotFound(f"resource {record.id!r}") from None
-                if exc.status == HTTP_CONFLICT:
+                if exc.status in (HTTP_CONFLICT, HTTP_UNPROCESSABLE):
                     fresh = True
                     continue
                 raise
-            self._forget(STACK_RESOURCES, record.id)
             self._count(RESOURCE_WRITE)
-            return
+            break
+        self._forget(STACK_RESOURCES, record.id)
+
+    def _release(self, name: str, metadata: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """Take the finalizer off; the object's metadata after, or None if that let it go."""
+        finalizers = list(metadata.get("finalizers") or [])
+        if RESOURCE_FINALIZER not in finalizers:
+            return metadata
+        index = finalizers.index(RESOURCE_FINALIZER)
+        ops = [
+            {
+                "op": "test",
+                "path": "/metadata/resourceVersion",
+                "value": metadata["resourceVersion"],
+            },
+            {"op": "test", "path": f"/metadata/finalizers/{index}", "value": RESOURCE_FINALIZER},
+            {"op": "remove", "path": f"/metadata/finalizers/{index}"},
+        ]
+        released = _body(
+            self._objects.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                self.namespace,
+                STACK_RESOURCES,
+                name,
+                ops,
+                _content_type=JSON_PATCH,
+            )
+        )
+        self._count(RESOURCE_RELEASE)
+        if metadata.get("deletionTimestamp") and not released["metadata"].get("finalizers"):
+            return None
+        return cast(Mapping[str, Any], released["metadata"])
 
     def sync_point(self, record_id: str, is_update: bool) -> Mapping[str, SyncEntry]:
         return self._sync_point(STACK_RESOURCES, record_id, sync_point_key(is_update))

@@ -1,0 +1,150 @@
+"""The StackResource finalizer on the real control plane: a StackResource deleted by hand while
+its stack uses it keeps its physical resource, the Stack says so, and the next update replaces
+it and lets the old object go; nothing is left after the stack is deleted."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from convergence.operator.testing.cluster import Cluster
+from convergence.operator.testing.operator_process import OperatorProcess
+
+pytestmark = pytest.mark.controlplane
+
+FINALIZER = "convergence.dev/physical-resource"
+
+
+def _json(cluster: Cluster, namespace: str, *what: str) -> Any:
+    result = cluster.kubectl("get", f"--namespace={namespace}", *what, "-o", "json", check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def _eventually(
+    what: str, probe: Callable[[], Any], operator: OperatorProcess, timeout: float = 60
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}; operator log:\n{operator.tail()}")
+        time.sleep(0.5)
+
+
+def _records(cluster: Cluster, namespace: str, resource: str) -> list[dict[str, Any]]:
+    listed = _json(cluster, namespace, "stackresources", f"-l=convergence.dev/resource={resource}")
+    return list(listed["items"])
+
+
+def _configmaps(cluster: Cluster, namespace: str, resource: str) -> list[str]:
+    listed = _json(cluster, namespace, "configmaps", f"-l=convergence.dev/resource={resource}")
+    return sorted(item["metadata"]["name"] for item in listed["items"])
+
+
+def _condition(cluster: Cluster, namespace: str, kind: str) -> dict[str, Any] | None:
+    body = _json(cluster, namespace, "stack", "held") or {}
+    for condition in (body.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind:
+            return dict(condition)
+    return None
+
+
+def test_a_stackresource_deleted_by_hand_is_kept_reported_and_replaced_by_the_next_update(
+    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+) -> None:
+    stack = {
+        "apiVersion": "convergence.dev/v1alpha1",
+        "kind": "Stack",
+        "metadata": {"name": "held", "namespace": namespace},
+        "spec": {
+            "template": {
+                "heat_template_version": "2021-04-16",
+                "resources": {
+                    "a": {"type": "OS::Heat::TestResource", "properties": {"value": "one"}},
+                    "b": {
+                        "type": "OS::Heat::TestResource",
+                        "properties": {"value": {"get_resource": "a"}},
+                    },
+                },
+            }
+        },
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(stack))
+    cluster.kubectl(
+        "wait", f"--namespace={namespace}", "--for=condition=Ready", "stack/held", "--timeout=60s"
+    )
+    (record,) = _records(cluster, namespace, "a")
+    assert FINALIZER in record["metadata"]["finalizers"], record["metadata"]
+    (physical,) = _configmaps(cluster, namespace, "a")
+
+    cluster.kubectl(
+        "delete",
+        f"--namespace={namespace}",
+        "stackresource",
+        record["metadata"]["name"],
+        "--wait=false",
+    )
+    condition = _eventually(
+        "the Stack's ResourceDeleted condition",
+        lambda: (
+            (c := _condition(cluster, namespace, "ResourceDeleted")) and c["status"] == "True" and c
+        ),
+        operator_process,
+    )
+    assert record["metadata"]["name"] in condition["message"], condition
+    events = _json(cluster, namespace, "events", "--field-selector=reason=DeletedWhileInUse")
+    kinds = {event["involvedObject"]["kind"] for event in events["items"]}
+    assert kinds == {"Stack", "StackResource"}, events["items"]
+    # Held by its finalizer, with its physical resource, until a convergence decides.
+    time.sleep(2)
+    (held,) = _records(cluster, namespace, "a")
+    assert held["metadata"].get("deletionTimestamp"), held["metadata"]
+    assert _configmaps(cluster, namespace, "a") == [physical]
+
+    cluster.kubectl(
+        "annotate",
+        f"--namespace={namespace}",
+        "--overwrite",
+        "stack/held",
+        "convergence.dev/retry=after-hand-delete",
+    )
+    _eventually(
+        "the deleted record replaced and gone",
+        lambda: (
+            [r["metadata"]["name"] for r in _records(cluster, namespace, "a")]
+            not in ([], [record["metadata"]["name"]])
+            and all(
+                not r["metadata"].get("deletionTimestamp")
+                for r in _records(cluster, namespace, "a")
+            )
+        ),
+        operator_process,
+    )
+    _eventually(
+        "the stack at rest again",
+        lambda: (
+            (_json(cluster, namespace, "stack", "held") or {}).get("status", {}).get("phase")
+            == "UPDATE_COMPLETE"
+        ),
+        operator_process,
+    )
+    (replacement,) = _configmaps(cluster, namespace, "a")
+    assert replacement != physical
+    (b_physical,) = _configmaps(cluster, namespace, "b")
+    b_data = _json(cluster, namespace, "configmap", b_physical)["data"]
+    assert json.loads(b_data["attributes"])["output"] == replacement, b_data
+    _eventually(
+        "ResourceDeleted back to False",
+        lambda: (c := _condition(cluster, namespace, "ResourceDeleted")) and c["status"] == "False",
+        operator_process,
+    )
+
+    cluster.kubectl("delete", f"--namespace={namespace}", "stack", "held", "--timeout=60s")
+    assert _records(cluster, namespace, "a") + _records(cluster, namespace, "b") == []
+    assert _configmaps(cluster, namespace, "a") + _configmaps(cluster, namespace, "b") == []
