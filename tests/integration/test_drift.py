@@ -1,5 +1,8 @@
-"""Drift repair on the real control plane: a managed object changed or deleted by hand is put
-back, with a Warning Event and the Stack's `Drifted` condition; `repairDrift: false` turns it off."""
+"""Drift repair on the real control plane.
+
+A managed object changed or deleted by hand is put back, with a Warning Event and the Stack's
+`Drifted` condition; `repairDrift: false` turns it off.
+"""
 
 from __future__ import annotations
 
