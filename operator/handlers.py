@@ -79,7 +79,9 @@ from convergence.operator.engine.store import (
     IN_PROGRESS,
     INIT,
     Conflict,
+    NotFound,
     ResourceRecord,
+    StackRecord,
 )
 from convergence.operator.engine.template import TemplateError
 from convergence.operator.kube.cache import ObjectCache
@@ -117,6 +119,8 @@ logger = logging.getLogger("convergence.operator")
 # REPORT, a report of the stack's conditions and resource counts instead.
 RecordKey = tuple[str, str, str]
 REPORT = ""
+# Template revisions kept beyond those in use, unless spec.revisionHistoryLimit says.
+REVISION_HISTORY_LIMIT = 10
 # Seconds a stack's report waits for more StackResource phase changes to batch up.
 REPORT_DELAY = 1.0
 
@@ -382,10 +386,38 @@ class Operator:
             raise
         if not reported:
             return
+        if stack.status in (COMPLETE, FAILED) and stack.action != DELETE:
+            self.tend_revisions(namespace, stack, body)
         self.metrics.observe_traversal(stack.phase)
         event = transition_event(stack.phase)
         if event is not None:
             self.post_event(namespace, body, event[0], event[1], stack.status_reason or stack.phase)
+
+    def tend_revisions(self, namespace: str, stack: StackRecord, body: Mapping[str, Any]) -> None:
+        """Mark the last completed template revision; prune beyond spec.revisionHistoryLimit.
+
+        Kept whatever the limit: the current and last completed revisions and
+        every revision a record's state or action in flight refers to.
+        """
+        store = self.engine(namespace).store
+        if not isinstance(store, KubernetesStore):
+            return
+        limit = int((body.get("spec") or {}).get("revisionHistoryLimit", REVISION_HISTORY_LIMIT))
+        keep = {r for r in (stack.template, stack.prev_template) if r is not None}
+        for record in store.list_resources(stack.name):
+            keep.update(r for r in (record.template,) if r is not None)
+            if record.pending is not None and record.pending.template is not None:
+                keep.add(record.pending.template)
+        try:
+            pruned = store.prune_templates(stack.name, keep, limit)
+            if pruned:
+                logger.info("stack %s: pruned %d old template revisions", stack.name, len(pruned))
+        except (kubernetes.client.ApiException, NotFound) as exc:
+            logger.warning("could not prune the revisions of stack %s: %s", stack.name, exc)
+        try:
+            store.mark_last_completed(stack.name, stack.prev_template)
+        except (kubernetes.client.ApiException, NotFound) as exc:
+            logger.warning("could not mark the last completed revision of %s: %s", stack.name, exc)
 
     def report_deleted_by_hand(
         self, namespace: str, stack_name: str, body: Mapping[str, Any]

@@ -10,7 +10,13 @@ live in the Stack's namespace). The mapping (DESIGN.md §2; field by field in
   Stack, labelled with stack and logical name; its update and cleanup sync
   points are `status.syncPoints.update` / `.cleanup`;
 - a `TemplateRevision` is an immutable `ControllerRevision` named by the
-  revision id, owned by the Stack, `data` = {template, parameters, environment?}.
+  revision id, owned by the Stack, `data` = {template}; its parameters and
+  environment (hidden parameters, values read from Secrets) are in an
+  immutable Secret of the same name, owned by the Stack too, since anyone
+  who may view a namespace may read its ControllerRevisions. The revision of
+  the last template that went in service is labelled
+  `convergence.dev/last-completed=true`, and `prune_templates` deletes old
+  revisions beyond a count.
 
 Compare-and-set: `status.version` is the engine's version (Heat's atomic_key).
 An engine write is one JSON patch of the status subresource whose first op
@@ -42,6 +48,8 @@ every read is a GET.
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -51,12 +59,14 @@ from typing import Any, cast
 from kubernetes.client import (
     ApiClient,
     AppsV1Api,
+    CoreV1Api,
     CustomObjectsApi,
     V1ControllerRevision,
     V1DeleteOptions,
     V1ObjectMeta,
     V1OwnerReference,
     V1Preconditions,
+    V1Secret,
 )
 from kubernetes.client.exceptions import ApiException
 
@@ -88,6 +98,7 @@ from convergence.operator.kube.names import (
     label_value,
     object_name,
 )
+from convergence.operator.kube.objects import ApiError, request
 from convergence.operator.kube.records import (
     STACK_COMPLETE,
     engine_version,
@@ -117,6 +128,9 @@ RESOURCE_WRITE = "resource"  # create, compare-and-set or delete of a StackResou
 RESOURCE_STATUS_INIT = "resource_status_init"  # the status write a create needs (subresource)
 PUSH = "push"
 SYNC_POINT_INIT = "sync_point_init"  # a sync point map that had to be made before a push
+# The key of a template revision's Secret holding its parameters and environment.
+TEMPLATE_VALUES_KEY = "values.json"
+LAST_COMPLETED_LABEL = f"{GROUP}/last-completed"
 RESOURCE_RELEASE = "resource_release"  # removing a StackResource's finalizer before its delete
 
 
@@ -140,6 +154,7 @@ class KubernetesStore:
         self.cache = cache
         self._objects = CustomObjectsApi(api_client)
         self._apps = AppsV1Api(api_client)
+        self._core = CoreV1Api(api_client)
         self._count_lock = threading.Lock()
         self.writes: Counter[str] = Counter()
         # Stack name -> (resourceVersion, record): parsing a large graph once per version.
@@ -427,27 +442,51 @@ class KubernetesStore:
         number = 1 + max(
             (item.revision or 0 for item in existing if _owned_by(item, owner)), default=0
         )
+        labels = {STACK_LABEL: label_value(revision.stack), MANAGED_BY_LABEL: MANAGED_BY}
+        values = {
+            "parameters": dict(revision.parameters),
+            **({"environment": dict(revision.environment)} if revision.environment else {}),
+        }
+        # The values first: a revision that exists always has them. (A writer dying
+        # in between leaves a Secret that goes with the Stack.)
+        secret = V1Secret(
+            metadata=V1ObjectMeta(name=name, labels=labels, owner_references=[owner]),
+            immutable=True,
+            string_data={TEMPLATE_VALUES_KEY: json.dumps(values, sort_keys=True)},
+        )
         body = V1ControllerRevision(
             api_version="apps/v1",
             kind="ControllerRevision",
-            metadata=V1ObjectMeta(
-                name=name,
-                labels={STACK_LABEL: label_value(revision.stack), MANAGED_BY_LABEL: MANAGED_BY},
-                owner_references=[owner],
-            ),
-            data={
-                "template": dict(revision.template),
-                "parameters": dict(revision.parameters),
-                **({"environment": dict(revision.environment)} if revision.environment else {}),
-            },
+            metadata=V1ObjectMeta(name=name, labels=labels, owner_references=[owner]),
+            data={"template": dict(revision.template)},
             revision=number,
         )
         try:
-            self._apps.create_namespaced_controller_revision(self.namespace, body)
+            self._core.create_namespaced_secret(self.namespace, secret)
+            self._count(TEMPLATE_WRITE)
+            # Sent in canonical JSON (sorted keys, no spaces), as the API server
+            # re-encodes `data` when it applies a patch: stored otherwise, the
+            # bytes differ after any label patch, which it refuses (data is immutable).
+            # As YAML, since the client would encode a JSON string once more.
+            api = self._apps.api_client
+            canonical = json.dumps(
+                api.sanitize_for_serialization(body), sort_keys=True, separators=(",", ":")
+            )
+            request(
+                api,
+                "POST",
+                f"/apis/apps/v1/namespaces/{self.namespace}/controllerrevisions",
+                body=canonical,
+                content_type="application/yaml",
+            )
         except ApiException as exc:
             if exc.status == HTTP_CONFLICT:
                 raise AlreadyExists(f"template {revision.id!r} exists") from None
             raise
+        except ApiError as exc:
+            if exc.code == HTTP_CONFLICT:
+                raise AlreadyExists(f"template {revision.id!r} exists") from None
+            raise ApiException(status=exc.code, reason=exc.message) from None
         self._count(TEMPLATE_WRITE)
 
     def get_template(self, revision_id: str) -> TemplateRevision:
@@ -464,13 +503,88 @@ class KubernetesStore:
         if not stacks:
             raise NotFound(f"template {revision_id!r} belongs to no Stack")
         data = stored.data or {}
+        values = dict(data)  # revisions stored before the values moved to a Secret
+        if "parameters" not in data:
+            try:
+                secret = self._core.read_namespaced_secret(revision_id, self.namespace)
+            except ApiException as exc:
+                if exc.status == HTTP_NOT_FOUND:
+                    raise NotFound(f"parameters of template {revision_id!r}") from None
+                raise
+            encoded = (secret.data or {}).get(TEMPLATE_VALUES_KEY, "")
+            values = json.loads(base64.b64decode(encoded).decode("utf-8") or "{}")
         return TemplateRevision(
             id=revision_id,
             stack=stacks[0],
             template=dict(data.get("template") or {}),
-            parameters=dict(data.get("parameters") or {}),
-            environment=dict(data.get("environment") or {}),
+            parameters=dict(values.get("parameters") or {}),
+            environment=dict(values.get("environment") or {}),
         )
+
+    def prune_templates(self, stack: str, keep: set[str], limit: int) -> list[str]:
+        """Delete revisions beyond the newest `limit` that are not in use.
+
+        `keep` are revision ids still in use (the stack's current and last
+        completed templates, and any a record's action or state refers to):
+        never deleted, and not counted. Returns the ids deleted.
+        """
+        owner = self._stack_owner(stack)
+        selector = f"{STACK_LABEL}={label_value(stack)}"
+        revisions = sorted(
+            (
+                item
+                for item in self._apps.list_namespaced_controller_revision(
+                    self.namespace, label_selector=selector
+                ).items
+                if _owned_by(item, owner) and item.metadata is not None
+            ),
+            key=lambda item: item.revision or 0,
+            reverse=True,
+        )
+        deleted: list[str] = []
+        spare = 0
+        for item in revisions:
+            name = str(item.metadata.name if item.metadata else "")
+            if name in keep:
+                continue
+            spare += 1
+            if spare <= limit:
+                continue
+            for delete in (
+                self._apps.delete_namespaced_controller_revision,
+                self._core.delete_namespaced_secret,
+            ):
+                try:
+                    delete(name, self.namespace)
+                    self._count(TEMPLATE_WRITE)
+                except ApiException as exc:
+                    if exc.status != HTTP_NOT_FOUND:
+                        raise
+            deleted.append(name)
+        return deleted
+
+    def mark_last_completed(self, stack: str, revision_id: str | None) -> None:
+        """Label the revision of the last template that went in service (and no other)."""
+        selector = f"{STACK_LABEL}={label_value(stack)},{LAST_COMPLETED_LABEL}=true"
+        marked = {
+            str(item.metadata.name)
+            for item in self._apps.list_namespaced_controller_revision(
+                self.namespace, label_selector=selector
+            ).items
+            if item.metadata is not None
+        }
+        changes: dict[str, str | None] = {name: None for name in marked if name != revision_id}
+        if revision_id is not None and revision_id not in marked:
+            changes[revision_id] = "true"
+        for name, value in changes.items():
+            try:
+                self._apps.patch_namespaced_controller_revision(
+                    name, self.namespace, {"metadata": {"labels": {LAST_COMPLETED_LABEL: value}}}
+                )
+                self._count(TEMPLATE_WRITE)
+            except ApiException as exc:
+                if exc.status != HTTP_NOT_FOUND:
+                    raise
 
     # -- resource records ----------------------------------------------------------------------
 

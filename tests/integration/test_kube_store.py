@@ -8,6 +8,7 @@ layout, and the ConfigMaps of ConfigMapReality.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import threading
@@ -624,7 +625,12 @@ def test_template_revisions_are_immutable_controller_revisions_owned_by_the_stac
     }
     assert set(stored) == {first.id, second.id}
     assert [stored[first.id].revision, stored[second.id].revision] == [1, 2], "numbers increase"
-    assert stored[first.id].data == {"template": TEMPLATE, "parameters": {"p": "1"}}
+    assert stored[first.id].data == {"template": TEMPLATE}, "values are not for every viewer"
+    values = CoreV1Api(kube.api).read_namespaced_secret(first.id, kube.namespace)
+    assert values.immutable is True
+    assert json.loads(base64.b64decode((values.data or {})["values.json"])) == {
+        "parameters": {"p": "1"}
+    }
     metadata = stored[first.id].metadata
     assert metadata is not None
     [owner] = metadata.owner_references or []
@@ -644,6 +650,20 @@ def test_template_revisions_are_immutable_controller_revisions_owned_by_the_stac
         )
     assert refused.value.status == 422, "the API server must refuse to change a revision"
     assert kube.store.get_template(first.id) == first
+    # Its metadata may change (the last completed one is labelled), its data not.
+    kube.store.mark_last_completed("hello", first.id)
+    kube.store.mark_last_completed("hello", second.id)
+    labels = {
+        r.metadata.name: (r.metadata.labels or {}).get("convergence.dev/last-completed")
+        for r in apps.list_namespaced_controller_revision(
+            kube.namespace, label_selector="convergence.dev/stack=hello"
+        ).items
+        if r.metadata is not None
+    }
+    assert labels == {first.id: None, second.id: "true"}
+    assert kube.store.prune_templates("hello", {second.id}, 0) == [first.id]
+    with pytest.raises(NotFound):
+        kube.store.get_template(first.id)
 
 
 @pytest.mark.controlplane
@@ -671,13 +691,13 @@ def test_writes_are_counted_by_kind(kube: StoreKit) -> None:
         store.update_stack(replace(stack, traversal="u"))
     assert store.writes == {
         "stack": 2,
-        "template": 1,
+        "template": 2,  # its values Secret, then the ControllerRevision
         "resource": 2,
         "resource_status_init": 1,
         "push": 1,
         "stack_push": 1,
     }, "a lost compare-and-set writes nothing"
-    assert store.total_writes == 8
+    assert store.total_writes == 9
 
 
 # -- ConfigMapReality ----------------------------------------------------------------------------

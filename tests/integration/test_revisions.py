@@ -1,0 +1,131 @@
+"""Template revisions on the real control plane.
+
+One ControllerRevision per traversal's template, the last completed one labelled, old ones
+pruned beyond spec.revisionHistoryLimit, and parameter values (hidden ones included) kept in a
+Secret, never in the ControllerRevision.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from convergence.operator.testing.cluster import Cluster
+from convergence.operator.testing.operator_process import OperatorProcess
+
+pytestmark = pytest.mark.controlplane
+
+HIDDEN = "s3cret-value-never-shown"
+
+
+def _json(cluster: Cluster, namespace: str, *what: str) -> Any:
+    result = cluster.kubectl("get", f"--namespace={namespace}", *what, "-o", "json", check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def _eventually(
+    what: str, probe: Callable[[], Any], operator: OperatorProcess, timeout: float = 60
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}; operator log:\n{operator.tail()}")
+        time.sleep(0.5)
+
+
+def _apply(cluster: Cluster, namespace: str, value: str, fail: bool = False) -> None:
+    body = {
+        "apiVersion": "convergence.dev/v1alpha1",
+        "kind": "Stack",
+        "metadata": {"name": "revs", "namespace": namespace},
+        "spec": {
+            "revisionHistoryLimit": 1,
+            "disableRollback": not fail,
+            "parameters": {"password": HIDDEN, "value": value},
+            "template": {
+                "heat_template_version": "2021-04-16",
+                "parameters": {
+                    "password": {"type": "string", "hidden": True},
+                    "value": {"type": "string"},
+                },
+                "resources": {
+                    "a": {
+                        "type": "OS::Heat::TestResource",
+                        "properties": {"value": {"get_param": "value"}, "fail": fail},
+                    }
+                },
+            },
+        },
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
+
+
+def _complete(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
+    def probe() -> bool:
+        body = _json(cluster, namespace, "stack", "revs") or {}
+        status = body.get("status") or {}
+        return bool(
+            status.get("observedGeneration") == body.get("metadata", {}).get("generation")
+            and str(status.get("phase", "")).endswith("_COMPLETE")
+            and status.get("reportedPhase", "").startswith(status.get("phase", "-"))
+        )
+
+    _eventually("the stack complete", probe, operator)
+
+
+def _revisions(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
+    listed = _json(cluster, namespace, "controllerrevisions", "-l=convergence.dev/stack=revs")
+    return sorted(listed["items"], key=lambda item: item["revision"])
+
+
+def test_revisions_are_pruned_marked_and_keep_parameter_values_out_of_sight(
+    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+) -> None:
+    for value in ("one", "two", "three", "four"):
+        _apply(cluster, namespace, value)
+        _complete(cluster, namespace, operator_process)
+
+    stack = _json(cluster, namespace, "stack", "revs")
+    current = stack["status"]["currentRevision"]
+    assert stack["status"]["lastCompletedRevision"] == current, stack["status"]
+    # The current (= last completed) revision plus at most one spare survive.
+    revisions = _eventually(
+        "old revisions pruned",
+        lambda: (found := _revisions(cluster, namespace)) and len(found) <= 2 and found,
+        operator_process,
+    )
+    names = [item["metadata"]["name"] for item in revisions]
+    assert current in names, (current, names)
+    marked = [
+        item["metadata"]["name"]
+        for item in revisions
+        if item["metadata"].get("labels", {}).get("convergence.dev/last-completed") == "true"
+    ]
+    assert marked == [current], (marked, current)
+
+    for item in revisions:
+        assert HIDDEN not in json.dumps(item), item["metadata"]["name"]
+        assert "parameters" not in item["data"], item["data"]
+        # Its values are in the Secret of the same name, which goes with it.
+        secret = _json(cluster, namespace, "secret", item["metadata"]["name"])
+        assert secret is not None, item["metadata"]["name"]
+        assert secret.get("immutable") is True, item["metadata"]["name"]
+    secrets = _json(cluster, namespace, "secrets", "-l=convergence.dev/stack=revs")["items"]
+    assert sorted(s["metadata"]["name"] for s in secrets) == sorted(names)
+
+    # A failed update rolls back to the last completed template, whose parameter
+    # values the operator reads back from its Secret.
+    _apply(cluster, namespace, "five", fail=True)
+    _complete(cluster, namespace, operator_process)
+    stack = _json(cluster, namespace, "stack", "revs")
+    assert stack["status"]["phase"] == "ROLLBACK_COMPLETE", stack["status"]
+    configmaps = _json(cluster, namespace, "configmaps", "-l=convergence.dev/resource=a")
+    (physical,) = configmaps["items"]
+    assert json.loads(physical["data"]["attributes"])["output"] == "four", physical["data"]
