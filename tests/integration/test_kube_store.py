@@ -651,8 +651,10 @@ def test_template_revisions_are_immutable_controller_revisions_owned_by_the_stac
     assert refused.value.status == 422, "the API server must refuse to change a revision"
     assert kube.store.get_template(first.id) == first
     # Its metadata may change (the last completed one is labelled), its data not.
-    kube.store.mark_last_completed("hello", first.id)
-    kube.store.mark_last_completed("hello", second.id)
+    store = kube.store
+    assert isinstance(store, KubernetesStore)
+    store.mark_last_completed("hello", first.id)
+    store.mark_last_completed("hello", second.id)
     labels = {
         r.metadata.name: (r.metadata.labels or {}).get("convergence.dev/last-completed")
         for r in apps.list_namespaced_controller_revision(
@@ -661,7 +663,7 @@ def test_template_revisions_are_immutable_controller_revisions_owned_by_the_stac
         if r.metadata is not None
     }
     assert labels == {first.id: None, second.id: "true"}
-    assert kube.store.prune_templates("hello", {second.id}, 0) == [first.id]
+    assert store.prune_templates("hello", {second.id}, 0) == [first.id]
     with pytest.raises(NotFound):
         kube.store.get_template(first.id)
 
