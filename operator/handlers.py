@@ -54,6 +54,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import functools
 import logging
 import os
 import threading
@@ -71,7 +72,7 @@ from convergence.operator.engine import stack as stack_ops
 from convergence.operator.engine.converger import StepReport, check_resource, repair_drift
 from convergence.operator.engine.graph import cleanup_node, update_node
 from convergence.operator.engine.plugin import TypeRegistry
-from convergence.operator.engine.runtime import Engine, NodeMessage
+from convergence.operator.engine.runtime import Engine, NodeMessage, template_definitions
 from convergence.operator.engine.store import (
     COMPLETE,
     DELETE,
@@ -194,6 +195,7 @@ class Operator:
                 dispatcher=QueueDispatcher(namespace, self.queue),
                 objects=KubernetesObjects(self.api, namespace, self.require_service_account),
                 secrets=KubernetesSecretStore(self.api, namespace),
+                definitions=functools.partial(template_definitions, project_id=namespace),
             )
         return self.engines[namespace]
 

@@ -110,8 +110,13 @@ def template_definitions(
     stack: StackRef,
     types: TypeRegistry,
     previous: Definition | None,
+    project_id: str = "",
 ) -> Definition:
-    """The real loader: parse the HOT template and bind it with the template layer."""
+    """The real loader: parse the HOT template and bind it with the template layer.
+
+    `project_id` is what OS::project_id gives: on Kubernetes, the Stack's
+    namespace (the unit of tenancy, as a project is in OpenStack).
+    """
     from convergence.operator.engine.template import StackDefinition, StackIdentity
 
     template = Template.empty() if revision is None else Template.parse(revision.template)
@@ -127,7 +132,7 @@ def template_definitions(
     definition = StackDefinition(
         template,
         parameters,
-        StackIdentity(name=stack.name, id=stack.id, project_id=""),
+        StackIdentity(name=stack.name, id=stack.id, project_id=project_id),
         resource_registry=registry,
         type_exists=types.exists,
         previous=prior,

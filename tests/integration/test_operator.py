@@ -137,3 +137,35 @@ def test_an_invalid_template_is_reported_in_status_and_creates_nothing(
     assert any("nope" in e["message"] for e in events["items"]), "an Event must say why"
     assert get(cluster, namespace, "stackresources")["items"] == []
     cluster.kubectl("delete", f"--namespace={namespace}", "stack", "hello", "--timeout=60s")
+
+
+def test_pseudo_parameters_name_the_stack_and_its_namespace(
+    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+) -> None:
+    """OS::project_id is the Stack's namespace (the tenancy unit); OS::stack_id its stackId."""
+    body = {
+        "apiVersion": "convergence.dev/v1alpha1",
+        "kind": "Stack",
+        "metadata": {"name": "hello", "namespace": namespace},
+        "spec": {
+            "template": {
+                "heat_template_version": "2021-04-16",
+                "resources": {"none": {"type": "OS::Heat::None"}},
+                "outputs": {
+                    name: {"value": {"get_param": f"OS::{name}"}}
+                    for name in ("project_id", "stack_name", "stack_id")
+                },
+            }
+        },
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
+    try:
+        wait(cluster, namespace, "jsonpath={.status.phase}=CREATE_COMPLETE")
+    except AssertionError:
+        pytest.fail(f"create did not converge; operator log:\n{operator_process.tail()}")
+    stack = get(cluster, namespace, "stack", "hello")
+    assert stack["status"]["outputs"] == {
+        "project_id": namespace,
+        "stack_name": "hello",
+        "stack_id": stack["status"]["stackId"],
+    }
