@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 
+from convergence.operator import logs
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="convergence", description=__doc__)
@@ -31,6 +33,13 @@ def main(argv: list[str] | None = None) -> int:
         help="multi-tenant mode: every Stack must name spec.serviceAccountName, whose "
         "identity (impersonated) applies its Kubernetes objects",
     )
+    run.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        default=logs.JSON,
+        help="json: one object per line with namespace, stack, resource and traversal keys; "
+        "text: those fields in brackets after the message (default: %(default)s)",
+    )
     run.add_argument("--verbose", "-v", action="store_true")
     args = parser.parse_args(argv)
 
@@ -41,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers.METRICS_PORT = args.metrics_port
     handlers.REQUIRE_SERVICE_ACCOUNT = args.require_service_account
 
-    kopf.configure(verbose=args.verbose)
+    logs.configure(args.log_format, verbose=args.verbose)
     if not args.verbose:
         # Watch-event handlers run on every change; their "succeeded" lines are noise.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)

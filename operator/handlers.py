@@ -67,7 +67,7 @@ import kopf
 import kubernetes
 import prometheus_client
 
-from convergence.operator import conditions, metrics
+from convergence.operator import conditions, logs, metrics
 from convergence.operator.engine import stack as stack_ops
 from convergence.operator.engine.converger import StepReport, check_resource, repair_drift
 from convergence.operator.engine.graph import cleanup_node, update_node
@@ -203,6 +203,10 @@ class Operator:
 
     def process(self, key: RecordKey) -> float | None:
         """One reconciliation of a record's nodes, counted; returns when to run it again."""
+        with logs.context(namespace=key[0], stack=key[1], resource=key[2] or None):
+            return self._process(key)
+
+    def _process(self, key: RecordKey) -> float | None:
         started = time.monotonic()
         active = self.metrics.active_workers.labels(metrics.STACK_RESOURCE)
         active.inc()
@@ -237,6 +241,19 @@ class Operator:
         if stack is None or not stack.traversal:
             return None
         record = engine.store.get_resource(record_id)
+        with logs.context(
+            resource=record.name if record is not None else record_id, traversal=stack.traversal
+        ):
+            return self._step(engine, key, stack, record)
+
+    def _step(
+        self,
+        engine: Engine,
+        key: RecordKey,
+        stack: StackRecord,
+        record: ResourceRecord | None,
+    ) -> float | None:
+        namespace, stack_name, record_id = key
         messages = [
             NodeMessage(stack_name, stack.traversal, update_node(record_id)),
             NodeMessage(stack_name, stack.traversal, cleanup_node(record_id)),
@@ -252,7 +269,7 @@ class Operator:
         deleted = False
         for message in messages:
             report = check_resource(engine, message)
-            logger.debug("%s/%s %s: %s", namespace, stack_name, message.node, report.outcome)
+            logger.debug("%s: %s", message.node, report.outcome)
             self.count_step(report, record)
             if report.poll_after is not None:
                 polls.append(report.poll_after)
@@ -357,6 +374,13 @@ class Operator:
         stack = engine.store.get_stack(name)
         if body is None or stack is None or not stack.traversal:
             return
+        with logs.context(namespace=namespace, stack=name, traversal=stack.traversal):
+            self._report_stack(engine, namespace, body, stack)
+
+    def _report_stack(
+        self, engine: Engine, namespace: str, body: Mapping[str, Any], stack: StackRecord
+    ) -> None:
+        name = stack.name
         resources = self.cache(namespace).resources_of(name)
         counts = resource_counts(resources)
         wanted = conditions.stack_conditions(stack)
@@ -451,7 +475,20 @@ class Operator:
     def post_event(
         self, namespace: str, body: Mapping[str, Any], type_: str, reason: str, message: str
     ) -> None:
-        """Post a core/v1 Event about `body` (the work queue runs outside kopf's event poster)."""
+        """Post a core/v1 Event about `body` (the work queue runs outside kopf's event poster).
+
+        It is logged too: an Event marks an action's start, completion or failure
+        (never a poll), which is what the log should tell.
+        """
+        ref = _object_ref(body)
+        logger.log(
+            logging.WARNING if type_ == "Warning" else logging.INFO,
+            "%s %s/%s: %s",
+            reason,
+            ref["kind"],
+            ref["name"],
+            message,
+        )
         now = datetime.datetime.now(datetime.UTC)
         event = kubernetes.client.CoreV1Event(
             metadata=kubernetes.client.V1ObjectMeta(generate_name="convergence-"),
@@ -470,7 +507,6 @@ class Operator:
             kubernetes.client.CoreV1Api(self.api).create_namespaced_event(namespace, event)
         except kubernetes.client.ApiException as exc:
             # An Event is a report, never a reason to fail a step.
-            ref = _object_ref(body)
             logger.warning(
                 "could not post event %s on %s %s: %s", reason, ref["kind"], ref["name"], exc.reason
             )
@@ -575,8 +611,14 @@ def _operator() -> Operator:
 
 
 @contextlib.contextmanager
-def _reconciling(controller: str) -> Iterator[None]:
-    """Count one kopf handler call as a reconciliation of `controller`."""
+def _reconciling(controller: str, namespace: str, name: str) -> Iterator[None]:
+    """Count one kopf handler call as a reconciliation of `controller`; log it as about `name`."""
+    with logs.context(namespace=namespace, stack=name), _counted(controller):
+        yield
+
+
+@contextlib.contextmanager
+def _counted(controller: str) -> Iterator[None]:
     if OPERATOR is None:
         yield
         return
@@ -688,7 +730,7 @@ def _start_traversal(
     timeout = stack_timeout(spec)
     try:
         if engine.store.get_stack(name) is None:
-            stack_ops.create_stack(
+            started = stack_ops.create_stack(
                 engine,
                 name,
                 template,
@@ -698,7 +740,7 @@ def _start_traversal(
                 environment=spec.get("environment"),
             )
         else:
-            stack_ops.update_stack(
+            started = stack_ops.update_stack(
                 engine,
                 name,
                 template,
@@ -721,6 +763,12 @@ def _start_traversal(
         patch.status["observedGeneration"] = generation
         return
     patch.status["observedGeneration"] = generation
+    logger.info(
+        "%s of generation %s started",
+        started.action,
+        generation,
+        extra={"traversal": started.traversal},
+    )
     kopf.info(body, reason="StackUpdate", message=f"Converging to generation {generation}")
 
 
@@ -781,7 +829,7 @@ def reconcile_stack(
 ) -> None:
     """Start a traversal for a spec not converged to yet; carry out new cancel/rollback requests."""
     assert namespace is not None, "Stack is namespaced"
-    with _reconciling(metrics.STACK):
+    with _reconciling(metrics.STACK, namespace, name):
         operator = _operator()
         engine = operator.engine(namespace)
         generation = meta.get("generation")
@@ -830,7 +878,7 @@ def _fresh_status(
 def delete_stack(name: str, namespace: str | None, **_: Any) -> None:
     """Converge to the empty template; hold the finalizer until that is complete."""
     assert namespace is not None, "Stack is namespaced"
-    with _reconciling(metrics.STACK):
+    with _reconciling(metrics.STACK, namespace, name):
         engine = _operator().engine(namespace)
         record = engine.store.get_stack(name)
         if record is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -169,3 +170,42 @@ def test_pseudo_parameters_name_the_stack_and_its_namespace(
         "stack_name": "hello",
         "stack_id": stack["status"]["stackId"],
     }
+
+
+def test_log_lines_are_json_naming_stack_resource_and_traversal(
+    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+) -> None:
+    cluster.kubectl("apply", f"--namespace={namespace}", "-f", str(HELLO))
+    try:
+        wait(cluster, namespace, "jsonpath={.status.phase}=CREATE_COMPLETE")
+    except AssertionError:
+        pytest.fail(f"create did not converge; operator log:\n{operator_process.tail()}")
+    traversal = get(cluster, namespace, "stack", "hello")["status"]["traversal"]
+
+    def mine() -> list[dict[str, Any]]:
+        lines = [
+            json.loads(line)
+            for line in operator_process.log.read_text().splitlines()
+            if line.startswith("{")
+        ]
+        return [line for line in lines if line.get("namespace") == namespace]
+
+    # The Stack's own Event (and line) follows its phase within a report batch.
+    deadline = time.monotonic() + 10
+    while not any(line["message"].startswith("CreateComplete Stack/hello") for line in mine()):
+        assert time.monotonic() < deadline, f"no CreateComplete line for the Stack: {mine()}"
+        time.sleep(0.5)
+    started = [line for line in mine() if line["message"] == "CREATE of generation 1 started"]
+    assert [line.get("traversal") for line in started] == [traversal], started
+    completed = {
+        str(line.get("resource")): line
+        for line in mine()
+        if line["message"].startswith("CreateComplete StackResource/")
+    }
+    assert sorted(completed) == ["first", "second", "third"], completed
+    for line in completed.values():
+        assert (line["stack"], line["traversal"], line["severity"]) == ("hello", traversal, "info")
+    (stack_line,) = [
+        line for line in mine() if line["message"].startswith("CreateComplete Stack/hello")
+    ]
+    assert (stack_line["stack"], stack_line["traversal"]) == ("hello", traversal), stack_line
