@@ -34,7 +34,6 @@ engine/sensitive.py), and a failure reason never shows a revealed value.
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -51,6 +50,7 @@ from convergence.operator.engine.plugin import (
 )
 from convergence.operator.engine.runtime import Engine, NodeMessage
 from convergence.operator.engine.sensitive import Revealed, reveal
+from convergence.operator.engine.stack import replacement_id
 from convergence.operator.engine.store import (
     COMPLETE,
     CREATE,
@@ -93,11 +93,6 @@ class StepReport:
         if self.poll_after is not None:
             parts.append(f"poll again in {self.poll_after:g}s")
         return "; ".join(parts)
-
-
-def replacement_id(record_id: str, traversal: str) -> str:
-    """The id of the record replacing `record_id` in `traversal` (the same on every retry)."""
-    return str(uuid.uuid5(uuid.NAMESPACE_OID, f"{record_id}/{traversal}"))
 
 
 def check_resource(engine: Engine, message: NodeMessage) -> StepReport:
@@ -186,13 +181,18 @@ class _Step:
         else:
             self._check_cleanup(stack, record, graph_node)
 
-    @staticmethod
-    def _graph_node(graph: Graph, node: Node, record: ResourceRecord | None) -> Node | None:
+    def _graph_node(self, graph: Graph, node: Node, record: ResourceRecord | None) -> Node | None:
         if node in graph:
             return node
         # A replacement made in this traversal stands in for the update node of the
         # record it replaces (only update nodes: its cleanup belongs to a later traversal).
-        if node.is_update and record is not None and record.replaces is not None:
+        # One an older traversal made does not: it is only cleaned up, if at all.
+        if (
+            node.is_update
+            and record is not None
+            and record.replaces is not None
+            and stack_ops.replaced_in(record, self.traversal)
+        ):
             stand_in = Node(record.replaces, node.is_update)
             if stand_in in graph:
                 return stand_in

@@ -18,11 +18,18 @@ stack's current one, so a stale worker never overwrites a newer traversal.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from convergence.operator.engine.graph import ExistingRecord, Graph, traversal_graph
+from convergence.operator.engine.graph import (
+    ExistingRecord,
+    Graph,
+    cleanup_node,
+    traversal_graph,
+    update_node,
+)
 from convergence.operator.engine.plugin import StackRef
 from convergence.operator.engine.runtime import Definition, Engine, NodeMessage
 from convergence.operator.engine.store import (
@@ -48,6 +55,16 @@ class OperationRefused(Exception):
 
 class StackNotFound(LookupError):
     """No stack of that name."""
+
+
+def replacement_id(record_id: str, traversal: str) -> str:
+    """The id of the record replacing `record_id` in `traversal` (the same on every retry)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_OID, f"{record_id}/{traversal}"))
+
+
+def replaced_in(record: ResourceRecord, traversal: str) -> bool:
+    """Whether `record` is the replacement `traversal` made (of the record it replaces)."""
+    return record.replaces is not None and record.id == replacement_id(record.replaces, traversal)
 
 
 def stack_ref(stack: StackRecord) -> StackRef:
@@ -368,10 +385,36 @@ def root_done(engine: Engine, name: str, traversal: str, graph: Graph) -> StackR
     """Called after a root pushed to the stack sync point: mark ready / complete if all did."""
     senders = arrived(engine.store.stack_sync_point(name), traversal)
     if all(root.key() in senders for root in graph.roots):
+        strays = stray_records(engine, name, traversal, graph)
+        if strays:
+            # Made by a step of an older traversal that had not yet seen this one
+            # start: no node of this traversal cleans them up, so a new traversal
+            # of the same operation does (the rest is converged already).
+            return _retry(lambda s: _reconverge(engine, s, traversal), engine, name)
         return _finish(engine, name, traversal, complete=True)
     if graph.update_roots and all(root.key() in senders for root in graph.update_roots):
         return _finish(engine, name, traversal, complete=False)
     return None
+
+
+def stray_records(engine: Engine, name: str, traversal: str, graph: Graph) -> list[str]:
+    """Ids of the stack's records that no node of `traversal`'s graph covers.
+
+    A replacement this traversal made stands in for the record it replaces.
+    """
+    return [
+        record.id
+        for record in engine.store.list_resources(name)
+        if update_node(record.id) not in graph
+        and cleanup_node(record.id) not in graph
+        and not replaced_in(record, traversal)
+    ]
+
+
+def _reconverge(engine: Engine, stack: StackRecord, traversal: str) -> StackRecord:
+    if stack.traversal != traversal or stack.status != IN_PROGRESS:
+        return stack  # a newer traversal took over: it covers the strays
+    return converge(engine, stack, stack.template, stack.action)
 
 
 def _outputs(engine: Engine, stack: StackRecord) -> dict[str, Any]:

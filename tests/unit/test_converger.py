@@ -6,10 +6,11 @@ from typing import Any
 
 import pytest
 
-from convergence.operator.engine.converger import check_resource, replacement_id
+from convergence.operator.engine.converger import check_resource
 from convergence.operator.engine.graph import update_node
 from convergence.operator.engine.runtime import NodeMessage
 from convergence.operator.engine.simulator import Simulator
+from convergence.operator.engine.stack import replacement_id
 from convergence.operator.engine.template import TemplateError
 
 
@@ -120,3 +121,36 @@ def test_an_invalid_template_stops_the_create_before_anything_is_stored() -> Non
         sim.create("s", bad)
     assert sim.memory.total_writes == 0, "a rejected template must not write anything"
     assert sim.memory.get_stack("s") is None
+
+
+def test_a_replacement_an_older_traversal_made_is_cleaned_up_not_replaced_again() -> None:
+    """A record's wake-up runs its update node in the current traversal: a replacement
+    an interrupted update made must not stand in for the record it replaces there
+    (it would be replaced again, and that new record left behind)."""
+    sim = Simulator()
+    base = tmpl(A={"properties": {"value": "a"}}, B={"depends_on": ["A"]})
+    sim.create("s", base)
+    sim.run_until_quiet()
+    original = record_of(sim, "A").id
+    # B's slow update keeps the update from going in service: a rollback returns to `base`.
+    replacing = tmpl(
+        A={"properties": {"value": "a", "update_replace_value": "v2"}},
+        B={"depends_on": ["A"], "properties": {"value": "b", "wait_secs": 5}},
+    )
+    sim.update("s", replacing)
+
+    def replacement_created() -> bool:
+        return any(
+            r.replaces == original and r.phase == "CREATE_COMPLETE" for r in sim.resources("s")
+        )
+
+    assert sim.run_until(replacement_created)
+    (stale,) = [r for r in sim.resources("s") if r.replaces == original]
+    sim.rollback("s")
+    rollback = sim.stack("s").traversal
+    # What a watch event on the stale replacement makes the operator do.
+    sim.trigger(NodeMessage("s", rollback, update_node(stale.id)))
+    sim.run_until_quiet()
+    assert sim.stack("s").phase == "ROLLBACK_COMPLETE"
+    assert [r.id for r in sim.resources("s") if r.name == "A"] == [original]
+    assert [c.properties for c in sim.copies("s", "A")] == [{"value": "a"}]

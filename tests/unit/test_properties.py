@@ -22,10 +22,11 @@ from typing import Any, ClassVar
 
 import pytest
 
-from convergence.operator.engine.converger import StepReport, replacement_id
+from convergence.operator.engine.converger import StepReport
 from convergence.operator.engine.plugin import Cookie, PropertiesModel, TypeRegistry
 from convergence.operator.engine.scenario import reality_errors
 from convergence.operator.engine.simulator import Simulator
+from convergence.operator.engine.stack import replacement_id
 from convergence.reconcilers.none_resource import NoneResource
 from convergence.reconcilers.test_resource import TestResource
 
