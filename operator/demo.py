@@ -1,11 +1,15 @@
-"""`make demo`: a real stack converging on the local control plane.
+"""`make demo`: the web application example converging on the local control plane.
 
-Installs the CRDs, starts the operator (`convergence run`, a subprocess),
-applies examples/hello-stack.yaml and prints each resource as it completes,
-then the outputs; then updates the stack so that one resource must be
-replaced and shows the replacement created first and the old one cleaned up
-afterwards; then deletes the stack. The control plane keeps running for
-exploring (`make env`); `make controlplane-down` stops it.
+Installs the CRDs, starts the operator (`convergence run`, a subprocess) and
+applies examples/webapp/stack.yaml: a generated password, a Secret holding
+it, a ConfigMap, a Deployment reading both and a Service in front of it. It
+prints each resource as it starts, waits and completes (the Service waits for
+the Deployment to be Available), then the outputs and the objects; then
+rotates the password (a new salt), which replaces the RandomString, updates
+the Secret and rolls the Deployment, and shows the old password's record
+cleaned up after the rest is in service; then deletes the stack and shows
+that nothing is left. The control plane keeps running for exploring (`make
+env`); `make controlplane-down` stops it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import sys
 import time
 from typing import Any
 
+import yaml
+
 from convergence.operator.testing.cluster import Cluster
 from convergence.operator.testing.controlplane import (
     REPO_ROOT,
@@ -23,64 +29,115 @@ from convergence.operator.testing.controlplane import (
 )
 from convergence.operator.testing.operator_process import OperatorProcess
 
-EXAMPLE = REPO_ROOT / "examples" / "hello-stack.yaml"
-REPLACING_UPDATE = {
-    "spec": {
-        "parameters": {"greeting": "bonjour"},
-        "template": {
-            "resources": {
-                "first": {
-                    "properties": {
-                        "value": {"get_param": "greeting"},
-                        "wait_secs": 1,
-                        # not updatable in place: `first` is replaced
-                        "update_replace_value": "v2",
-                    }
-                }
-            }
-        },
-    }
-}
+EXAMPLE = REPO_ROOT / "examples" / "webapp" / "stack.yaml"
+STACK = "webapp"
+NAMESPACE = "default"
+OBJECTS = "deployments,services,configmaps,secrets"
+ROTATE_PASSWORD = {"spec": {"parameters": {"password_salt": "2"}}}
 
 
-def say(text: str) -> None:
+class DemoError(Exception):
+    """The demo cannot go on; the message says why."""
+
+
+def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def resources(cluster: Cluster) -> dict[str, tuple[str, str]]:
-    """StackResource name -> (logical name, phase)."""
-    items = json.loads(cluster.kubectl("get", "stackresources", "-o", "json").stdout)["items"]
-    return {
-        item["metadata"]["name"]: (
+def get_json(cluster: Cluster, *what: str) -> Any:
+    result = cluster.kubectl("get", f"--namespace={NAMESPACE}", *what, "-o", "json", check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def records(cluster: Cluster) -> dict[str, tuple[str, str, str]]:
+    """StackResource name -> (logical name, phase, what it waits for) for the stack."""
+    found = get_json(cluster, "stackresources") or {"items": []}
+    result = {}
+    for item in found["items"]:
+        if item["spec"].get("stack") != STACK:
+            continue
+        status = item.get("status") or {}
+        waiting = (status.get("pluginData") or {}).get("waitingFor", "")
+        if not status.get("phase", "").endswith("IN_PROGRESS"):
+            waiting = ""
+        result[item["metadata"]["name"]] = (
             item["spec"]["resource"],
-            (item.get("status") or {}).get("phase", "INIT_COMPLETE"),
+            status.get("phase", "INIT_COMPLETE"),
+            waiting,
         )
-        for item in items
-    }
+    return result
 
 
-def follow(cluster: Cluster, final_phase: str, timeout: float = 90) -> dict[str, Any]:
-    """Print every change of a StackResource's phase until the stack reaches `final_phase`."""
-    seen: dict[str, str] = {}
+def template_order() -> dict[str, int]:
+    """Logical name -> position in the example (its resources are in dependency order)."""
+    body = yaml.safe_load(EXAMPLE.read_text())
+    return {name: i for i, name in enumerate(body["spec"]["template"]["resources"])}
+
+
+def follow(
+    cluster: Cluster,
+    generation: int,
+    final_phase: str,
+    seen: dict[str, tuple[str, str, str]],
+    timeout: float = 240,
+) -> Any:
+    """Print each StackResource's progress until the stack reaches `final_phase`.
+
+    `seen` holds what was printed already (kept from one operation to the next).
+    """
+    order = template_order()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        current = resources(cluster)
-        # Within one look, what finished is shown before what started.
-        changes = sorted(
-            current.items(), key=lambda kv: (kv[1][1].endswith("IN_PROGRESS"), kv[1][0])
-        )
-        for name, (logical, phase) in changes:
-            if seen.get(name) != phase:
-                say(f"  {logical:<8} {name[:8]}  {phase}")
-                seen[name] = phase
-        for name in set(seen) - set(current):
-            say(f"  {'':<8} {name[:8]}  cleaned up (StackResource deleted)")
+        current = records(cluster)
+        # Several changes can happen between two looks: show what finished before what
+        # started, each in dependency order, so the story reads in the order it happened.
+        for name, (logical, phase, waiting) in sorted(
+            current.items(),
+            key=lambda kv: (kv[1][1].endswith("IN_PROGRESS"), order.get(kv[1][0], 0)),
+        ):
+            if seen.get(name) != (logical, phase, waiting):
+                note = f"  waiting for {waiting}" if waiting else ""
+                say(f"  {logical:<12} {name[-8:]}  {phase}{note}")
+                seen[name] = (logical, phase, waiting)
+        for name in sorted(set(seen) - set(current)):
+            say(f"  {seen[name][0]:<12} {name[-8:]}  cleaned up (StackResource deleted)")
             del seen[name]
-        stack = json.loads(cluster.kubectl("get", "stack", "hello", "-o", "json").stdout)
-        if (stack.get("status") or {}).get("phase") == final_phase:
-            return dict(stack["status"])
+        stack = get_json(cluster, "stack", STACK) or {}
+        status = stack.get("status") or {}
+        if status.get("observedGeneration") == generation:
+            deleting = any(phase.startswith("DELETE") for _, phase, _ in current.values())
+            # A cleaned-up record goes just after the stack completes: show that too.
+            if status.get("phase") == final_phase and not deleting:
+                return status
+            if str(status.get("phase", "")).endswith("_FAILED"):
+                raise DemoError(f"the stack failed: {status.get('statusReason')}")
         time.sleep(0.3)
-    raise AssertionError(f"the stack did not reach {final_phase} in {timeout:.0f}s")
+    raise DemoError(f"the stack did not reach {final_phase} in {timeout:.0f}s")
+
+
+def left_behind(cluster: Cluster, timeout: float = 90) -> str:
+    """What is still labelled with the stack once the garbage collector has had its turn.
+
+    The Stack's template revisions (Secrets owned by the Stack) go with the garbage
+    collector, which on a fresh control plane may take half a minute to notice.
+    """
+    deadline = time.monotonic() + timeout
+    told = False
+    while True:
+        left = cluster.kubectl(
+            "get", f"--namespace={NAMESPACE}", f"stackresources,{OBJECTS}",
+            "-l", f"convergence.dev/stack={STACK}", "-o", "name",
+        ).stdout.split()  # fmt: skip
+        if not left or time.monotonic() > deadline:
+            return " ".join(left)
+        if not told:
+            say(f"  the garbage collector takes the Stack's template revisions: {' '.join(left)}")
+            told = True
+        time.sleep(1)
+
+
+def generation(cluster: Cluster) -> int:
+    return int(get_json(cluster, "stack", STACK)["metadata"]["generation"])
 
 
 def run(cluster: Cluster) -> None:
@@ -88,42 +145,52 @@ def run(cluster: Cluster) -> None:
         say(f"$ kubectl {' '.join(args)}")
         print(cluster.kubectl(*args).stdout, end="", flush=True)
 
-    show("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
+    def outputs(status: Any) -> None:
+        for key, value in sorted((status.get("outputs") or {}).items()):
+            say(f"  {key}: {json.dumps(value)}")
+
+    crds = str(REPO_ROOT / "crds")
+    show("apply", "--server-side", "--force-conflicts", "-f", crds)
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", crds)
     cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "-f", str(REPO_ROOT / "crds")
+        "delete", "stack", STACK, f"--namespace={NAMESPACE}", "--ignore-not-found", "--timeout=120s"
     )
-    cluster.kubectl("delete", "stack", "hello", "--ignore-not-found", "--timeout=60s")
-    show("apply", "-f", str(EXAMPLE.relative_to(REPO_ROOT)))
-    status = follow(cluster, "CREATE_COMPLETE")
-    show("get", "stacks")
-    say(f"outputs: {json.dumps(status.get('outputs'))}")
-    say("physical resources (one ConfigMap each):")
+
+    say("\nCreate: the password, Secret and ConfigMap first; the Deployment when both")
+    say("exist; the Service only once the Deployment is Available.")
+    show("apply", f"--namespace={NAMESPACE}", "-f", str(EXAMPLE.relative_to(REPO_ROOT)))
+    seen: dict[str, tuple[str, str, str]] = {}
+    status = follow(cluster, generation(cluster), "CREATE_COMPLETE", seen)
+    show("get", f"--namespace={NAMESPACE}", "stacks")
+    say("outputs:")
+    outputs(status)
+    # The resources' objects (the Stack's template revisions, also Secrets, have no
+    # resource label).
     show(
-        "get",
-        "configmaps",
-        "-l",
-        "app.kubernetes.io/managed-by=convergence",
-        "-L",
-        "convergence.dev/resource",
+        "get", f"--namespace={NAMESPACE}", OBJECTS,
+        "-l", f"convergence.dev/stack={STACK},convergence.dev/resource",
+    )  # fmt: skip
+
+    say("\nUpdate: a new password salt. The RandomString cannot change in place, so it is")
+    say("replaced: the new password is made, the Secret gets it, the Deployment rolls")
+    say("(its pod template names the password's version), and the old password goes last.")
+    old_secret = (status.get("outputs") or {}).get("password_secret")
+    show(
+        "patch", "stack", STACK, f"--namespace={NAMESPACE}", "--type=merge",
+        "-p", json.dumps(ROTATE_PASSWORD),
+    )  # fmt: skip
+    status = follow(cluster, generation(cluster), "UPDATE_COMPLETE", seen)
+    show(
+        "get", f"--namespace={NAMESPACE}", "stackresources", "-l", f"convergence.dev/stack={STACK}"
     )
+    say("outputs:")
+    outputs(status)
+    if (status.get("outputs") or {}).get("password_secret") == old_secret:
+        say(f"  (the Secret {old_secret} was updated in place with the new password)")
 
-    say("\nUpdate: a new greeting, and `first` gets a property that cannot change in place.")
-    show("patch", "stack", "hello", "--type=merge", "-p", json.dumps(REPLACING_UPDATE))
-    status = follow(cluster, "UPDATE_COMPLETE")
-    show("get", "stackresources")
-    say(f"outputs: {json.dumps(status.get('outputs'))}")
-
-    say("\nDelete: resources go in reverse dependency order, then the finalizer is released.")
-    show("delete", "stack", "hello", "--timeout=60s")
-    left = cluster.kubectl(
-        "get",
-        "stackresources,configmaps",
-        "-l",
-        "app.kubernetes.io/managed-by=convergence",
-        "-o",
-        "name",
-    ).stdout.strip()
-    say(f"left behind: {left or 'nothing'}")
+    say("\nDelete: resources go in reverse dependency order, then the Stack's finalizer goes.")
+    show("delete", "stack", STACK, f"--namespace={NAMESPACE}", "--timeout=120s")
+    say(f"left behind: {left_behind(cluster) or 'nothing'}")
 
 
 def main() -> int:
@@ -133,9 +200,9 @@ def main() -> int:
         cluster = Cluster(kubeconfig, str(plane.bin_dir / "kubectl"))
         log = plane.state_dir / "operator.log"
         say(f"operator log: {log}")
-        with OperatorProcess(kubeconfig, log, "--namespace", "default"):
+        with OperatorProcess(kubeconfig, log, "--namespace", NAMESPACE):
             run(cluster)
-    except (ControlPlaneError, AssertionError) as exc:
+    except (ControlPlaneError, AssertionError, DemoError) as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 1
     say('\nThe control plane keeps running: eval "$(make -s env)" to use kubectl on it,')

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -142,6 +143,24 @@ def _body(value: object) -> dict[str, Any]:
 
 def _refusal(exc: ApiException) -> str:
     return f"{exc.status} {exc.reason}: {exc.body}"
+
+
+# A JSON escape sequence: an escaped backslash, or a surrogate pair (a character beyond
+# the Basic Multilingual Plane, e.g. an emoji, as json.dumps writes it).
+_JSON_SURROGATE_PAIR = re.compile(r"(\\\\)|\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})")
+
+
+def _yaml_safe_json(text: str) -> str:
+    """JSON text that YAML reads the same: YAML has no surrogate escapes, so each
+    surrogate pair becomes YAML's `\\UXXXXXXXX` escape of the character."""
+
+    def escape(match: re.Match[str]) -> str:
+        if match.group(1):
+            return match.group(1)
+        high, low = int(match.group(2), 16), int(match.group(3), 16)
+        return f"\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08x}"
+
+    return _JSON_SURROGATE_PAIR.sub(escape, text)
 
 
 class KubernetesStore:
@@ -469,8 +488,10 @@ class KubernetesStore:
             # bytes differ after any label patch, which it refuses (data is immutable).
             # As YAML, since the client would encode a JSON string once more.
             api = self._apps.api_client
-            canonical = json.dumps(
-                api.sanitize_for_serialization(body), sort_keys=True, separators=(",", ":")
+            canonical = _yaml_safe_json(
+                json.dumps(
+                    api.sanitize_for_serialization(body), sort_keys=True, separators=(",", ":")
+                )
             )
             request(
                 api,

@@ -1,0 +1,357 @@
+"""The examples on the real control plane, each through its whole life.
+
+examples/webapp: create (the Service starts only once the Deployment is
+Available), update in place, replace a generated-name object (create before
+delete) and a fixed-name one (delete first), drift repaired, delete with
+nothing left behind. examples/heat-utility: the same life for Heat's utility
+types, with its resource_registry aliases (no drift repair there: only
+Kubernetes::Object implements `repair_drift`).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+import yaml
+
+from convergence.operator.testing.cluster import Cluster
+from convergence.operator.testing.controlplane import REPO_ROOT
+from convergence.operator.testing.operator_process import OperatorProcess
+
+pytestmark = pytest.mark.controlplane
+
+EXAMPLES = REPO_ROOT / "examples"
+OBJECTS = "deployments,services,configmaps,secrets,stackresources"
+
+
+@pytest.fixture(scope="module")
+def operator_process(
+    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """The operator with a drift check every 2 s instead of every 30 s."""
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    saved = os.environ.get("CONVERGENCE_DRIFT_INTERVAL")
+    os.environ["CONVERGENCE_DRIFT_INTERVAL"] = "2"
+    try:
+        with OperatorProcess(cluster.kubeconfig, log) as process:
+            yield process
+    finally:
+        if saved is None:
+            del os.environ["CONVERGENCE_DRIFT_INTERVAL"]
+        else:
+            os.environ["CONVERGENCE_DRIFT_INTERVAL"] = saved
+    print(f"operator log: {log}")
+
+
+def get(cluster: Cluster, namespace: str, *what: str) -> Any:
+    result = cluster.kubectl("get", f"--namespace={namespace}", *what, "-o", "json", check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def eventually(
+    what: str,
+    probe: Callable[[], Any],
+    operator: OperatorProcess,
+    timeout: float = 120,
+    seen: Callable[[], Any] | None = None,
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            found = f" (found {seen()!r})" if seen is not None else ""
+            pytest.fail(f"timed out waiting for {what}{found}; operator log:\n{operator.tail()}")
+        time.sleep(0.3)
+
+
+def example(name: str) -> dict[str, Any]:
+    body = yaml.safe_load((EXAMPLES / name / "stack.yaml").read_text())
+    assert isinstance(body, dict)
+    return body
+
+
+def apply(cluster: Cluster, namespace: str, body: dict[str, Any]) -> None:
+    cluster.kubectl("apply", f"--namespace={namespace}", "-f", "-", input=json.dumps(body))
+
+
+def patch_parameters(cluster: Cluster, namespace: str, stack: str, **parameters: str) -> None:
+    cluster.kubectl(
+        "patch", "stack", stack, f"--namespace={namespace}", "--type=merge",
+        "-p", json.dumps({"spec": {"parameters": parameters}}),
+    )  # fmt: skip
+
+
+def finished(cluster: Cluster, namespace: str, stack: str) -> Callable[[], dict[str, Any] | None]:
+    """A probe: the Stack's status once its latest generation is *_COMPLETE or *_FAILED."""
+
+    def probe() -> dict[str, Any] | None:
+        body = get(cluster, namespace, "stack", stack) or {}
+        status = body.get("status") or {}
+        if body.get("metadata", {}).get("generation") != status.get("observedGeneration"):
+            return None
+        return status if status.get("phase", "").endswith(("_COMPLETE", "_FAILED")) else None
+
+    return probe
+
+
+def converged(
+    cluster: Cluster, namespace: str, stack: str, operator: OperatorProcess, expect: str
+) -> dict[str, Any]:
+    status = eventually(f"stack {stack} to finish", finished(cluster, namespace, stack), operator)
+    assert status["phase"] == expect, f"{stack} is {status['phase']}: {status.get('statusReason')}"
+    return dict(status)
+
+
+def records(cluster: Cluster, namespace: str) -> dict[str, list[dict[str, Any]]]:
+    """StackResources by logical name (a replaced resource has two while it is replaced)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for item in (get(cluster, namespace, "stackresources") or {"items": []})["items"]:
+        found.setdefault(item["spec"]["resource"], []).append(item)
+    return found
+
+
+def phases(cluster: Cluster, namespace: str) -> dict[str, str]:
+    """Logical name -> phase of its newest record."""
+    return {
+        name: (
+            max(items, key=lambda i: i["metadata"]["creationTimestamp"]).get("status") or {}
+        ).get("phase", "INIT_COMPLETE")
+        for name, items in records(cluster, namespace).items()
+    }
+
+
+def current(cluster: Cluster, namespace: str, resource: str) -> dict[str, Any]:
+    """The record of a resource that is in service (not replaced by another)."""
+    [record] = [
+        r
+        for r in records(cluster, namespace)[resource]
+        if not r["status"].get("replacedBy") and not r["metadata"].get("deletionTimestamp")
+    ]
+    return record
+
+
+def plugin_data(cluster: Cluster, namespace: str, resource: str) -> dict[str, Any]:
+    return dict(current(cluster, namespace, resource)["status"].get("pluginData") or {})
+
+
+def only_one_record(
+    cluster: Cluster, namespace: str, resource: str, operator: OperatorProcess
+) -> dict[str, Any]:
+    """The replaced record of a resource goes (its finalizer may take a moment)."""
+    found = eventually(
+        f"the old record of {resource} to go",
+        lambda: len(items := records(cluster, namespace)[resource]) == 1 and items,
+        operator,
+        timeout=30,
+    )
+    return dict(found[0])
+
+
+def uid(cluster: Cluster, namespace: str, *what: str) -> str | None:
+    body = get(cluster, namespace, *what)
+    return None if body is None else str(body["metadata"]["uid"])
+
+
+def timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def nothing_left(cluster: Cluster, namespace: str, stack: str, operator: OperatorProcess) -> None:
+    """The Stack goes, and so does every object labelled with it (template revisions,
+    owned by the Stack, go with the garbage collector)."""
+
+    def left() -> list[str]:
+        found = cluster.kubectl(
+            "get", f"--namespace={namespace}", OBJECTS,
+            "-l", f"convergence.dev/stack={stack}", "-o", "name",
+        ).stdout.split()  # fmt: skip
+        return found + (["the Stack"] if get(cluster, namespace, "stack", stack) else [])
+
+    eventually("nothing left of the stack", lambda: not left() or None, operator, timeout=90)
+
+
+def test_webapp_example_lives_its_whole_life(
+    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+) -> None:
+    body = example("webapp")
+    apply(cluster, namespace, body)
+
+    # Readiness gates dependents: while the Deployment is not Available, the Service
+    # (depends_on: web) has not started.
+    seen_waiting = False
+    while (status := finished(cluster, namespace, "webapp")()) is None:
+        now = phases(cluster, namespace)
+        if now.get("web") != "CREATE_COMPLETE":
+            assert now.get("frontend", "INIT_COMPLETE") == "INIT_COMPLETE", (
+                f"the Service started before the Deployment was Available: {now}"
+            )
+            seen_waiting = seen_waiting or now.get("web") == "CREATE_IN_PROGRESS"
+        time.sleep(0.2)
+    assert status["phase"] == "CREATE_COMPLETE", status.get("statusReason")
+    assert seen_waiting, "never saw the Deployment in progress with the Service waiting"
+    deployment = get(cluster, namespace, "deployment", "webapp")
+    [available] = [c for c in deployment["status"]["conditions"] if c["type"] == "Available"]
+    service = get(cluster, namespace, "service", "webapp")
+    assert timestamp(service["metadata"]["creationTimestamp"]) >= timestamp(
+        available["lastTransitionTime"]
+    ), "the Service was created before the Deployment became Available"
+    assert deployment["status"]["availableReplicas"] == 2
+
+    # Data flowed: outputs, the password into the Secret, names into the Deployment.
+    outputs = status["outputs"]
+    assert outputs["cluster_ip"] == service["spec"]["clusterIP"]
+    secret_name = outputs["password_secret"]
+    assert secret_name.startswith("webapp-credentials-"), secret_name
+    secret = get(cluster, namespace, "secret", secret_name)
+    assert set(secret["data"]) == {"DB_USER", "DB_PASSWORD"}
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["env"][0]["valueFrom"]["secretKeyRef"]["name"] == secret_name
+    [settings] = records(cluster, namespace)["settings"]
+    config_name = settings["status"]["referenceId"]
+    assert container["envFrom"][0]["configMapRef"]["name"] == config_name
+    password = secret["data"]["DB_PASSWORD"]
+    everything = json.dumps(get(cluster, namespace, "stacks,stackresources,events"))
+    assert password not in everything
+    assert base64.b64decode(password).decode() not in everything
+
+    # Update in place: a new greeting changes only the ConfigMap.
+    config_uid = uid(cluster, namespace, "configmap", config_name)
+    deployment_uid = deployment["metadata"]["uid"]
+    patch_parameters(cluster, namespace, "webapp", greeting="Bonjour")
+    converged(cluster, namespace, "webapp", operator_process, "UPDATE_COMPLETE")
+    config = get(cluster, namespace, "configmap", config_name)
+    assert config["metadata"]["uid"] == config_uid, "the ConfigMap was replaced, not updated"
+    assert config["data"]["GREETING"] == "Bonjour"
+    assert uid(cluster, namespace, "deployment", "webapp") == deployment_uid
+
+    # Replace with a generated name, create before delete: a Secret's type is immutable.
+    # The new Secret exists while the Deployment moves to it; the old one goes last.
+    changed = copy.deepcopy(body)
+    changed["spec"]["parameters"]["greeting"] = "Bonjour"
+    resources = changed["spec"]["template"]["resources"]
+    resources["credentials"]["properties"]["manifest"]["type"] = "example.com/credentials"
+    apply(cluster, namespace, changed)
+    both_seen = False
+    while (status := finished(cluster, namespace, "webapp")()) is None:
+        names = cluster.kubectl(
+            "get", f"--namespace={namespace}", "secrets", "-o", "name"
+        ).stdout.split()
+        new = [n for n in names if n.startswith("secret/webapp-credentials-")]
+        both_seen = both_seen or len(new) == 2
+        time.sleep(0.2)
+    assert status["phase"] == "UPDATE_COMPLETE", status.get("statusReason")
+    assert both_seen, "never saw the old and the new Secret side by side"
+    new_secret = status["outputs"]["password_secret"]
+    assert new_secret != secret_name
+    assert get(cluster, namespace, "secret", secret_name) is None, "the old Secret is left"
+    assert get(cluster, namespace, "secret", new_secret)["type"] == "example.com/credentials"
+    assert plugin_data(cluster, namespace, "credentials")["replacement"] == "create-before-delete"
+    container = get(cluster, namespace, "deployment", "webapp")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert container["env"][0]["valueFrom"]["secretKeyRef"]["name"] == new_secret
+
+    # Replace with a fixed name, delete first: a Service's clusterIP cannot change.
+    service_uid = service["metadata"]["uid"]
+    resources["frontend"]["properties"]["manifest"]["spec"]["clusterIP"] = "None"
+    apply(cluster, namespace, changed)
+    status = converged(cluster, namespace, "webapp", operator_process, "UPDATE_COMPLETE")
+    service = get(cluster, namespace, "service", "webapp")
+    assert service["metadata"]["uid"] != service_uid, "the Service was not replaced"
+    assert status["outputs"]["cluster_ip"] == "None"
+    only_one_record(cluster, namespace, "frontend", operator_process)
+    assert plugin_data(cluster, namespace, "frontend")["replacement"] == "delete-first"
+
+    # Drift: a ConfigMap changed by hand and the Deployment deleted by hand are put back.
+    cluster.kubectl(
+        "patch", f"--namespace={namespace}", "configmap", config_name, "--type=merge",
+        "-p", '{"data": {"GREETING": "hacked"}}',
+    )  # fmt: skip
+    cluster.kubectl("delete", f"--namespace={namespace}", "deployment", "webapp")
+
+    def greeting() -> str | None:
+        config = get(cluster, namespace, "configmap", config_name) or {}
+        return (config.get("data") or {}).get("GREETING")
+
+    eventually(
+        "the ConfigMap put back",
+        lambda: greeting() == "Bonjour",
+        operator_process,
+        timeout=30,
+        seen=greeting,
+    )
+    eventually(
+        "the Deployment made again",
+        lambda: uid(cluster, namespace, "deployment", "webapp") not in (None, deployment_uid),
+        operator_process,
+    )
+    events = get(cluster, namespace, "events", "--field-selector=reason=DriftRepaired")
+    repaired = " ".join(e["message"] for e in events["items"])
+    assert "settings" in repaired, repaired
+    assert "web" in repaired, repaired
+
+    cluster.kubectl("delete", "stack", "webapp", f"--namespace={namespace}", "--wait=false")
+    nothing_left(cluster, namespace, "webapp", operator_process)
+
+
+def test_heat_utility_example_lives_its_whole_life(
+    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+) -> None:
+    body = example("heat-utility")
+    apply(cluster, namespace, body)
+    status = converged(cluster, namespace, "heat-utility", operator_process, "CREATE_COMPLETE")
+    outputs = status["outputs"]
+    assert outputs["nodes"] == ["demo-a", "demo-b", "demo-c"]
+    assert outputs["settings"] == {
+        "cluster": "demo",
+        "size": 3,
+        "nodes": ["demo-a", "demo-b", "demo-c"],
+    }
+    token_secret = outputs["token_secret"]
+    assert outputs["config"] == f"cluster=demo size=3 token-secret={token_secret}"
+    token = get(cluster, namespace, "secret", token_secret)
+    assert token is not None, f"no Secret {token_secret} holds the token"
+    types = {name: items[0]["spec"]["type"] for name, items in records(cluster, namespace).items()}
+    # The environment's aliases resolve to the types that run.
+    assert types["config"] == "OS::Heat::TestResource"
+    assert types["server"] == "OS::Heat::None"
+    [config] = records(cluster, namespace)["config"]
+    config_id = config["status"]["referenceId"]
+
+    # Update in place: a new size flows through the Values into the config.
+    patch_parameters(cluster, namespace, "heat-utility", node_count="5")
+    status = converged(cluster, namespace, "heat-utility", operator_process, "UPDATE_COMPLETE")
+    assert status["outputs"]["settings"]["size"] == 5
+    assert status["outputs"]["config"].startswith("cluster=demo size=5 ")
+    config = current(cluster, namespace, "config")
+    assert config["status"]["referenceId"] == config_id, "config was replaced, not updated"
+
+    # Replace: a new salt makes a new token (the old one's Secret goes in the cleanup);
+    # a new update_replace_value replaces config (generated name: create before delete).
+    changed = copy.deepcopy(body)
+    changed["spec"]["parameters"].update(node_count="5", token_salt="2")
+    resources = changed["spec"]["template"]["resources"]
+    resources["config"]["properties"]["update_replace_value"] = "v2"
+    apply(cluster, namespace, changed)
+    status = converged(cluster, namespace, "heat-utility", operator_process, "UPDATE_COMPLETE")
+    new_secret = status["outputs"]["token_secret"]
+    assert new_secret != token_secret
+    assert get(cluster, namespace, "secret", token_secret) is None, "the old token is left"
+    assert status["outputs"]["config"].endswith(f"token-secret={new_secret}")
+    only_one_record(cluster, namespace, "join_token", operator_process)
+    config = only_one_record(cluster, namespace, "config", operator_process)
+    assert config["status"]["referenceId"] != config_id, "config was not replaced"
+    assert get(cluster, namespace, "configmap", config_id) is None, "the old config is left"
+
+    cluster.kubectl("delete", "stack", "heat-utility", f"--namespace={namespace}", "--wait=false")
+    nothing_left(cluster, namespace, "heat-utility", operator_process)
