@@ -888,6 +888,10 @@ def delete_stack(name: str, namespace: str | None, **_: Any) -> None:
             raise kopf.TemporaryError("deleting the stack's resources", delay=1)
         if record.phase != "DELETE_COMPLETE":
             raise kopf.TemporaryError(f"stack is {record.phase}", delay=2)
+        # Its template revisions (and their values' Secrets) go now, not whenever
+        # the garbage collector gets to what the Stack owned.
+        if isinstance(engine.store, KubernetesStore):
+            engine.store.prune_templates(name, set(), 0)
 
 
 @kopf.on.event(GROUP, VERSION, "stackresources")

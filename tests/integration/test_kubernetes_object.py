@@ -127,6 +127,15 @@ def make_available(cluster: Cluster, namespace: str, name: str) -> None:
     )  # fmt: skip
 
 
+def resource_secrets(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
+    """The managed Secrets but the Stack's own (its template revisions' parameter values)."""
+    return [
+        item
+        for item in get(cluster, namespace, "secrets", "-l", MANAGED)["items"]
+        if all(o["kind"] != "Stack" for o in item["metadata"].get("ownerReferences", []))
+    ]
+
+
 def test_objects_flow_update_replace_and_delete(
     cluster: Cluster, namespace: str, operator_process: OperatorProcess
 ) -> None:
@@ -161,8 +170,7 @@ def test_objects_flow_update_replace_and_delete(
     labels = config["metadata"]["labels"]
     assert labels["app.kubernetes.io/part-of"] == "app"
     assert config["metadata"]["ownerReferences"][0]["kind"] == "StackResource"
-    secrets = get(cluster, namespace, "secrets", "-l", MANAGED)["items"]
-    [secret] = secrets
+    [secret] = resource_secrets(cluster, namespace)
     old_secret = secret["metadata"]["name"]
     assert old_secret.startswith("app-password-"), old_secret
     shown = get(cluster, namespace, "configmap", "settings", "--show-managed-fields")
@@ -187,7 +195,7 @@ def test_objects_flow_update_replace_and_delete(
     assert config["data"]["SERVICE_IP"] == "None", "the new Service's clusterIP flowed in"
     service = get(cluster, namespace, "service", "web")
     assert service["metadata"]["uid"] != service_uid, "replaced (delete first)"
-    [secret] = get(cluster, namespace, "secrets", "-l", MANAGED)["items"]
+    [secret] = resource_secrets(cluster, namespace)
     assert secret["metadata"]["name"] != old_secret, "replaced under a new name, old one gone"
     records = get(cluster, namespace, "stackresources")["items"]
     modes = {r["spec"]["resource"]: r["status"]["pluginData"]["replacement"] for r in records}

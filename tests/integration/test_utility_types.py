@@ -64,7 +64,12 @@ def phase_is(
 
 def secrets_of(cluster: Cluster, namespace: str) -> dict[str, dict[str, Any]]:
     items = get(cluster, namespace, "secrets", "-l", MANAGED)["items"]
-    return {item["metadata"]["name"]: item for item in items}
+    # Not the Stack's own (its template revisions' parameter values).
+    return {item["metadata"]["name"]: item for item in items if not owned_by_a_stack(item)}
+
+
+def owned_by_a_stack(item: dict[str, Any]) -> bool:
+    return any(o["kind"] == "Stack" for o in item["metadata"].get("ownerReferences", []))
 
 
 def decoded(secret: dict[str, Any]) -> str:
