@@ -888,10 +888,11 @@ def delete_stack(name: str, namespace: str | None, **_: Any) -> None:
             raise kopf.TemporaryError("deleting the stack's resources", delay=1)
         if record.phase != "DELETE_COMPLETE":
             raise kopf.TemporaryError(f"stack is {record.phase}", delay=2)
-        # Its template revisions (and their values' Secrets) go now, not whenever
-        # the garbage collector gets to what the Stack owned.
+        # Its template revisions (and their values' Secrets) and traversal graphs
+        # go now, not whenever the garbage collector gets to what the Stack owned.
         if isinstance(engine.store, KubernetesStore):
             engine.store.prune_templates(name, set(), 0)
+            engine.store.drop_graphs(name)
 
 
 @kopf.on.event(GROUP, VERSION, "stackresources")

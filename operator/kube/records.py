@@ -10,7 +10,8 @@ Stack `status`, engine part:
   lastCompletedRevision   ControllerRevision of StackRecord.prev_template
   phase, statusReason     action_status (e.g. UPDATE_IN_PROGRESS) and its reason
   ready                   in service
-  graph                   {node key: [node keys it waits for]}
+  graphRef                the ConfigMap holding the traversal's graph, immutable,
+                          `data.graph` = {node key: [node keys it waits for]}
   disableRollback, timeoutSeconds, startedAt, outputs
   syncPoints.complete     the stack-complete sync point {sender node: entry}
 
@@ -152,7 +153,6 @@ def stack_to_status(stack: StackRecord) -> dict[str, Any]:
         "phase": phase(stack.action, stack.status),
         "statusReason": stack.status_reason,
         "ready": stack.ready,
-        "graph": graph_to_status(stack.graph),
         "disableRollback": stack.disable_rollback,
         "timeoutSeconds": stack.timeout,
         "startedAt": stack.started_at,
@@ -176,6 +176,8 @@ def stack_from_body(body: Mapping[str, Any]) -> StackRecord | None:
         status=state,
         status_reason=str(status.get("statusReason", "")),
         ready=bool(status.get("ready", False)),
+        # Stacks written before graphs moved to their own ConfigMap have it here;
+        # the store replaces it with the one `graphRef` names.
         graph=graph_from_status(status.get("graph")),
         disable_rollback=bool(status.get("disableRollback", True)),
         timeout=_float(status.get("timeoutSeconds")),

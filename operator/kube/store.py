@@ -62,6 +62,7 @@ from kubernetes.client import (
     AppsV1Api,
     CoreV1Api,
     CustomObjectsApi,
+    V1ConfigMap,
     V1ControllerRevision,
     V1DeleteOptions,
     V1ObjectMeta,
@@ -71,6 +72,7 @@ from kubernetes.client import (
 )
 from kubernetes.client.exceptions import ApiException
 
+from convergence.operator.engine.graph import Graph
 from convergence.operator.engine.store import (
     AlreadyExists,
     Conflict,
@@ -103,6 +105,8 @@ from convergence.operator.kube.objects import ApiError, request
 from convergence.operator.kube.records import (
     STACK_COMPLETE,
     engine_version,
+    graph_from_status,
+    graph_to_status,
     resource_from_body,
     resource_spec,
     resource_to_status,
@@ -132,6 +136,13 @@ SYNC_POINT_INIT = "sync_point_init"  # a sync point map that had to be made befo
 # The key of a template revision's Secret holding its parameters and environment.
 TEMPLATE_VALUES_KEY = "values.json"
 LAST_COMPLETED_LABEL = f"{GROUP}/last-completed"
+# Traversal graphs: ConfigMaps named GRAPH_PREFIX + traversal id, named by status.graphRef.
+GRAPH_REF = "graphRef"
+GRAPH_PREFIX = "graph-"
+GRAPH_LABEL = f"{GROUP}/graph"
+GRAPH_WRITE = "graph"
+# Graphs kept parsed in memory (a few stacks' current ones).
+GRAPHS_KEPT = 64
 RESOURCE_RELEASE = "resource_release"  # removing a StackResource's finalizer before its delete
 
 
@@ -176,7 +187,9 @@ class KubernetesStore:
         self._core = CoreV1Api(api_client)
         self._count_lock = threading.Lock()
         self.writes: Counter[str] = Counter()
-        # Stack name -> (resourceVersion, record): parsing a large graph once per version.
+        # Traversal graphs by ConfigMap name (they never change), the newest last.
+        self._graphs: dict[str, Graph] = {}
+        # Stack name -> (resourceVersion, record): parsing a Stack once per version.
         self._parsed_stacks: dict[str, tuple[str, StackRecord | None]] = {}
 
     def _count(self, kind: str) -> None:
@@ -399,10 +412,82 @@ class KubernetesStore:
         return self._stack_record(body)
 
     def _stack_record(self, body: Mapping[str, Any]) -> StackRecord:
-        record = stack_from_body(body)
+        record = self._parse_stack(body)
         if record is None:
             raise StoreError(f"stack {body['metadata']['name']!r} lost its engine status")
         return record
+
+    def _parse_stack(self, body: Mapping[str, Any]) -> StackRecord | None:
+        record = stack_from_body(body)
+        ref = (body.get("status") or {}).get(GRAPH_REF)
+        if record is None or not ref:
+            return record
+        return replace(record, graph=self._graph(str(ref)))
+
+    # -- traversal graphs ------------------------------------------------------------------------
+    #
+    # A traversal's graph never changes (a new graph comes with a new traversal
+    # id), and it is as large as the stack: kept in the Stack's status, every
+    # write and watch event of the Stack would carry it. So it has a ConfigMap
+    # of its own, written once before the traversal starts and read once.
+
+    def _graph(self, ref: str) -> Graph:
+        with self._count_lock:
+            known = self._graphs.get(ref)
+        if known is not None:
+            return known
+        try:
+            config_map = self._core.read_namespaced_config_map(ref, self.namespace)
+        except ApiException as exc:
+            if exc.status == HTTP_NOT_FOUND:
+                raise StoreError(f"graph {ref!r} of a traversal is gone") from None
+            raise
+        graph = graph_from_status(json.loads((config_map.data or {}).get("graph") or "{}"))
+        with self._count_lock:
+            self._graphs[ref] = graph
+            while len(self._graphs) > GRAPHS_KEPT:
+                self._graphs.pop(next(iter(self._graphs)))
+        return graph
+
+    def _put_graph(self, stack: str, traversal: str, graph: Graph) -> str:
+        """Store a traversal's graph; its ConfigMap's name."""
+        name = f"{GRAPH_PREFIX}{traversal}"
+        body = V1ConfigMap(
+            metadata=V1ObjectMeta(
+                name=name,
+                labels={STACK_LABEL: label_value(stack), GRAPH_LABEL: "true"},
+                owner_references=[self._stack_owner(stack)],
+            ),
+            immutable=True,
+            data={"graph": json.dumps(graph_to_status(graph), sort_keys=True)},
+        )
+        try:
+            self._core.create_namespaced_config_map(self.namespace, body)
+        except ApiException as exc:
+            if exc.status != HTTP_CONFLICT:  # made by an earlier try of this write
+                raise
+        self._count(GRAPH_WRITE)
+        with self._count_lock:
+            self._graphs[name] = graph
+        return name
+
+    def _drop_graph(self, ref: str) -> None:
+        """Delete a graph no traversal uses any more."""
+        try:
+            self._core.delete_namespaced_config_map(ref, self.namespace)
+            self._count(GRAPH_WRITE)
+        except ApiException as exc:
+            if exc.status != HTTP_NOT_FOUND:
+                raise
+
+    def drop_graphs(self, stack: str) -> None:
+        """Delete every graph of the stack (before its Stack goes)."""
+        listed = self._core.list_namespaced_config_map(
+            self.namespace, label_selector=f"{STACK_LABEL}={label_value(stack)},{GRAPH_LABEL}"
+        )
+        for item in listed.items:
+            if item.metadata is not None and item.metadata.name:
+                self._drop_graph(str(item.metadata.name))
 
     def get_stack(self, name: str) -> StackRecord | None:
         body = self._read(STACKS, name)
@@ -412,7 +497,7 @@ class KubernetesStore:
         parsed = self._parsed_stacks.get(name)
         if parsed is not None and parsed[0] == resource_version:
             return parsed[1]
-        record = stack_from_body(body)
+        record = self._parse_stack(body)
         self._parsed_stacks[name] = (resource_version, record)
         return record
 
@@ -422,7 +507,7 @@ class KubernetesStore:
             raise NotFound(f"stack {stack.name!r}")
         if current.version != stack.version:
             raise Conflict(f"stack {stack.name!r} changed")
-        extra_ops = []
+        extra_ops: list[dict[str, Any]] = []
         if current.traversal != stack.traversal:
             # Entries of older traversals are ignored anyway; dropping them keeps
             # the status small. Nothing of the new traversal can have pushed yet:
@@ -431,9 +516,24 @@ class KubernetesStore:
                 {"op": "add", "path": "/status/syncPoints", "value": {STACK_COMPLETE: {}}}
             )
         fields = stack_to_status(replace(stack, version=stack.version + 1))
+        old_ref = self._graph_ref(stack.name)
+        if current.traversal != stack.traversal or current.graph != stack.graph:
+            fields["graphRef"] = (
+                self._put_graph(stack.name, stack.traversal, stack.graph) if stack.graph else None
+            )
+            # An older Stack may still have its graph in status.
+            extra_ops.append({"op": "add", "path": "/status/graph", "value": None})
         body = self._compare_and_set(STACKS, stack.name, stack.version, fields, extra_ops)
         self._count(STACK_WRITE)
+        if old_ref and fields.get("graphRef", old_ref) != old_ref:
+            # Steps of the old traversal see a newer traversal id and never read its graph.
+            self._drop_graph(old_ref)
         return self._stack_record(body)
+
+    def _graph_ref(self, stack: str) -> str | None:
+        body = self._read(STACKS, stack)
+        ref = ((body or {}).get("status") or {}).get(GRAPH_REF)
+        return str(ref) if ref else None
 
     def stack_sync_point(self, name: str) -> Mapping[str, SyncEntry]:
         return self._sync_point(STACKS, name, STACK_COMPLETE)
