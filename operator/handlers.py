@@ -191,7 +191,7 @@ class Operator:
             self.engines[namespace] = Engine(
                 store=KubernetesStore(self.api, namespace, self.cache(namespace)),
                 types=self.types,
-                reality=ConfigMapReality(self.api, namespace),
+                reality=ConfigMapReality(self.api, namespace, self.cache(namespace)),
                 dispatcher=QueueDispatcher(namespace, self.queue),
                 objects=KubernetesObjects(self.api, namespace, self.require_service_account),
                 secrets=KubernetesSecretStore(self.api, namespace),

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi, V1ConfigMap
 from kubernetes.client.exceptions import ApiException
 
 from convergence.operator.engine.plugin import PhysicalRecord, short_id
+from convergence.operator.kube.cache import ObjectCache
 from convergence.operator.kube.names import (
     GROUP,
     MANAGED_BY,
@@ -62,8 +64,12 @@ def _as_json(value: Any) -> str:
 class ConfigMapReality:
     """The plugin API's Reality as ConfigMaps in one namespace."""
 
-    def __init__(self, api_client: ApiClient, namespace: str) -> None:
+    def __init__(
+        self, api_client: ApiClient, namespace: str, cache: ObjectCache | None = None
+    ) -> None:
         self.namespace = namespace
+        # StackResources as the operator's watch last saw them: looked at before a LIST.
+        self.cache = cache
         self._core = CoreV1Api(api_client)
         self._objects = CustomObjectsApi(api_client)
         # Physical name -> record id: a physical name is made from its record's id,
@@ -82,6 +88,10 @@ class ConfigMapReality:
             known = self._record_ids.get(record.name)
         if known is not None:
             return known
+        if self.cache is not None:
+            found = self._match(record, self.cache.resources_of(record.stack))
+            if found is not None:
+                return found
         selector = (
             f"{STACK_LABEL}={label_value(record.stack)},"
             f"{RESOURCE_LABEL}={label_value(record.logical_name)}"
@@ -90,6 +100,10 @@ class ConfigMapReality:
             GROUP, VERSION, self.namespace, STACK_RESOURCES, label_selector=selector
         )
         items = listed.get("items", []) if isinstance(listed, dict) else []
+        return self._match(record, items)
+
+    def _match(self, record: PhysicalRecord, items: Iterable[Mapping[str, Any]]) -> str | None:
+        """The id of the StackResource among `items` whose physical resource this is."""
         for item in items:
             record_id = str(item["metadata"]["name"])
             try:

