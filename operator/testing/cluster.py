@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -30,3 +32,8 @@ class Cluster:
                 f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}"
             )
         return result
+
+    def get_json(self, namespace: str, *what: str) -> Any:
+        """`kubectl get` in `namespace` as JSON; None when it fails (e.g. not found)."""
+        result = self.kubectl("get", f"--namespace={namespace}", *what, "-o", "json", check=False)
+        return json.loads(result.stdout) if result.returncode == 0 else None

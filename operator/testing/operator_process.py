@@ -7,8 +7,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 
 class OperatorProcess:
@@ -59,6 +61,30 @@ class OperatorProcess:
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def eventually(
+        self,
+        what: str,
+        probe: Callable[[], Any],
+        timeout: float = 120,
+        seen: Callable[[], Any] | None = None,
+    ) -> Any:
+        """Poll `probe` until it returns something truthy, and return that.
+
+        On timeout, fail naming `what` (and what `seen` finds then), with the
+        operator's log tail.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            value = probe()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                found = f" (found {seen()!r})" if seen is not None else ""
+                raise AssertionError(
+                    f"timed out waiting for {what}{found}; operator log:\n{self.tail()}"
+                )
+            time.sleep(0.3)
 
     def __enter__(self) -> OperatorProcess:
         return self.start()

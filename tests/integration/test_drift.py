@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -39,24 +39,6 @@ def operator_process(
         else:
             os.environ["CONVERGENCE_DRIFT_INTERVAL"] = saved
     print(f"operator log: {log}")
-
-
-def _json(cluster: Cluster, namespace: str, *what: str) -> Any:
-    result = cluster.kubectl("get", f"--namespace={namespace}", *what, "-o", "json", check=False)
-    return json.loads(result.stdout) if result.returncode == 0 else None
-
-
-def _eventually(
-    what: str, probe: Callable[[], Any], operator: OperatorProcess, timeout: float = 60
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}; operator log:\n{operator.tail()}")
-        time.sleep(0.5)
 
 
 def _apply(cluster: Cluster, namespace: str, name: str, **spec: Any) -> None:
@@ -95,12 +77,12 @@ def _apply(cluster: Cluster, namespace: str, name: str, **spec: Any) -> None:
 
 
 def _colour(cluster: Cluster, namespace: str, name: str) -> str | None:
-    body = _json(cluster, namespace, "configmap", f"{name}-settings")
+    body = cluster.get_json(namespace, "configmap", f"{name}-settings")
     return None if body is None else (body.get("data") or {}).get("colour")
 
 
 def _drifted(cluster: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
-    body = _json(cluster, namespace, "stack", name) or {}
+    body = cluster.get_json(namespace, "stack", name) or {}
     for condition in (body.get("status") or {}).get("conditions") or []:
         if condition.get("type") == "Drifted":
             return dict(condition)
@@ -120,31 +102,25 @@ def test_a_changed_and_a_deleted_object_are_put_back_and_reported(
         "-p",
         '{"data": {"colour": "red"}}',
     )
-    _eventually(
-        "the changed ConfigMap put back",
-        lambda: _colour(cluster, namespace, "drifty") == "blue",
-        operator_process,
+    operator_process.eventually(
+        "the changed ConfigMap put back", lambda: _colour(cluster, namespace, "drifty") == "blue"
     )
-    condition = _eventually(
+    condition = operator_process.eventually(
         "the Drifted condition",
         lambda: (c := _drifted(cluster, namespace, "drifty")) and c["status"] == "True" and c,
-        operator_process,
     )
     assert "settings" in condition["message"], condition
-    events = _json(cluster, namespace, "events", "--field-selector=reason=DriftRepaired")
+    events = cluster.get_json(namespace, "events", "--field-selector=reason=DriftRepaired")
     assert any("settings" in e["message"] for e in events["items"]), events["items"]
 
     cluster.kubectl("delete", f"--namespace={namespace}", "configmap", "drifty-settings")
-    _eventually(
-        "the deleted ConfigMap made again",
-        lambda: _colour(cluster, namespace, "drifty") == "blue",
-        operator_process,
+    operator_process.eventually(
+        "the deleted ConfigMap made again", lambda: _colour(cluster, namespace, "drifty") == "blue"
     )
     # A check that finds nothing clears the condition.
-    _eventually(
+    operator_process.eventually(
         "Drifted back to False",
         lambda: (c := _drifted(cluster, namespace, "drifty")) and c["status"] == "False",
-        operator_process,
     )
 
 

@@ -51,29 +51,6 @@ def operator_process(
     print(f"operator log: {log}")
 
 
-def get(cluster: Cluster, namespace: str, *what: str) -> Any:
-    result = cluster.kubectl("get", f"--namespace={namespace}", *what, "-o", "json", check=False)
-    return json.loads(result.stdout) if result.returncode == 0 else None
-
-
-def eventually(
-    what: str,
-    probe: Callable[[], Any],
-    operator: OperatorProcess,
-    timeout: float = 120,
-    seen: Callable[[], Any] | None = None,
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            found = f" (found {seen()!r})" if seen is not None else ""
-            pytest.fail(f"timed out waiting for {what}{found}; operator log:\n{operator.tail()}")
-        time.sleep(0.3)
-
-
 def example(name: str) -> dict[str, Any]:
     body = yaml.safe_load((EXAMPLES / name / "stack.yaml").read_text())
     assert isinstance(body, dict)
@@ -95,7 +72,7 @@ def finished(cluster: Cluster, namespace: str, stack: str) -> Callable[[], dict[
     """A probe: the Stack's status once its latest generation is *_COMPLETE or *_FAILED."""
 
     def probe() -> dict[str, Any] | None:
-        body = get(cluster, namespace, "stack", stack) or {}
+        body = cluster.get_json(namespace, "stack", stack) or {}
         status = body.get("status") or {}
         if body.get("metadata", {}).get("generation") != status.get("observedGeneration"):
             return None
@@ -107,7 +84,7 @@ def finished(cluster: Cluster, namespace: str, stack: str) -> Callable[[], dict[
 def converged(
     cluster: Cluster, namespace: str, stack: str, operator: OperatorProcess, expect: str
 ) -> dict[str, Any]:
-    status = eventually(f"stack {stack} to finish", finished(cluster, namespace, stack), operator)
+    status = operator.eventually(f"stack {stack} to finish", finished(cluster, namespace, stack))
     assert status["phase"] == expect, f"{stack} is {status['phase']}: {status.get('statusReason')}"
     return dict(status)
 
@@ -115,7 +92,7 @@ def converged(
 def records(cluster: Cluster, namespace: str) -> dict[str, list[dict[str, Any]]]:
     """StackResources by logical name (a replaced resource has two while it is replaced)."""
     found: dict[str, list[dict[str, Any]]] = {}
-    for item in (get(cluster, namespace, "stackresources") or {"items": []})["items"]:
+    for item in (cluster.get_json(namespace, "stackresources") or {"items": []})["items"]:
         found.setdefault(item["spec"]["resource"], []).append(item)
     return found
 
@@ -148,17 +125,16 @@ def only_one_record(
     cluster: Cluster, namespace: str, resource: str, operator: OperatorProcess
 ) -> dict[str, Any]:
     """The replaced record of a resource goes (its finalizer may take a moment)."""
-    found = eventually(
+    found = operator.eventually(
         f"the old record of {resource} to go",
         lambda: len(items := records(cluster, namespace)[resource]) == 1 and items,
-        operator,
         timeout=30,
     )
     return dict(found[0])
 
 
 def uid(cluster: Cluster, namespace: str, *what: str) -> str | None:
-    body = get(cluster, namespace, *what)
+    body = cluster.get_json(namespace, *what)
     return None if body is None else str(body["metadata"]["uid"])
 
 
@@ -175,9 +151,9 @@ def nothing_left(cluster: Cluster, namespace: str, stack: str, operator: Operato
             "get", f"--namespace={namespace}", OBJECTS,
             "-l", f"convergence.dev/stack={stack}", "-o", "name",
         ).stdout.split()  # fmt: skip
-        return found + (["the Stack"] if get(cluster, namespace, "stack", stack) else [])
+        return found + (["the Stack"] if cluster.get_json(namespace, "stack", stack) else [])
 
-    eventually("nothing left of the stack", lambda: not left() or None, operator, timeout=90)
+    operator.eventually("nothing left of the stack", lambda: not left() or None, timeout=90)
 
 
 def test_webapp_example_lives_its_whole_life(
@@ -199,9 +175,9 @@ def test_webapp_example_lives_its_whole_life(
         time.sleep(0.2)
     assert status["phase"] == "CREATE_COMPLETE", status.get("statusReason")
     assert seen_waiting, "never saw the Deployment in progress with the Service waiting"
-    deployment = get(cluster, namespace, "deployment", "webapp")
+    deployment = cluster.get_json(namespace, "deployment", "webapp")
     [available] = [c for c in deployment["status"]["conditions"] if c["type"] == "Available"]
-    service = get(cluster, namespace, "service", "webapp")
+    service = cluster.get_json(namespace, "service", "webapp")
     assert timestamp(service["metadata"]["creationTimestamp"]) >= timestamp(
         available["lastTransitionTime"]
     ), "the Service was created before the Deployment became Available"
@@ -212,7 +188,7 @@ def test_webapp_example_lives_its_whole_life(
     assert outputs["cluster_ip"] == service["spec"]["clusterIP"]
     secret_name = outputs["password_secret"]
     assert secret_name.startswith("webapp-credentials-"), secret_name
-    secret = get(cluster, namespace, "secret", secret_name)
+    secret = cluster.get_json(namespace, "secret", secret_name)
     assert set(secret["data"]) == {"DB_USER", "DB_PASSWORD"}
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["env"][0]["valueFrom"]["secretKeyRef"]["name"] == secret_name
@@ -220,7 +196,7 @@ def test_webapp_example_lives_its_whole_life(
     config_name = settings["status"]["referenceId"]
     assert container["envFrom"][0]["configMapRef"]["name"] == config_name
     password = secret["data"]["DB_PASSWORD"]
-    everything = json.dumps(get(cluster, namespace, "stacks,stackresources,events"))
+    everything = json.dumps(cluster.get_json(namespace, "stacks,stackresources,events"))
     assert password not in everything
     assert base64.b64decode(password).decode() not in everything
 
@@ -229,7 +205,7 @@ def test_webapp_example_lives_its_whole_life(
     deployment_uid = deployment["metadata"]["uid"]
     patch_parameters(cluster, namespace, "webapp", greeting="Bonjour")
     converged(cluster, namespace, "webapp", operator_process, "UPDATE_COMPLETE")
-    config = get(cluster, namespace, "configmap", config_name)
+    config = cluster.get_json(namespace, "configmap", config_name)
     assert config["metadata"]["uid"] == config_uid, "the ConfigMap was replaced, not updated"
     assert config["data"]["GREETING"] == "Bonjour"
     assert uid(cluster, namespace, "deployment", "webapp") == deployment_uid
@@ -253,10 +229,10 @@ def test_webapp_example_lives_its_whole_life(
     assert both_seen, "never saw the old and the new Secret side by side"
     new_secret = status["outputs"]["password_secret"]
     assert new_secret != secret_name
-    assert get(cluster, namespace, "secret", secret_name) is None, "the old Secret is left"
-    assert get(cluster, namespace, "secret", new_secret)["type"] == "example.com/credentials"
+    assert cluster.get_json(namespace, "secret", secret_name) is None, "the old Secret is left"
+    assert cluster.get_json(namespace, "secret", new_secret)["type"] == "example.com/credentials"
     assert plugin_data(cluster, namespace, "credentials")["replacement"] == "create-before-delete"
-    container = get(cluster, namespace, "deployment", "webapp")["spec"]["template"]["spec"][
+    container = cluster.get_json(namespace, "deployment", "webapp")["spec"]["template"]["spec"][
         "containers"
     ][0]
     assert container["env"][0]["valueFrom"]["secretKeyRef"]["name"] == new_secret
@@ -266,7 +242,7 @@ def test_webapp_example_lives_its_whole_life(
     resources["frontend"]["properties"]["manifest"]["spec"]["clusterIP"] = "None"
     apply(cluster, namespace, changed)
     status = converged(cluster, namespace, "webapp", operator_process, "UPDATE_COMPLETE")
-    service = get(cluster, namespace, "service", "webapp")
+    service = cluster.get_json(namespace, "service", "webapp")
     assert service["metadata"]["uid"] != service_uid, "the Service was not replaced"
     assert status["outputs"]["cluster_ip"] == "None"
     only_one_record(cluster, namespace, "frontend", operator_process)
@@ -280,22 +256,17 @@ def test_webapp_example_lives_its_whole_life(
     cluster.kubectl("delete", f"--namespace={namespace}", "deployment", "webapp")
 
     def greeting() -> str | None:
-        config = get(cluster, namespace, "configmap", config_name) or {}
+        config = cluster.get_json(namespace, "configmap", config_name) or {}
         return (config.get("data") or {}).get("GREETING")
 
-    eventually(
-        "the ConfigMap put back",
-        lambda: greeting() == "Bonjour",
-        operator_process,
-        timeout=30,
-        seen=greeting,
+    operator_process.eventually(
+        "the ConfigMap put back", lambda: greeting() == "Bonjour", timeout=30, seen=greeting
     )
-    eventually(
+    operator_process.eventually(
         "the Deployment made again",
         lambda: uid(cluster, namespace, "deployment", "webapp") not in (None, deployment_uid),
-        operator_process,
     )
-    events = get(cluster, namespace, "events", "--field-selector=reason=DriftRepaired")
+    events = cluster.get_json(namespace, "events", "--field-selector=reason=DriftRepaired")
     repaired = " ".join(e["message"] for e in events["items"])
     assert "settings" in repaired, repaired
     assert "web" in repaired, repaired
@@ -319,7 +290,7 @@ def test_heat_utility_example_lives_its_whole_life(
     }
     token_secret = outputs["token_secret"]
     assert outputs["config"] == f"cluster=demo size=3 token-secret={token_secret}"
-    token = get(cluster, namespace, "secret", token_secret)
+    token = cluster.get_json(namespace, "secret", token_secret)
     assert token is not None, f"no Secret {token_secret} holds the token"
     types = {name: items[0]["spec"]["type"] for name, items in records(cluster, namespace).items()}
     # The environment's aliases resolve to the types that run.
@@ -346,12 +317,12 @@ def test_heat_utility_example_lives_its_whole_life(
     status = converged(cluster, namespace, "heat-utility", operator_process, "UPDATE_COMPLETE")
     new_secret = status["outputs"]["token_secret"]
     assert new_secret != token_secret
-    assert get(cluster, namespace, "secret", token_secret) is None, "the old token is left"
+    assert cluster.get_json(namespace, "secret", token_secret) is None, "the old token is left"
     assert status["outputs"]["config"].endswith(f"token-secret={new_secret}")
     only_one_record(cluster, namespace, "join_token", operator_process)
     config = only_one_record(cluster, namespace, "config", operator_process)
     assert config["status"]["referenceId"] != config_id, "config was not replaced"
-    assert get(cluster, namespace, "configmap", config_id) is None, "the old config is left"
+    assert cluster.get_json(namespace, "configmap", config_id) is None, "the old config is left"
 
     cluster.kubectl("delete", "stack", "heat-utility", f"--namespace={namespace}", "--wait=false")
     nothing_left(cluster, namespace, "heat-utility", operator_process)

@@ -4,7 +4,6 @@ confinement and impersonation (a stack acts only with its ServiceAccount's right
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,24 +15,6 @@ from convergence.operator.testing.operator_process import OperatorProcess
 pytestmark = pytest.mark.controlplane
 
 MANAGED = "app.kubernetes.io/managed-by=convergence"
-
-
-def get(cluster: Cluster, namespace: str, *what: str) -> Any:
-    result = cluster.kubectl("get", f"--namespace={namespace}", *what, "-o", "json", check=False)
-    return json.loads(result.stdout) if result.returncode == 0 else None
-
-
-def eventually(
-    what: str, probe: Callable[[], Any], operator: OperatorProcess, timeout: float = 90
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}; operator log:\n{operator.tail()}")
-        time.sleep(0.5)
 
 
 def apply_stack(
@@ -53,7 +34,7 @@ def apply_stack(
 
 def phase(cluster: Cluster, namespace: str, name: str) -> Callable[[], str | None]:
     def probe() -> str | None:
-        body = get(cluster, namespace, "stack", name) or {}
+        body = cluster.get_json(namespace, "stack", name) or {}
         status = body.get("status") or {}
         if body.get("metadata", {}).get("generation") != status.get("observedGeneration"):
             return None
@@ -66,8 +47,8 @@ def phase(cluster: Cluster, namespace: str, name: str) -> Callable[[], str | Non
 def converged(
     cluster: Cluster, namespace: str, name: str, operator: OperatorProcess, expect: str
 ) -> dict[str, Any]:
-    found = eventually(f"stack {name} to finish", phase(cluster, namespace, name), operator)
-    status = get(cluster, namespace, "stack", name)["status"]
+    found = operator.eventually(f"stack {name} to finish", phase(cluster, namespace, name))
+    status = cluster.get_json(namespace, "stack", name)["status"]
     assert found == expect, f"{name} is {found}: {status.get('statusReason')}"
     return dict(status)
 
@@ -104,7 +85,7 @@ def deployment(name: str, config: str) -> dict[str, Any]:
 
 def make_available(cluster: Cluster, namespace: str, name: str) -> None:
     """Where no kubelet (or kwok) runs pods: report the Deployment Available ourselves."""
-    body = get(cluster, namespace, "deployment", name)
+    body = cluster.get_json(namespace, "deployment", name)
     if body is None:
         return
     status = body.get("status") or {}
@@ -131,7 +112,7 @@ def resource_secrets(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
     """The managed Secrets but the Stack's own (its template revisions' parameter values)."""
     return [
         item
-        for item in get(cluster, namespace, "secrets", "-l", MANAGED)["items"]
+        for item in cluster.get_json(namespace, "secrets", "-l", MANAGED)["items"]
         if all(o["kind"] != "Stack" for o in item["metadata"].get("ownerReferences", []))
     ]
 
@@ -162,10 +143,10 @@ def test_objects_flow_update_replace_and_delete(
         make_available(cluster, namespace, "web")
         return phase(cluster, namespace, "app")()
 
-    eventually("the Deployment to become available", web_ready, operator_process)
+    operator_process.eventually("the Deployment to become available", web_ready)
     converged(cluster, namespace, "app", operator_process, "CREATE_COMPLETE")
-    ip = get(cluster, namespace, "service", "web")["spec"]["clusterIP"]
-    config = get(cluster, namespace, "configmap", "settings")
+    ip = cluster.get_json(namespace, "service", "web")["spec"]["clusterIP"]
+    config = cluster.get_json(namespace, "configmap", "settings")
     assert config["data"] == {"SERVICE_IP": ip, "SERVICE_NAME": "web"}
     labels = config["metadata"]["labels"]
     assert labels["app.kubernetes.io/part-of"] == "app"
@@ -173,7 +154,7 @@ def test_objects_flow_update_replace_and_delete(
     [secret] = resource_secrets(cluster, namespace)
     old_secret = secret["metadata"]["name"]
     assert old_secret.startswith("app-password-"), old_secret
-    shown = get(cluster, namespace, "configmap", "settings", "--show-managed-fields")
+    shown = cluster.get_json(namespace, "configmap", "settings", "--show-managed-fields")
     managed_fields = {f["manager"] for f in shown["metadata"]["managedFields"]}
     assert "convergence" in managed_fields
 
@@ -185,19 +166,19 @@ def test_objects_flow_update_replace_and_delete(
     password["properties"]["manifest"]["type"] = "example.com/other"  # immutable
     service["properties"]["manifest"]["spec"]["clusterIP"] = "None"  # immutable: headless
     config_uid = config["metadata"]["uid"]
-    service_uid = get(cluster, namespace, "service", "web")["metadata"]["uid"]
+    service_uid = cluster.get_json(namespace, "service", "web")["metadata"]["uid"]
     apply_stack(cluster, namespace, "app", resources)
-    eventually("the update to finish", web_ready, operator_process)
+    operator_process.eventually("the update to finish", web_ready)
     converged(cluster, namespace, "app", operator_process, "UPDATE_COMPLETE")
-    config = get(cluster, namespace, "configmap", "settings")
+    config = cluster.get_json(namespace, "configmap", "settings")
     assert config["metadata"]["uid"] == config_uid, "updated in place"
     assert config["data"]["EXTRA"] == "1"
     assert config["data"]["SERVICE_IP"] == "None", "the new Service's clusterIP flowed in"
-    service = get(cluster, namespace, "service", "web")
+    service = cluster.get_json(namespace, "service", "web")
     assert service["metadata"]["uid"] != service_uid, "replaced (delete first)"
     [secret] = resource_secrets(cluster, namespace)
     assert secret["metadata"]["name"] != old_secret, "replaced under a new name, old one gone"
-    records = get(cluster, namespace, "stackresources")["items"]
+    records = cluster.get_json(namespace, "stackresources")["items"]
     modes = {r["spec"]["resource"]: r["status"]["pluginData"]["replacement"] for r in records}
     assert modes == {
         "svc": "delete-first",
@@ -207,13 +188,11 @@ def test_objects_flow_update_replace_and_delete(
     }
 
     cluster.kubectl("delete", "stack", "app", f"--namespace={namespace}", "--wait=false")
-    eventually(
-        "the stack to be gone",
-        lambda: get(cluster, namespace, "stack", "app") is None,
-        operator_process,
+    operator_process.eventually(
+        "the stack to be gone", lambda: cluster.get_json(namespace, "stack", "app") is None
     )
     for kind in ("deployments", "services", "configmaps", "secrets"):
-        left = get(cluster, namespace, kind, "-l", MANAGED)["items"]
+        left = cluster.get_json(namespace, kind, "-l", MANAGED)["items"]
         assert left == [], f"{kind} left behind: {[i['metadata']['name'] for i in left]}"
 
 
@@ -234,7 +213,7 @@ def test_a_stack_without_service_account_is_confined_to_its_namespace(
     apply_stack(cluster, namespace, "grab", {"role": role})
     status = converged(cluster, namespace, "grab", operator_process, "CREATE_FAILED")
     assert f"ClusterRole {namespace}-escalate is cluster-scoped" in status["statusReason"]
-    assert get(cluster, "default", "clusterrole", f"{namespace}-escalate") is None
+    assert cluster.get_json("default", "clusterrole", f"{namespace}-escalate") is None
 
 
 def test_a_stack_acts_only_with_its_service_accounts_rights(
@@ -252,7 +231,7 @@ def test_a_stack_acts_only_with_its_service_accounts_rights(
     allowed = obj("ConfigMap", "allowed", data={"a": "1"})
     apply_stack(cluster, namespace, "ok", {"cm": allowed}, serviceAccountName="deployer")
     converged(cluster, namespace, "ok", operator_process, "CREATE_COMPLETE")
-    assert get(cluster, namespace, "configmap", "allowed")["data"] == {"a": "1"}
+    assert cluster.get_json(namespace, "configmap", "allowed")["data"] == {"a": "1"}
 
     role = {
         "type": "Kubernetes::Object",
@@ -271,7 +250,7 @@ def test_a_stack_acts_only_with_its_service_accounts_rights(
     assert f"ClusterRole {namespace}-escalate: " in reason, reason
     assert "is forbidden" in reason, reason
     assert f"system:serviceaccount:{namespace}:deployer" in reason, reason
-    assert get(cluster, "default", "clusterrole", f"{namespace}-escalate") is None
+    assert cluster.get_json("default", "clusterrole", f"{namespace}-escalate") is None
 
     elsewhere = obj("Secret", "stolen", stringData={"k": "v"})
     elsewhere["properties"]["manifest"]["metadata"]["namespace"] = "default"
@@ -280,4 +259,4 @@ def test_a_stack_acts_only_with_its_service_accounts_rights(
     reason = status["statusReason"]
     assert "Secret default/stolen: " in reason, reason
     assert "is forbidden" in reason, reason
-    assert get(cluster, "default", "secret", "stolen") is None
+    assert cluster.get_json("default", "secret", "stolen") is None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import socket
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -44,20 +43,6 @@ def get(cluster: Cluster, namespace: str, *what: str) -> Any:
     return json.loads(
         cluster.kubectl("get", f"--namespace={namespace}", *what, "-o", "json").stdout
     )
-
-
-def eventually(
-    what: str, probe: Callable[[], Any], operator: OperatorProcess, timeout: float = 60
-) -> Any:
-    """Poll `probe` until it returns something truthy; fail naming `what` otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}; operator log:\n{operator.tail()}")
-        time.sleep(0.3)
 
 
 def stack_status(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
@@ -127,10 +112,8 @@ def test_metrics_and_events_report_a_create(
             )
         },
     )
-    eventually(
-        "CREATE_COMPLETE",
-        phase_is(cluster, namespace, "counted", "CREATE_COMPLETE"),
-        operator_process,
+    operator_process.eventually(
+        "CREATE_COMPLETE", phase_is(cluster, namespace, "counted", "CREATE_COMPLETE")
     )
 
     def scrape() -> dict[str, float]:
@@ -148,7 +131,7 @@ def test_metrics_and_events_report_a_create(
         done = samples.get('convergence_traversals_completed_total{action="CREATE"}', 0)
         return samples if done >= 1 else None
 
-    samples = eventually("the create counted in /metrics", completed, operator_process)
+    samples = operator_process.eventually("the create counted in /metrics", completed)
     assert samples.get('convergence_traversals_started_total{action="CREATE"}', 0) >= 1
     assert samples.get('convergence_reconcile_total{controller="stack",result="success"}', 0) >= 1
     resource_success = 'convergence_reconcile_total{controller="stackresource",result="success"}'
@@ -163,19 +146,16 @@ def test_metrics_and_events_report_a_create(
     assert not any("counted" in key for key in samples), "labels must never name objects"
 
     for reason in ("CreateInProgress", "CreateComplete"):
-        posted = eventually(
-            f"a {reason} Event",
-            functools.partial(events, cluster, namespace, reason, "counted"),
-            operator_process,
+        posted = operator_process.eventually(
+            f"a {reason} Event", functools.partial(events, cluster, namespace, reason, "counted")
         )
         assert len(posted) == 1, f"one {reason} Event per transition, got {len(posted)}"
     records = get(cluster, namespace, "stackresources")["items"]
     for record in records:
         name = record["metadata"]["name"]
-        eventually(
+        operator_process.eventually(
             f"CreateComplete Event of {record['spec']['resource']}",
             functools.partial(events, cluster, namespace, "CreateComplete", name),
-            operator_process,
         )
     cluster.kubectl("delete", f"--namespace={namespace}", "stack", "counted", "--timeout=60s")
 
@@ -214,10 +194,8 @@ def test_parameters_from_a_config_map_and_a_secret(
             ],
         },
     )
-    status = eventually(
-        "CREATE_COMPLETE",
-        phase_is(cluster, namespace, "fromsources", "CREATE_COMPLETE"),
-        operator_process,
+    status = operator_process.eventually(
+        "CREATE_COMPLETE", phase_is(cluster, namespace, "fromsources", "CREATE_COMPLETE")
     )
     reality = physical(cluster, namespace)
     assert reality["a"]["value"] == "hi"
@@ -250,21 +228,19 @@ def test_missing_parameter_source_is_reported_then_picked_up(
         failed = {c["type"]: c for c in status.get("conditions") or []}.get("Failed")
         return status if failed and failed["reason"] == "ParametersNotFound" else None
 
-    status = eventually("the ParametersNotFound condition", reported, operator_process)
+    status = operator_process.eventually("the ParametersNotFound condition", reported)
     assert "ConfigMap later" in status["statusReason"], status
     assert "s3cret" not in json.dumps(status)
-    eventually(
+    operator_process.eventually(
         "a ParametersNotFound Event",
         lambda: events(cluster, namespace, "ParametersNotFound", "waiting"),
-        operator_process,
     )
     assert get(cluster, namespace, "stackresources")["items"] == [], "nothing may be created"
 
     cluster.kubectl("create", ns, "configmap", "later", "--from-literal=greeting=late")
-    eventually(
+    operator_process.eventually(
         "CREATE_COMPLETE once the ConfigMap exists",
         phase_is(cluster, namespace, "waiting", "CREATE_COMPLETE"),
-        operator_process,
     )
     assert physical(cluster, namespace)["a"]["value"] == "late"
 
@@ -288,10 +264,8 @@ def test_cancel_without_rollback_by_annotation(
         }
 
     apply_stack(cluster, namespace, "cancelled", spec("v1", 0))
-    eventually(
-        "CREATE_COMPLETE",
-        phase_is(cluster, namespace, "cancelled", "CREATE_COMPLETE"),
-        operator_process,
+    operator_process.eventually(
+        "CREATE_COMPLETE", phase_is(cluster, namespace, "cancelled", "CREATE_COMPLETE")
     )
     apply_stack(cluster, namespace, "cancelled", spec("v2", 12))
 
@@ -299,16 +273,15 @@ def test_cancel_without_rollback_by_annotation(
         record = _record(cluster, namespace, "slow")
         return bool(record and record.get("status", {}).get("phase") == "UPDATE_IN_PROGRESS")
 
-    eventually("the slow update to start", updating, operator_process)
+    operator_process.eventually("the slow update to start", updating)
     cluster.kubectl(
         "annotate", ns, "--overwrite", "stack", "cancelled", "convergence.dev/cancel=no-rollback"
     )
     failed = phase_is(cluster, namespace, "cancelled", "UPDATE_FAILED")
     # The engine's cancel and the handler's own status patch are two writes.
-    status = eventually(
+    status = operator_process.eventually(
         "UPDATE_FAILED after cancel, the annotation handled",
         lambda: (status := failed()) and "handledCancel" in status and status,
-        operator_process,
     )
     assert status["statusReason"] == "Stack UPDATE cancelled", status
     assert status["handledCancel"] == "no-rollback"
@@ -317,7 +290,7 @@ def test_cancel_without_rollback_by_annotation(
         record = _record(cluster, namespace, "slow")
         return bool(record and record.get("status", {}).get("phase") == "UPDATE_COMPLETE")
 
-    eventually("the running action to finish", finished, operator_process)
+    operator_process.eventually("the running action to finish", finished)
     assert physical(cluster, namespace)["slow"]["value"] == "v2"
     assert stack_status(cluster, namespace, "cancelled")["phase"] == "UPDATE_FAILED"
 
@@ -337,25 +310,19 @@ def test_rollback_by_annotation_and_a_refused_cancel(
         }
 
     apply_stack(cluster, namespace, "rolled", spec("v1", False))
-    eventually(
-        "CREATE_COMPLETE",
-        phase_is(cluster, namespace, "rolled", "CREATE_COMPLETE"),
-        operator_process,
+    operator_process.eventually(
+        "CREATE_COMPLETE", phase_is(cluster, namespace, "rolled", "CREATE_COMPLETE")
     )
     apply_stack(cluster, namespace, "rolled", spec("v2", True))
-    eventually(
-        "UPDATE_FAILED", phase_is(cluster, namespace, "rolled", "UPDATE_FAILED"), operator_process
+    operator_process.eventually(
+        "UPDATE_FAILED", phase_is(cluster, namespace, "rolled", "UPDATE_FAILED")
     )
-    eventually(
-        "an UpdateFailed Warning",
-        lambda: events(cluster, namespace, "UpdateFailed", "rolled"),
-        operator_process,
+    operator_process.eventually(
+        "an UpdateFailed Warning", lambda: events(cluster, namespace, "UpdateFailed", "rolled")
     )
     cluster.kubectl("annotate", ns, "--overwrite", "stack", "rolled", "convergence.dev/rollback=1")
-    status = eventually(
-        "ROLLBACK_COMPLETE",
-        phase_is(cluster, namespace, "rolled", "ROLLBACK_COMPLETE"),
-        operator_process,
+    status = operator_process.eventually(
+        "ROLLBACK_COMPLETE", phase_is(cluster, namespace, "rolled", "ROLLBACK_COMPLETE")
     )
     assert status["handledRollback"] == "1"
     assert physical(cluster, namespace)["a"]["value"] == "v1"
@@ -365,16 +332,14 @@ def test_rollback_by_annotation_and_a_refused_cancel(
     cluster.kubectl(
         "annotate", ns, "--overwrite", "stack", "rolled", "convergence.dev/cancel=no-rollback"
     )
-    refused = eventually(
+    refused = operator_process.eventually(
         "an OperationRefused Event",
         lambda: events(cluster, namespace, "OperationRefused", "rolled"),
-        operator_process,
     )
     assert "ROLLBACK_COMPLETE" in refused[0]["message"], refused[0]
-    status = eventually(
+    status = operator_process.eventually(
         "the refusal in statusReason",
         lambda: (s := stack_status(cluster, namespace, "rolled")).get("handledCancel") and s,
-        operator_process,
     )
     assert status["statusReason"].startswith("Operation refused"), status
     assert status["phase"] == "ROLLBACK_COMPLETE"

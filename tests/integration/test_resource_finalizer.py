@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,36 +18,20 @@ pytestmark = pytest.mark.controlplane
 FINALIZER = "convergence.dev/physical-resource"
 
 
-def _json(cluster: Cluster, namespace: str, *what: str) -> Any:
-    result = cluster.kubectl("get", f"--namespace={namespace}", *what, "-o", "json", check=False)
-    return json.loads(result.stdout) if result.returncode == 0 else None
-
-
-def _eventually(
-    what: str, probe: Callable[[], Any], operator: OperatorProcess, timeout: float = 60
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}; operator log:\n{operator.tail()}")
-        time.sleep(0.5)
-
-
 def _records(cluster: Cluster, namespace: str, resource: str) -> list[dict[str, Any]]:
-    listed = _json(cluster, namespace, "stackresources", f"-l=convergence.dev/resource={resource}")
+    listed = cluster.get_json(
+        namespace, "stackresources", f"-l=convergence.dev/resource={resource}"
+    )
     return list(listed["items"])
 
 
 def _configmaps(cluster: Cluster, namespace: str, resource: str) -> list[str]:
-    listed = _json(cluster, namespace, "configmaps", f"-l=convergence.dev/resource={resource}")
+    listed = cluster.get_json(namespace, "configmaps", f"-l=convergence.dev/resource={resource}")
     return sorted(item["metadata"]["name"] for item in listed["items"])
 
 
 def _condition(cluster: Cluster, namespace: str, kind: str) -> dict[str, Any] | None:
-    body = _json(cluster, namespace, "stack", "held") or {}
+    body = cluster.get_json(namespace, "stack", "held") or {}
     for condition in (body.get("status") or {}).get("conditions") or []:
         if condition.get("type") == kind:
             return dict(condition)
@@ -90,15 +73,14 @@ def test_a_stackresource_deleted_by_hand_is_kept_reported_and_replaced_by_the_ne
         record["metadata"]["name"],
         "--wait=false",
     )
-    condition = _eventually(
+    condition = operator_process.eventually(
         "the Stack's ResourceDeleted condition",
         lambda: (
             (c := _condition(cluster, namespace, "ResourceDeleted")) and c["status"] == "True" and c
         ),
-        operator_process,
     )
     assert record["metadata"]["name"] in condition["message"], condition
-    events = _json(cluster, namespace, "events", "--field-selector=reason=DeletedWhileInUse")
+    events = cluster.get_json(namespace, "events", "--field-selector=reason=DeletedWhileInUse")
     kinds = {event["involvedObject"]["kind"] for event in events["items"]}
     assert kinds == {"Stack", "StackResource"}, events["items"]
     # Held by its finalizer, with its physical resource, until a convergence decides.
@@ -114,7 +96,7 @@ def test_a_stackresource_deleted_by_hand_is_kept_reported_and_replaced_by_the_ne
         "stack/held",
         "convergence.dev/retry=after-hand-delete",
     )
-    _eventually(
+    operator_process.eventually(
         "the deleted record replaced and gone",
         lambda: (
             [r["metadata"]["name"] for r in _records(cluster, namespace, "a")]
@@ -124,25 +106,22 @@ def test_a_stackresource_deleted_by_hand_is_kept_reported_and_replaced_by_the_ne
                 for r in _records(cluster, namespace, "a")
             )
         ),
-        operator_process,
     )
-    _eventually(
+    operator_process.eventually(
         "the stack at rest again",
         lambda: (
-            (_json(cluster, namespace, "stack", "held") or {}).get("status", {}).get("phase")
+            (cluster.get_json(namespace, "stack", "held") or {}).get("status", {}).get("phase")
             == "UPDATE_COMPLETE"
         ),
-        operator_process,
     )
     (replacement,) = _configmaps(cluster, namespace, "a")
     assert replacement != physical
     (b_physical,) = _configmaps(cluster, namespace, "b")
-    b_data = _json(cluster, namespace, "configmap", b_physical)["data"]
+    b_data = cluster.get_json(namespace, "configmap", b_physical)["data"]
     assert json.loads(b_data["attributes"])["output"] == replacement, b_data
-    _eventually(
+    operator_process.eventually(
         "ResourceDeleted back to False",
         lambda: (c := _condition(cluster, namespace, "ResourceDeleted")) and c["status"] == "False",
-        operator_process,
     )
 
     cluster.kubectl("delete", f"--namespace={namespace}", "stack", "held", "--timeout=60s")

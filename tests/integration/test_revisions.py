@@ -8,8 +8,6 @@ Secret, never in the ControllerRevision.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,24 +18,6 @@ from convergence.operator.testing.operator_process import OperatorProcess
 pytestmark = pytest.mark.controlplane
 
 HIDDEN = "s3cret-value-never-shown"
-
-
-def _json(cluster: Cluster, namespace: str, *what: str) -> Any:
-    result = cluster.kubectl("get", f"--namespace={namespace}", *what, "-o", "json", check=False)
-    return json.loads(result.stdout) if result.returncode == 0 else None
-
-
-def _eventually(
-    what: str, probe: Callable[[], Any], operator: OperatorProcess, timeout: float = 60
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}; operator log:\n{operator.tail()}")
-        time.sleep(0.5)
 
 
 def _apply(cluster: Cluster, namespace: str, value: str, fail: bool = False) -> None:
@@ -69,7 +49,7 @@ def _apply(cluster: Cluster, namespace: str, value: str, fail: bool = False) -> 
 
 def _complete(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
     def probe() -> bool:
-        body = _json(cluster, namespace, "stack", "revs") or {}
+        body = cluster.get_json(namespace, "stack", "revs") or {}
         status = body.get("status") or {}
         return bool(
             status.get("observedGeneration") == body.get("metadata", {}).get("generation")
@@ -77,11 +57,11 @@ def _complete(cluster: Cluster, namespace: str, operator: OperatorProcess) -> No
             and status.get("reportedPhase", "").startswith(status.get("phase", "-"))
         )
 
-    _eventually("the stack complete", probe, operator)
+    operator.eventually("the stack complete", probe)
 
 
 def _revisions(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
-    listed = _json(cluster, namespace, "controllerrevisions", "-l=convergence.dev/stack=revs")
+    listed = cluster.get_json(namespace, "controllerrevisions", "-l=convergence.dev/stack=revs")
     return sorted(listed["items"], key=lambda item: item["revision"])
 
 
@@ -92,14 +72,13 @@ def test_revisions_are_pruned_marked_and_keep_parameter_values_out_of_sight(
         _apply(cluster, namespace, value)
         _complete(cluster, namespace, operator_process)
 
-    stack = _json(cluster, namespace, "stack", "revs")
+    stack = cluster.get_json(namespace, "stack", "revs")
     current = stack["status"]["currentRevision"]
     assert stack["status"]["lastCompletedRevision"] == current, stack["status"]
     # The current (= last completed) revision plus at most one spare survive.
-    revisions = _eventually(
+    revisions = operator_process.eventually(
         "old revisions pruned",
         lambda: (found := _revisions(cluster, namespace)) and len(found) <= 2 and found,
-        operator_process,
     )
     names = [item["metadata"]["name"] for item in revisions]
     assert current in names, (current, names)
@@ -114,18 +93,18 @@ def test_revisions_are_pruned_marked_and_keep_parameter_values_out_of_sight(
         assert HIDDEN not in json.dumps(item), item["metadata"]["name"]
         assert "parameters" not in item["data"], item["data"]
         # Its values are in the Secret of the same name, which goes with it.
-        secret = _json(cluster, namespace, "secret", item["metadata"]["name"])
+        secret = cluster.get_json(namespace, "secret", item["metadata"]["name"])
         assert secret is not None, item["metadata"]["name"]
         assert secret.get("immutable") is True, item["metadata"]["name"]
-    secrets = _json(cluster, namespace, "secrets", "-l=convergence.dev/stack=revs")["items"]
+    secrets = cluster.get_json(namespace, "secrets", "-l=convergence.dev/stack=revs")["items"]
     assert sorted(s["metadata"]["name"] for s in secrets) == sorted(names)
 
     # A failed update rolls back to the last completed template, whose parameter
     # values the operator reads back from its Secret.
     _apply(cluster, namespace, "five", fail=True)
     _complete(cluster, namespace, operator_process)
-    stack = _json(cluster, namespace, "stack", "revs")
+    stack = cluster.get_json(namespace, "stack", "revs")
     assert stack["status"]["phase"] == "ROLLBACK_COMPLETE", stack["status"]
-    configmaps = _json(cluster, namespace, "configmaps", "-l=convergence.dev/resource=a")
+    configmaps = cluster.get_json(namespace, "configmaps", "-l=convergence.dev/resource=a")
     (physical,) = configmaps["items"]
     assert json.loads(physical["data"]["attributes"])["output"] == "four", physical["data"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,19 +33,6 @@ def apply_stack(cluster: Cluster, namespace: str, name: str, spec: dict[str, Any
         "spec": spec,
     }
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest))
-
-
-def eventually(
-    what: str, probe: Callable[[], Any], operator: OperatorProcess, timeout: float = 90
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}; operator log:\n{operator.tail()}")
-        time.sleep(0.3)
 
 
 def phase_is(
@@ -117,10 +103,8 @@ def test_random_string_lives_in_an_owned_secret_and_nowhere_else(
     cluster: Cluster, namespace: str, operator_process: OperatorProcess
 ) -> None:
     apply_stack(cluster, namespace, "util", {"template": template("1"), "environment": ENVIRONMENT})
-    status = eventually(
-        "CREATE_COMPLETE",
-        phase_is(cluster, namespace, "util", "CREATE_COMPLETE", 1),
-        operator_process,
+    status = operator_process.eventually(
+        "CREATE_COMPLETE", phase_is(cluster, namespace, "util", "CREATE_COMPLETE", 1)
     )
 
     # The Secret: owned by the RandomString's StackResource, labelled like a ConfigMap.
@@ -159,12 +143,10 @@ def test_random_string_lives_in_an_owned_secret_and_nowhere_else(
 
     # A new salt replaces: a new string in a new Secret, the old Secret cleaned up.
     apply_stack(cluster, namespace, "util", {"template": template("2"), "environment": ENVIRONMENT})
-    eventually(
-        "UPDATE_COMPLETE",
-        phase_is(cluster, namespace, "util", "UPDATE_COMPLETE", 2),
-        operator_process,
+    operator_process.eventually(
+        "UPDATE_COMPLETE", phase_is(cluster, namespace, "util", "UPDATE_COMPLETE", 2)
     )
-    (new_secret,) = eventually(
+    (new_secret,) = operator_process.eventually(
         "the old Secret to be deleted",
         lambda: (
             [
@@ -175,7 +157,6 @@ def test_random_string_lives_in_an_owned_secret_and_nowhere_else(
             if len(secrets_of(cluster, namespace)) == 1
             else None
         ),
-        operator_process,
     )
     assert decoded(new_secret) != value
     (conf,) = get(cluster, namespace, "configmaps", "-l", "convergence.dev/resource=conf")["items"]
@@ -183,10 +164,8 @@ def test_random_string_lives_in_an_owned_secret_and_nowhere_else(
 
     # Deleting the stack deletes the Secret.
     cluster.kubectl("delete", f"--namespace={namespace}", "stack", "util", "--wait=false")
-    eventually(
-        "the Secret to be deleted with the stack",
-        lambda: secrets_of(cluster, namespace) == {},
-        operator_process,
+    operator_process.eventually(
+        "the Secret to be deleted with the stack", lambda: secrets_of(cluster, namespace) == {}
     )
 
 
@@ -208,7 +187,7 @@ def test_an_alias_to_an_unknown_type_is_reported_and_nothing_is_created(
         reason = str(status.get("statusReason", ""))
         return reason if "OS::Heat::Missing" in reason else None
 
-    reason = eventually("the invalid alias to be reported", failed, operator_process)
+    reason = operator_process.eventually("the invalid alias to be reported", failed)
     assert "'My::A'" in reason, reason
     assert "resource_registry" in reason, reason
     assert stack_resources(cluster, namespace) == []
