@@ -64,11 +64,17 @@ def namespace(cluster: Cluster) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
+def operator_env() -> dict[str, str]:
+    """Extra environment of the module's operator (a module overrides this fixture)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
 def operator_process(
-    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory, operator_env: dict[str, str]
 ) -> Iterator[OperatorProcess]:
     """`convergence run` on all namespaces for one test module, its log in a tmp dir."""
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    with OperatorProcess(cluster.kubeconfig, log) as process:
+    with OperatorProcess(cluster.kubeconfig, log, env=operator_env) as process:
         yield process
     print(f"operator log: {log}")

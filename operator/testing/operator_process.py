@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -16,14 +16,23 @@ from typing import Any
 class OperatorProcess:
     """`convergence run` against a kubeconfig, its output in a log file."""
 
-    def __init__(self, kubeconfig: Path, log: Path, *args: str) -> None:
+    def __init__(
+        self, kubeconfig: Path, log: Path, *args: str, env: Mapping[str, str] | None = None
+    ) -> None:
         self.kubeconfig = kubeconfig
+        # Extra environment of the operator (e.g. CONVERGENCE_DRIFT_INTERVAL).
+        self.env = dict(env or {})
         self.log = log
         self.args = args or ("--all-namespaces",)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONSAFEPATH": "1"}
+        env = {
+            **os.environ,
+            **self.env,
+            "KUBECONFIG": str(self.kubeconfig),
+            "PYTHONSAFEPATH": "1",
+        }
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [

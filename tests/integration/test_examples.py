@@ -13,9 +13,8 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -33,22 +32,9 @@ OBJECTS = "deployments,services,configmaps,secrets,stackresources"
 
 
 @pytest.fixture(scope="module")
-def operator_process(
-    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
+def operator_env() -> dict[str, str]:
     """The operator with a drift check every 2 s instead of every 30 s."""
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    saved = os.environ.get("CONVERGENCE_DRIFT_INTERVAL")
-    os.environ["CONVERGENCE_DRIFT_INTERVAL"] = "2"
-    try:
-        with OperatorProcess(cluster.kubeconfig, log) as process:
-            yield process
-    finally:
-        if saved is None:
-            del os.environ["CONVERGENCE_DRIFT_INTERVAL"]
-        else:
-            os.environ["CONVERGENCE_DRIFT_INTERVAL"] = saved
-    print(f"operator log: {log}")
+    return {"CONVERGENCE_DRIFT_INTERVAL": "2"}
 
 
 def example(name: str) -> dict[str, Any]:
