@@ -114,7 +114,7 @@ def only_one_record(
     found = operator.eventually(
         f"the old record of {resource} to go",
         lambda: len(items := records(cluster, namespace)[resource]) == 1 and items,
-        timeout=30,
+        timeout=90,
     )
     return dict(found[0])
 
@@ -246,7 +246,7 @@ def test_webapp_example_lives_its_whole_life(
         return (config.get("data") or {}).get("GREETING")
 
     operator_process.eventually(
-        "the ConfigMap put back", lambda: greeting() == "Bonjour", timeout=30, seen=greeting
+        "the ConfigMap put back", lambda: greeting() == "Bonjour", timeout=90, seen=greeting
     )
     operator_process.eventually(
         "the Deployment made again",
