@@ -117,13 +117,6 @@ def _timeout_reason(seconds: Any) -> str:
     )
 
 
-def _condition_status(body: Mapping[str, Any], kind: str) -> str | None:
-    for condition in (body.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == kind:
-            return str(condition.get("status"))
-    return None
-
-
 class KubernetesDriver:
     """Runs scenario operations on the real operator in one namespace."""
 
@@ -413,7 +406,10 @@ class KubernetesDriver:
             )
         return Observation(
             phase=phase,
-            ready=body is not None and _condition_status(body, "Ready") == "True",
+            # The engine's own field, written with the traversal it belongs to; the
+            # Ready condition follows it in the next report, up to a second later,
+            # so right after an update it may still speak of the traversal before.
+            ready=status.get("ready") is True,
             reason=str(status.get("statusReason") or ""),
             outputs=dict(status.get("outputs") or {}),
             resources=[view for _, _, view in sorted(views, key=lambda v: (v[0], v[1]))],
