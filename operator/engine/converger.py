@@ -210,7 +210,9 @@ class _Step:
         self.report.inputs = {name: data.reference_id for name, data in inputs.items()}
         if record.replaced_by == replacement_id(record.id, self.traversal):
             self.report.outcome = "replaced already"
-            self._trigger(stack.name, update_node(record.replaced_by))
+            definition = self.engine.definition(stack_ops.stack_ref(stack), stack.template)
+            # The replacement is made after the mark: a step that died in between left none.
+            self._make_replacement(stack, record, definition.resources[record.name].type)
             return
         if record.converged == self.traversal and record.status == COMPLETE:
             self.report.outcome = "done already"
@@ -287,6 +289,20 @@ class _Step:
             return None  # what was applied no longer fits the type: replace
 
     def _replace(self, stack: StackRecord, record: ResourceRecord, type_name: str) -> None:
+        """Mark the record replaced in this traversal, then make its replacement.
+
+        In this order: a replacement's update node runs as soon as the record
+        exists (its own watch event wakes it), so one must never exist while
+        the mark on the record it replaces can still be lost to a concurrent
+        write, which would let this record be updated in place as well.
+        """
+        new_id = replacement_id(record.id, self.traversal)
+        self.store.update_resource(replace(record, replaced_by=new_id))
+        self._make_replacement(stack, record, type_name)
+        self.report.outcome = f"needs replacement: created {new_id[:8]}"
+
+    def _make_replacement(self, stack: StackRecord, record: ResourceRecord, type_name: str) -> None:
+        """The record replacing `record` in this traversal, made if missing, and its node run."""
         new_id = replacement_id(record.id, self.traversal)
         if self.store.get_resource(new_id) is None:
             self.store.create_resource(
@@ -300,8 +316,6 @@ class _Step:
                     replaces=record.id,
                 )
             )
-        self.store.update_resource(replace(record, replaced_by=new_id))
-        self.report.outcome = f"needs replacement: created {new_id[:8]}"
         self._trigger(stack.name, update_node(new_id))
 
     # -- cleanup nodes -------------------------------------------------------------------------
