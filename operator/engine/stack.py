@@ -187,6 +187,13 @@ def converge(
         return _finish(engine, stored.name, traversal, complete=True) or stored
     for leaf in graph.leaves():
         engine.dispatcher.trigger(NodeMessage(stack.name, traversal, leaf))
+    # A record an older traversal's step deleted after the listing above, but
+    # before this traversal became the stack's, was announced to no node of
+    # this one: its cleanup node runs now (it finds the record gone and pushes on).
+    present = {record.id for record in engine.store.list_resources(stack.name)}
+    for record in existing:
+        if record.id not in present:
+            engine.dispatcher.trigger(NodeMessage(stack.name, traversal, cleanup_node(record.id)))
     return stored
 
 
