@@ -175,6 +175,11 @@ class _Step:
             missing = sync_point.waiting_for(entries, predecessors, self.traversal)
             self.report.outcome = "waiting for " + ", ".join(map(str, missing))
             return
+        if self.store.current_traversal(stack.name) != self.traversal:
+            # The stack read above may come from a cache that has not seen a newer
+            # traversal start: never act for a stale one (the newer one covers this node).
+            self.report.outcome = "stale traversal, dropped"
+            return
         if graph_node.is_update:
             inputs = sync_point.input_data(entries, predecessors, self.traversal)
             self._check_update(stack, record, graph_node, inputs)

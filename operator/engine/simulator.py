@@ -160,6 +160,9 @@ class FaultyStore:
     def get_stack(self, name: str) -> StackRecord | None:
         return self.inner.get_stack(name)
 
+    def current_traversal(self, name: str) -> str | None:
+        return self.inner.current_traversal(name)
+
     def update_stack(self, stack: StackRecord) -> StackRecord:
         self._write()
         return self.inner.update_stack(stack)

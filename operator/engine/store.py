@@ -221,6 +221,10 @@ class Store(Protocol):
         """The stack called `name`, if any."""
         ...
 
+    def current_traversal(self, name: str) -> str | None:
+        """The stack's traversal id as stored now (never from a cache); None: no stack."""
+        ...
+
     def update_stack(self, stack: StackRecord) -> StackRecord:
         """Compare-and-set on stack.version; return the stored record (version + 1)."""
         ...
@@ -319,6 +323,10 @@ class InMemoryStore:
 
     def get_stack(self, name: str) -> StackRecord | None:
         return self._stacks.get(name)
+
+    def current_traversal(self, name: str) -> str | None:
+        stack = self._stacks.get(name)
+        return None if stack is None else stack.traversal
 
     def update_stack(self, stack: StackRecord) -> StackRecord:
         with self._lock:

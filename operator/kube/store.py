@@ -489,6 +489,10 @@ class KubernetesStore:
             if item.metadata is not None and item.metadata.name:
                 self._drop_graph(str(item.metadata.name))
 
+    def current_traversal(self, name: str) -> str | None:
+        body = self._read(STACKS, name, fresh=True)
+        return None if body is None else str(status_of(body).get("traversal") or "")
+
     def get_stack(self, name: str) -> StackRecord | None:
         body = self._read(STACKS, name)
         if body is None:
