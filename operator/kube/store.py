@@ -520,7 +520,8 @@ class KubernetesStore:
                 {"op": "add", "path": "/status/syncPoints", "value": {STACK_COMPLETE: {}}}
             )
         fields = stack_to_status(replace(stack, version=stack.version + 1))
-        old_ref = self._graph_ref(stack.name)
+        # A graph's ConfigMap is named by its traversal: no need to read the ref back.
+        old_ref = f"{GRAPH_PREFIX}{current.traversal}" if current.graph else None
         if current.traversal != stack.traversal or current.graph != stack.graph:
             fields["graphRef"] = (
                 self._put_graph(stack.name, stack.traversal, stack.graph) if stack.graph else None
@@ -533,11 +534,6 @@ class KubernetesStore:
             # Steps of the old traversal see a newer traversal id and never read its graph.
             self._drop_graph(old_ref)
         return self._stack_record(body)
-
-    def _graph_ref(self, stack: str) -> str | None:
-        body = self._read(STACKS, stack)
-        ref = ((body or {}).get("status") or {}).get(GRAPH_REF)
-        return str(ref) if ref else None
 
     def stack_sync_point(self, name: str) -> Mapping[str, SyncEntry]:
         return self._sync_point(STACKS, name, STACK_COMPLETE)
