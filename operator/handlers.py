@@ -97,7 +97,7 @@ from convergence.operator.kube.objects import KubernetesObjects
 from convergence.operator.kube.reality import ConfigMapReality
 from convergence.operator.kube.records import resource_from_body, split_phase, status_of
 from convergence.operator.kube.secrets import KubernetesSecretStore
-from convergence.operator.kube.store import KubernetesStore
+from convergence.operator.kube.store import KubernetesStore, namespace_terminating
 from convergence.operator.parameters_from import (
     CONFIG_MAP,
     ParametersNotFound,
@@ -392,6 +392,12 @@ class Operator:
         present = {c.get("type") for c in (body.get("status") or {}).get("conditions") or []}
         if deleted or "ResourceDeleted" in present:
             wanted.append(conditions.deleted_resources_condition(deleted, name))
+        phase = f"{stack.phase}/{stack.traversal}"
+        reporting = (body.get("status") or {}).get("reportedPhase") != phase
+        if reporting and stack.status in (COMPLETE, FAILED) and stack.action != DELETE:
+            # Before the report, so that a reported phase means the revisions are tended
+            # too (marking and pruning are idempotent: a refused report does them again).
+            self.tend_revisions(namespace, stack, body)
         objects = kubernetes.client.CustomObjectsApi(self.api)
         # The patch carries the cached body's resourceVersion: when the Stack changed
         # since, it fails, and the newer version's own event reports it.
@@ -403,7 +409,7 @@ class Operator:
                 body,
                 wanted,
                 {"resources": counts},
-                f"{stack.phase}/{stack.traversal}",
+                phase,
                 self.cache(namespace),
             )
         except kubernetes.client.ApiException as exc:
@@ -412,8 +418,6 @@ class Operator:
             raise
         if not reported:
             return
-        if stack.status in (COMPLETE, FAILED) and stack.action != DELETE:
-            self.tend_revisions(namespace, stack, body)
         self.metrics.observe_traversal(stack.phase)
         event = transition_event(stack.phase)
         if event is not None:
@@ -452,13 +456,15 @@ class Operator:
         stack = self.engine(namespace).store.get_stack(stack_name)
         if stack is None or not deleted_while_in_use(body, stack.action):
             return
+        stack_body = self.cache(namespace).get(STACKS, stack_name)
+        if stack_body is not None and stack_body["metadata"].get("deletionTimestamp"):
+            return  # the Stack is going too (its namespace is being deleted, say)
         message = (
             f"StackResource {body['metadata']['name']} ({body['spec']['resource']}) was deleted "
             "while the stack uses it; its physical resource is kept until the stack's next "
             "update replaces it"
         )
         self.post_event(namespace, body, "Warning", "DeletedWhileInUse", message)
-        stack_body = self.cache(namespace).get(STACKS, stack_name)
         if stack_body is not None:
             self.post_event(namespace, stack_body, "Warning", "DeletedWhileInUse", message)
         self.schedule_report(namespace, stack_name)
@@ -506,7 +512,10 @@ class Operator:
         try:
             kubernetes.client.CoreV1Api(self.api).create_namespaced_event(namespace, event)
         except kubernetes.client.ApiException as exc:
-            # An Event is a report, never a reason to fail a step.
+            # An Event is a report, never a reason to fail a step; and none can be
+            # posted in a namespace being deleted, which is no news.
+            if namespace_terminating(exc):
+                return
             logger.warning(
                 "could not post event %s on %s %s: %s", reason, ref["kind"], ref["name"], exc.reason
             )

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import threading
 from collections import Counter
@@ -121,6 +122,9 @@ from convergence.operator.kube.records import (
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 
+logger = logging.getLogger(__name__)
+
+HTTP_FORBIDDEN = 403
 HTTP_NOT_FOUND = 404
 HTTP_CONFLICT = 409
 HTTP_UNPROCESSABLE = 422
@@ -424,6 +428,30 @@ class KubernetesStore:
             return record
         return replace(record, graph=self._graph(str(ref)))
 
+    def _parse_stack_or_refresh(self, body: Mapping[str, Any]) -> StackRecord | None:
+        """The record of a Stack body; read anew if the graph its body names is gone.
+
+        A traversal's graph is dropped once a newer traversal is stored, so a body
+        from the cache can name one that is gone: the Stack read now names the
+        newer one. If that is gone too (deleted by hand, or by the deletion of the
+        namespace), the record has an empty graph: no node of its traversal runs,
+        and the next traversal (an update, a rollback, the delete) starts afresh.
+        """
+        try:
+            return self._parse_stack(body)
+        except GraphGone:
+            pass
+        name = str(body["metadata"]["name"])
+        fresh = self._read(STACKS, name, fresh=True)
+        if fresh is None:
+            return None
+        try:
+            return self._parse_stack(fresh)
+        except GraphGone as exc:
+            logger.warning("stack %s: %s; its traversal cannot go on", name, exc)
+            record = stack_from_body(fresh)
+            return None if record is None else replace(record, graph=graph_from_status(None))
+
     # -- traversal graphs ------------------------------------------------------------------------
     #
     # A traversal's graph never changes (a new graph comes with a new traversal
@@ -440,7 +468,7 @@ class KubernetesStore:
             config_map = self._core.read_namespaced_config_map(ref, self.namespace)
         except ApiException as exc:
             if exc.status == HTTP_NOT_FOUND:
-                raise StoreError(f"graph {ref!r} of a traversal is gone") from None
+                raise GraphGone(f"graph {ref!r} of a traversal is gone") from None
             raise
         graph = graph_from_status(json.loads((config_map.data or {}).get("graph") or "{}"))
         with self._count_lock:
@@ -449,8 +477,14 @@ class KubernetesStore:
                 self._graphs.pop(next(iter(self._graphs)))
         return graph
 
-    def _put_graph(self, stack: str, traversal: str, graph: Graph) -> str:
-        """Store a traversal's graph; its ConfigMap's name."""
+    def _put_graph(self, stack: str, traversal: str, graph: Graph) -> str | None:
+        """Store a traversal's graph; its ConfigMap's name.
+
+        None when the namespace is being deleted, where nothing new can be made:
+        the graph then goes in the Stack's status (the delete traversal that the
+        namespace deletion starts must still run, or the Stack's finalizer holds
+        the namespace forever).
+        """
         name = f"{GRAPH_PREFIX}{traversal}"
         body = V1ConfigMap(
             metadata=V1ObjectMeta(
@@ -464,6 +498,8 @@ class KubernetesStore:
         try:
             self._core.create_namespaced_config_map(self.namespace, body)
         except ApiException as exc:
+            if namespace_terminating(exc):
+                return None
             if exc.status != HTTP_CONFLICT:  # made by an earlier try of this write
                 raise
         self._count(GRAPH_WRITE)
@@ -501,7 +537,7 @@ class KubernetesStore:
         parsed = self._parsed_stacks.get(name)
         if parsed is not None and parsed[0] == resource_version:
             return parsed[1]
-        record = self._parse_stack(body)
+        record = self._parse_stack_or_refresh(body)
         self._parsed_stacks[name] = (resource_version, record)
         return record
 
@@ -523,11 +559,10 @@ class KubernetesStore:
         # A graph's ConfigMap is named by its traversal: no need to read the ref back.
         old_ref = f"{GRAPH_PREFIX}{current.traversal}" if current.graph else None
         if current.traversal != stack.traversal or current.graph != stack.graph:
-            fields["graphRef"] = (
-                self._put_graph(stack.name, stack.traversal, stack.graph) if stack.graph else None
-            )
-            # An older Stack may still have its graph in status.
-            extra_ops.append({"op": "add", "path": "/status/graph", "value": None})
+            ref = self._put_graph(stack.name, stack.traversal, stack.graph) if stack.graph else None
+            fields["graphRef"] = ref
+            inline = graph_to_status(stack.graph) if stack.graph and ref is None else None
+            extra_ops.append({"op": "add", "path": "/status/graph", "value": inline})
         body = self._compare_and_set(STACKS, stack.name, stack.version, fields, extra_ops)
         self._count(STACK_WRITE)
         if old_ref and fields.get("graphRef", old_ref) != old_ref:
@@ -868,6 +903,21 @@ class KubernetesStore:
         self, record_id: str, is_update: bool, sender: str, entry: SyncEntry
     ) -> Mapping[str, SyncEntry]:
         return self._push(STACK_RESOURCES, record_id, sync_point_key(is_update), sender, entry)
+
+
+class GraphGone(StoreError):
+    """The ConfigMap holding a traversal's graph does not exist."""
+
+
+def namespace_terminating(exc: ApiException) -> bool:
+    """Whether the API refused to make an object because its namespace is being deleted."""
+    if exc.status != HTTP_FORBIDDEN:
+        return False
+    try:
+        causes = (json.loads(exc.body or "{}").get("details") or {}).get("causes") or []
+    except ValueError:
+        return False
+    return any(cause.get("reason") == "NamespaceTerminating" for cause in causes)
 
 
 def _owned_by(revision: V1ControllerRevision, owner: V1OwnerReference) -> bool:

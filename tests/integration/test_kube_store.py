@@ -44,6 +44,7 @@ from convergence.operator.engine.store import (
     SyncEntry,
     TemplateRevision,
 )
+from convergence.operator.kube.cache import ObjectCache
 from convergence.operator.kube.names import GROUP, STACK_RESOURCES, STACKS, VERSION
 from convergence.operator.kube.reality import ConfigMapReality, configmap_name
 from convergence.operator.kube.store import KubernetesStore
@@ -700,6 +701,34 @@ def test_writes_are_counted_by_kind(kube: StoreKit) -> None:
         "stack_push": 1,
     }, "a lost compare-and-set writes nothing"
     assert store.total_writes == 9
+
+
+@pytest.mark.controlplane
+def test_a_stack_read_from_a_stale_body_whose_graph_is_gone_is_read_anew(
+    api_client: ApiClient, namespace: str
+) -> None:
+    """A cached body can name the graph of a traversal since replaced (its graph dropped)."""
+    kit = kubernetes_kit(api_client, namespace)
+    stack = kit.new_stack()
+    a = new_id()
+    first = kit.store.update_stack(
+        replace(stack, traversal="t1", graph=Graph({update_node(a): []}))
+    )
+    stale = read_object(api_client, namespace, STACKS, "hello")
+    newer_graph = Graph({update_node(a): [], cleanup_node(a): [update_node(a)]})
+    second = kit.store.update_stack(replace(first, traversal="t2", graph=newer_graph))
+    with pytest.raises(ApiException):
+        CoreV1Api(api_client).read_namespaced_config_map("graph-t1", namespace)
+
+    cache = ObjectCache()
+    cache.observe(STACKS, stale)
+    reader = KubernetesStore(api_client, namespace, cache)
+    assert reader.get_stack("hello") == second, "the Stack as it is now, with its graph"
+
+    # A graph deleted by hand: the record still reads, with no node to run.
+    CoreV1Api(api_client).delete_namespaced_config_map("graph-t2", namespace)
+    blind = KubernetesStore(api_client, namespace, ObjectCache())
+    assert blind.get_stack("hello") == replace(second, graph=Graph({}))
 
 
 # -- ConfigMapReality ----------------------------------------------------------------------------

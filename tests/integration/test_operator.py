@@ -209,3 +209,22 @@ def test_log_lines_are_json_naming_stack_resource_and_traversal(
         line for line in mine() if line["message"].startswith("CreateComplete Stack/hello")
     ]
     assert (stack_line["stack"], stack_line["traversal"]) == ("hello", traversal), stack_line
+
+
+def test_deleting_the_namespace_of_a_stack_completes(
+    cluster: Cluster, operator_process: OperatorProcess
+) -> None:
+    """`kubectl delete namespace` with a Stack in it: the Stack's finalizer must not hold it.
+
+    In a terminating namespace nothing new can be created (no template revision,
+    no graph), and the namespace's own cleanup deletes what the stack made in any order.
+    """
+    namespace = f"t-gone-{int(time.time() * 1000) % 10**8}"
+    cluster.kubectl("create", "namespace", namespace)
+    cluster.kubectl("apply", f"--namespace={namespace}", "-f", str(HELLO))
+    wait(cluster, namespace, "condition=Ready")
+    deleted = cluster.kubectl("delete", "namespace", namespace, "--timeout=90s", check=False)
+    left = cluster.kubectl("get", "namespace", namespace, "-o", "json", check=False)
+    assert left.returncode != 0, (
+        f"namespace still there: {deleted.stderr}\n{left.stdout}\n{operator_process.tail()}"
+    )
