@@ -119,6 +119,9 @@ from convergence.operator.kube.records import (
     sync_point_key,
 )
 
+# A GET answered as a table of the CRD's printer columns (crds/convergence.dev_stacks.yaml).
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
+TRAVERSAL_COLUMN = "Traversal"
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -186,6 +189,7 @@ class KubernetesStore:
     ) -> None:
         self.namespace = namespace
         self.cache = cache
+        self._api = api_client
         self._objects = CustomObjectsApi(api_client)
         self._apps = AppsV1Api(api_client)
         self._core = CoreV1Api(api_client)
@@ -526,8 +530,26 @@ class KubernetesStore:
                 self._drop_graph(str(item.metadata.name))
 
     def current_traversal(self, name: str) -> str | None:
-        body = self._read(STACKS, name, fresh=True)
-        return None if body is None else str(status_of(body).get("traversal") or "")
+        """The traversal id stored now (never from the cache).
+
+        Read as the Stack's table row without the object (the `Traversal` printer
+        column): as consistent as a GET of the Stack, without sending its template
+        and status, which are as large as the stack and read once per step that acts.
+        """
+        if not is_object_name(name):
+            return None
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/{STACKS}/{name}"
+        try:
+            table = request(self._api, "GET", path, query=[("includeObject", "None")], accept=TABLE)
+        except ApiError as exc:
+            if exc.code == HTTP_NOT_FOUND:
+                return None
+            raise
+        columns = [str(c.get("name")) for c in table.get("columnDefinitions") or []]
+        rows = table.get("rows") or []
+        if TRAVERSAL_COLUMN not in columns or len(rows) != 1:
+            raise StoreError(f"stack {name!r}: no {TRAVERSAL_COLUMN} column in its table")
+        return str(rows[0]["cells"][columns.index(TRAVERSAL_COLUMN)] or "")
 
     def get_stack(self, name: str) -> StackRecord | None:
         body = self._read(STACKS, name)

@@ -210,6 +210,16 @@ def test_stack_record_round_trips_every_field(kit: StoreKit) -> None:
     assert kit.store.get_stack("hello") == replace(cleared, version=3)
 
 
+def test_current_traversal_is_the_one_stored_now(kit: StoreKit) -> None:
+    assert kit.store.current_traversal("nope") is None
+    stack = kit.new_stack()
+    assert kit.store.current_traversal("hello") == ""
+    first = kit.store.update_stack(replace(stack, traversal="t1"))
+    assert kit.store.current_traversal("hello") == "t1"
+    kit.store.update_stack(replace(first, traversal="t2"))
+    assert kit.store.current_traversal("hello") == "t2"
+
+
 def test_create_stack_twice_is_already_exists(kit: StoreKit) -> None:
     kit.new_stack()
     with pytest.raises(AlreadyExists):
