@@ -13,7 +13,10 @@ Stack `status`, engine part:
   graphRef                the ConfigMap holding the traversal's graph, immutable,
                           `data.graph` = {node key: [node keys it waits for]}
   disableRollback, timeoutSeconds, startedAt, outputs
-  syncPoints.complete     the stack-complete sync point {sender node: entry}
+  syncPoints.complete     the stack-complete sync point {sender node: entry}, used only
+                          when the traversal has no sync map: the ConfigMap
+                          `sync-<traversal>` made with its graph, `data` = {sender node
+                          with "_" for ":": entry as JSON}, where roots push otherwise
 
 StackResource `spec` is the record's identity: stack, resource (logical name),
 type, replaces. Its `status`, engine part:

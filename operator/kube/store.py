@@ -114,6 +114,7 @@ from convergence.operator.kube.records import (
     stack_from_body,
     stack_to_status,
     status_of,
+    sync_entry_from_status,
     sync_entry_to_status,
     sync_point_from_status,
     sync_point_key,
@@ -148,6 +149,11 @@ GRAPH_REF = "graphRef"
 GRAPH_PREFIX = "graph-"
 GRAPH_LABEL = f"{GROUP}/graph"
 GRAPH_WRITE = "graph"
+# A traversal's stack-complete sync point: a ConfigMap named SYNC_PREFIX + traversal id,
+# made with the graph; its data maps each root node (":" spelled "_") to its entry.
+SYNC_PREFIX = "sync-"
+SYNC_TRAVERSAL_KEY = "traversal"
+SYNC_KINDS = ("update", "cleanup")
 # Graphs kept parsed in memory (a few stacks' current ones).
 GRAPHS_KEPT = 64
 RESOURCE_RELEASE = "resource_release"  # removing a StackResource's finalizer before its delete
@@ -199,6 +205,8 @@ class KubernetesStore:
         self._graphs: dict[str, Graph] = {}
         # Stack name -> (resourceVersion, record): parsing a Stack once per version.
         self._parsed_stacks: dict[str, tuple[str, StackRecord | None]] = {}
+        # Stack sync point ConfigMap name -> (resourceVersion, entries), the newest seen.
+        self._stack_syncs: dict[str, tuple[int, dict[str, SyncEntry]]] = {}
 
     def _count(self, kind: str) -> None:
         with self._count_lock:
@@ -509,16 +517,46 @@ class KubernetesStore:
         self._count(GRAPH_WRITE)
         with self._count_lock:
             self._graphs[name] = graph
+        self._put_stack_sync_map(stack, traversal)
         return name
 
-    def _drop_graph(self, ref: str) -> None:
-        """Delete a graph no traversal uses any more."""
+    def _put_stack_sync_map(self, stack: str, traversal: str) -> None:
+        """Make the traversal's stack-complete sync point (before the traversal starts).
+
+        The roots push there, not to the Stack's status: the Stack stays small and
+        is written once per root less (every Stack write is a watch event that
+        kopf copies whole). A push finding no such map (a traversal older than
+        this code, or a namespace being deleted) goes to the Stack's status.
+        """
+        body = V1ConfigMap(
+            metadata=V1ObjectMeta(
+                name=f"{SYNC_PREFIX}{traversal}",
+                labels={STACK_LABEL: label_value(stack), GRAPH_LABEL: "sync-point"},
+                owner_references=[self._stack_owner(stack)],
+            ),
+            data={SYNC_TRAVERSAL_KEY: traversal},
+        )
         try:
-            self._core.delete_namespaced_config_map(ref, self.namespace)
-            self._count(GRAPH_WRITE)
+            self._core.create_namespaced_config_map(self.namespace, body)
         except ApiException as exc:
-            if exc.status != HTTP_NOT_FOUND:
+            if namespace_terminating(exc):
+                return
+            if exc.status != HTTP_CONFLICT:
                 raise
+        self._count(GRAPH_WRITE)
+
+    def _drop_graph(self, ref: str) -> None:
+        """Delete a graph no traversal uses any more, and its traversal's stack sync point."""
+        sync_map = SYNC_PREFIX + ref.removeprefix(GRAPH_PREFIX)
+        for name in (ref, sync_map):
+            try:
+                self._core.delete_namespaced_config_map(name, self.namespace)
+                self._count(GRAPH_WRITE)
+            except ApiException as exc:
+                if exc.status != HTTP_NOT_FOUND:
+                    raise
+        with self._count_lock:
+            self._stack_syncs.pop(sync_map, None)
 
     def drop_graphs(self, stack: str) -> None:
         """Delete every graph of the stack (before its Stack goes)."""
@@ -527,7 +565,8 @@ class KubernetesStore:
         )
         for item in listed.items:
             if item.metadata is not None and item.metadata.name:
-                self._drop_graph(str(item.metadata.name))
+                traversal = str(item.metadata.name).removeprefix(GRAPH_PREFIX)
+                self._drop_graph(GRAPH_PREFIX + traversal.removeprefix(SYNC_PREFIX))
 
     def current_traversal(self, name: str) -> str | None:
         """The traversal id stored now (never from the cache).
@@ -593,12 +632,62 @@ class KubernetesStore:
         return self._stack_record(body)
 
     def stack_sync_point(self, name: str) -> Mapping[str, SyncEntry]:
-        return self._sync_point(STACKS, name, STACK_COMPLETE)
+        """The Stack's status entries and those of its current traversal's sync map."""
+        entries = self._sync_point(STACKS, name, STACK_COMPLETE)
+        stack = self.get_stack(name)
+        if stack is not None and stack.traversal and stack.graph:
+            entries.update(self._stack_sync_map(f"{SYNC_PREFIX}{stack.traversal}"))
+        return entries
 
     def push_stack_sync_point(
         self, name: str, sender: str, entry: SyncEntry
     ) -> Mapping[str, SyncEntry]:
+        sync_map = f"{SYNC_PREFIX}{entry.traversal}"
+        key = sync_map_key(sender)
+        if key is not None and is_object_name(sync_map):
+            push = [{"op": "add", "path": f"/data/{key}", "value": json.dumps(entry.to_dict())}]
+            try:
+                body = self._core.patch_namespaced_config_map(sync_map, self.namespace, push)
+            except ApiException as exc:
+                if exc.status != HTTP_NOT_FOUND:
+                    raise
+            else:
+                self._count(STACK_PUSH)
+                if self._read(STACKS, name) is None:
+                    raise NotFound(f"stack {name!r}")
+                return self._remember_stack_sync(body)
         return self._push(STACKS, name, STACK_COMPLETE, sender, entry)
+
+    def _stack_sync_map(self, name: str) -> dict[str, SyncEntry]:
+        """A traversal's stack sync map: the newest known, else read ({} if there is none)."""
+        with self._count_lock:
+            known = self._stack_syncs.get(name)
+        if known is not None:
+            return dict(known[1])
+        try:
+            body = self._core.read_namespaced_config_map(name, self.namespace)
+        except ApiException as exc:
+            if exc.status == HTTP_NOT_FOUND:
+                return {}
+            raise
+        return self._remember_stack_sync(body)
+
+    def _remember_stack_sync(self, body: V1ConfigMap) -> dict[str, SyncEntry]:
+        metadata = body.metadata or V1ObjectMeta()
+        name = str(metadata.name)
+        entries = {
+            sender: sync_entry_from_status(json.loads(raw))
+            for key, raw in (body.data or {}).items()
+            if (sender := sender_of_sync_map_key(key)) is not None
+        }
+        version = int(metadata.resource_version or 0)
+        with self._count_lock:
+            known = self._stack_syncs.get(name)
+            if known is None or known[0] < version:
+                self._stack_syncs[name] = (version, entries)
+            else:
+                entries = known[1]
+        return dict(entries)
 
     # -- template revisions --------------------------------------------------------------------
 
@@ -925,6 +1014,21 @@ class KubernetesStore:
         self, record_id: str, is_update: bool, sender: str, entry: SyncEntry
     ) -> Mapping[str, SyncEntry]:
         return self._push(STACK_RESOURCES, record_id, sync_point_key(is_update), sender, entry)
+
+
+def sync_map_key(sender: str) -> str | None:
+    """A node key ("update:<id>") as a ConfigMap data key; None if it cannot be one."""
+    kind, _, record_id = sender.partition(":")
+    key = f"{kind}_{record_id}"
+    if kind not in SYNC_KINDS or not re.fullmatch(r"[-._a-zA-Z0-9]+", key):
+        return None
+    return key
+
+
+def sender_of_sync_map_key(key: str) -> str | None:
+    """Inverse of sync_map_key(); None for the map's other keys."""
+    kind, _, record_id = key.partition("_")
+    return f"{kind}:{record_id}" if kind in SYNC_KINDS and record_id else None
 
 
 class GraphGone(StoreError):

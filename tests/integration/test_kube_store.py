@@ -530,6 +530,47 @@ def test_a_new_traversal_starts_with_an_empty_stack_sync_point(kube: StoreKit) -
 
 
 @pytest.mark.controlplane
+def test_roots_push_to_their_traversals_sync_map_not_to_the_stack(kube: StoreKit) -> None:
+    """With a graph stored, the stack sync point is a ConfigMap of the traversal."""
+    assert kube.api is not None
+    store = kube_store(kube)
+    core = CoreV1Api(kube.api)
+    a, b = new_id(), new_id()
+    graph = Graph({update_node(a): [], update_node(b): []})
+    stack = store.update_stack(replace(kube.new_stack(), traversal="t1", graph=graph))
+    before = read_object(kube.api, kube.namespace, STACKS, "hello")["metadata"]["resourceVersion"]
+
+    senders = [f"update:{new_id()}" for _ in range(8)]
+    outcomes = in_parallel(
+        *[(lambda s=s: store.push_stack_sync_point("hello", s, SyncEntry("t1"))) for s in senders]
+    )
+    assert outcomes == [None] * len(senders)
+    assert set(store.stack_sync_point("hello")) == set(senders), "a concurrent push was lost"
+    after = read_object(kube.api, kube.namespace, STACKS, "hello")["metadata"]["resourceVersion"]
+    assert after == before, "a root's push must not write the Stack"
+    data = core.read_namespaced_config_map("sync-t1", kube.namespace).data or {}
+    assert {k for k in data if k != "traversal"} == {s.replace(":", "_") for s in senders}
+    # Another process (a restarted operator) reads the same sync point.
+    other = KubernetesStore(kube.api, kube.namespace, ObjectCache())
+    assert set(other.stack_sync_point("hello")) == set(senders)
+
+    # A new traversal drops the old one's map and starts with an empty one.
+    store.update_stack(replace(stack, traversal="t2", graph=graph))
+    with pytest.raises(ApiException):
+        core.read_namespaced_config_map("sync-t1", kube.namespace)
+    assert store.stack_sync_point("hello") == {}
+    # A stale root's push is kept nowhere that counts.
+    store.push_stack_sync_point("hello", "update:late", SyncEntry("t1"))
+    assert {s: e.traversal for s, e in store.stack_sync_point("hello").items()} == {
+        "update:late": "t1"
+    }
+
+    store.drop_graphs("hello")
+    left = core.list_namespaced_config_map(kube.namespace, label_selector="convergence.dev/stack")
+    assert [item.metadata.name for item in left.items if item.metadata] == []
+
+
+@pytest.mark.controlplane
 def test_stack_resource_object_layout(kube: StoreKit) -> None:
     assert kube.api is not None
     kube.new_stack()
