@@ -866,6 +866,9 @@ def reconcile_stack(
         if rollback is not None and rollback != current.get("handledRollback"):
             patch.status["handledRollback"] = rollback
             _rollback(engine, name, body, patch)
+        # On resume: a failure whose automatic rollback a restart cut off rolls back now.
+        if stack_ops.resume_lost_rollback(engine, name):
+            logger.info("stack %s: starting the rollback its failure was due", name)
 
 
 def _fresh_status(
@@ -949,9 +952,11 @@ def stack_changed(body: kopf.Body, name: str, namespace: str | None, type: str, 
 
 @kopf.timer(GROUP, VERSION, "stacks", interval=30, idle=30)
 def check_timeout(name: str, namespace: str | None, **_: Any) -> None:
-    """A stack whose workers are all idle still notices its deadline."""
+    """A stack whose workers are all idle still notices its deadline (and a lost rollback)."""
     if namespace is not None:
-        stack_ops.check_timeout(_operator().engine(namespace), name)
+        engine = _operator().engine(namespace)
+        stack_ops.check_timeout(engine, name)
+        stack_ops.resume_lost_rollback(engine, name)
 
 
 # Seconds between drift checks of a stack at rest (CONVERGENCE_DRIFT_INTERVAL).

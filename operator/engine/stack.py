@@ -304,10 +304,45 @@ def cancel_update(engine: Engine, name: str, *, rollback: bool = False) -> Stack
         )
     if rollback:
         return rollback_stack(engine, name)
-    stopped = stop_traversal(engine, name, stack.traversal, f"Stack {stack.action} cancelled")
+    stopped = stop_traversal(engine, name, stack.traversal, cancelled_reason(stack.action))
     if stopped is None:
         raise OperationRefused(f"Stack {name} changed while cancelling")
     return stopped
+
+
+def cancelled_reason(action: str) -> str:
+    """The status reason of an operation cancelled without rollback."""
+    return f"Stack {action} cancelled"
+
+
+def rollback_lost(stack: StackRecord) -> bool:
+    """Whether the stack failed with rollback enabled and its rollback never started.
+
+    Failing and starting the rollback are two stack writes (Heat shows
+    `*_FAILED` before `ROLLBACK_IN_PROGRESS`): a process that died between
+    them leaves this state, and only a cancel without rollback leaves it on purpose.
+    """
+    return (
+        stack.status == FAILED
+        and stack.action in (CREATE, UPDATE)
+        and not stack.disable_rollback
+        and stack.status_reason != cancelled_reason(stack.action)
+    )
+
+
+def resume_lost_rollback(engine: Engine, name: str) -> bool:
+    """Start the rollback of a failure whose rollback never started; whether it did."""
+    stack = engine.store.get_stack(name)
+    if stack is None or not rollback_lost(stack):
+        return False
+    failed = stack.traversal
+
+    def roll_back(current: StackRecord) -> StackRecord:
+        if current.traversal != failed:
+            return current  # something newer started meanwhile
+        return converge(engine, current, current.prev_template, ROLLBACK)
+
+    return _retry(roll_back, engine, name).traversal != failed
 
 
 def _retry(start: Callable[[StackRecord], StackRecord], engine: Engine, name: str) -> StackRecord:

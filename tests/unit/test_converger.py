@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from convergence.operator.engine import stack as stack_ops
 from convergence.operator.engine.converger import check_resource
 from convergence.operator.engine.graph import update_node
 from convergence.operator.engine.runtime import NodeMessage
@@ -100,6 +101,31 @@ def test_failure_marks_stack_failed_and_stops_new_work() -> None:
     assert stack.status_reason == "Resource CREATE failed: ValueError: Test Resource failed A"
     assert record_of(sim, "B").phase == "INIT_COMPLETE"
     assert len(stack.graph) == 0, "a failed traversal is replaced by an empty one"
+
+
+def test_a_rollback_a_restart_cut_off_starts_on_resume_and_a_cancel_stays_failed() -> None:
+    """Failing and starting the rollback are two stack writes; a process can die between."""
+    sim = Simulator()
+    sim.create("s", tmpl(A={"properties": {"value": "a"}}), disable_rollback=False)
+    sim.run_until_quiet()
+    sim.update("s", tmpl(A={"properties": {"value": "b", "wait_secs": 5}}))
+    updating = sim.stack("s").traversal
+    # What mark_failed does before it dies: the first of its two writes.
+    stack_ops.stop_traversal(sim.engine, "s", updating, "Resource UPDATE failed: boom")
+    assert sim.stack("s").phase == "UPDATE_FAILED"
+    assert stack_ops.resume_lost_rollback(sim.engine, "s")
+    assert sim.stack("s").phase == "ROLLBACK_IN_PROGRESS"
+    sim.run_until_quiet()
+    assert sim.stack("s").phase == "ROLLBACK_COMPLETE"
+    assert [c.properties["value"] for c in sim.copies("s", "A")] == ["a"]
+    assert not stack_ops.resume_lost_rollback(sim.engine, "s"), "once rolled back, nothing"
+
+    # A cancel without rollback is failed on purpose: it stays failed.
+    sim.update("s", tmpl(A={"properties": {"value": "c", "wait_secs": 5}}))
+    sim.cancel("s")
+    assert sim.stack("s").phase == "UPDATE_FAILED"
+    assert not stack_ops.resume_lost_rollback(sim.engine, "s")
+    assert sim.stack("s").phase == "UPDATE_FAILED"
 
 
 def test_type_change_replaces_the_resource() -> None:
