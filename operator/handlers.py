@@ -423,6 +423,28 @@ class Operator:
         if event is not None:
             self.post_event(namespace, body, event[0], event[1], stack.status_reason or stack.phase)
 
+    def report_passed_failure(self, namespace: str, body: Mapping[str, Any]) -> None:
+        """The Event of a failure the reports never saw: its rollback started right after.
+
+        Reports read the newest Stack known, and the write that starts the
+        rollback is known (its response) as soon as it is made, so a failure
+        can be newer than one report and older than the next. Its watch event
+        still carries it: when the Stack has moved past it, its Event is posted
+        from there (the reports, which can no longer see it, will not post it).
+        """
+        status = status_of(body)
+        phase, traversal = str(status.get("phase") or ""), status.get("traversal")
+        newest = self.cache(namespace).get(STACKS, str(body["metadata"]["name"]))
+        if not phase.endswith(f"_{FAILED}") or newest is None:
+            return
+        if status_of(newest).get("traversal") == traversal:
+            return  # still current: the report posts it
+        event = transition_event(phase)
+        if event is not None:
+            self.metrics.observe_traversal(phase)
+            reason = str(status.get("statusReason") or phase)
+            self.post_event(namespace, body, event[0], event[1], reason)
+
     def tend_revisions(self, namespace: str, stack: StackRecord, body: Mapping[str, Any]) -> None:
         """Mark the last completed template revision; prune beyond spec.revisionHistoryLimit.
 
@@ -948,6 +970,7 @@ def stack_changed(body: kopf.Body, name: str, namespace: str | None, type: str, 
         return
     cache.observe(STACKS, body)
     OPERATOR.report_stack(namespace, name)
+    OPERATOR.report_passed_failure(namespace, body)
 
 
 @kopf.timer(GROUP, VERSION, "stacks", interval=30, idle=30)
