@@ -507,18 +507,24 @@ class KubernetesStore:
             immutable=True,
             data={"graph": json.dumps(graph_to_status(graph), sort_keys=True)},
         )
-        try:
-            self._core.create_namespaced_config_map(self.namespace, body)
-        except ApiException as exc:
-            if namespace_terminating(exc):
-                return None
-            if exc.status != HTTP_CONFLICT:  # made by an earlier try of this write
-                raise
-        self._count(GRAPH_WRITE)
+        if not self._create_traversal_map(body):
+            return None
         with self._count_lock:
             self._graphs[name] = graph
         self._put_stack_sync_map(stack, traversal)
         return name
+
+    def _create_traversal_map(self, body: V1ConfigMap) -> bool:
+        """Create one of a traversal's ConfigMaps; False if its namespace is being deleted."""
+        try:
+            self._core.create_namespaced_config_map(self.namespace, body)
+        except ApiException as exc:
+            if namespace_terminating(exc):
+                return False
+            if exc.status != HTTP_CONFLICT:  # made by an earlier try of this write
+                raise
+        self._count(GRAPH_WRITE)
+        return True
 
     def _put_stack_sync_map(self, stack: str, traversal: str) -> None:
         """Make the traversal's stack-complete sync point (before the traversal starts).
@@ -536,37 +542,31 @@ class KubernetesStore:
             ),
             data={SYNC_TRAVERSAL_KEY: traversal},
         )
-        try:
-            self._core.create_namespaced_config_map(self.namespace, body)
-        except ApiException as exc:
-            if namespace_terminating(exc):
-                return
-            if exc.status != HTTP_CONFLICT:
-                raise
-        self._count(GRAPH_WRITE)
+        self._create_traversal_map(body)
 
     def _drop_graph(self, ref: str) -> None:
         """Delete a graph no traversal uses any more, and its traversal's stack sync point."""
-        sync_map = SYNC_PREFIX + ref.removeprefix(GRAPH_PREFIX)
-        for name in (ref, sync_map):
-            try:
-                self._core.delete_namespaced_config_map(name, self.namespace)
-                self._count(GRAPH_WRITE)
-            except ApiException as exc:
-                if exc.status != HTTP_NOT_FOUND:
-                    raise
+        self._drop_traversal_map(ref)
+        self._drop_traversal_map(SYNC_PREFIX + ref.removeprefix(GRAPH_PREFIX))
+
+    def _drop_traversal_map(self, name: str) -> None:
+        try:
+            self._core.delete_namespaced_config_map(name, self.namespace)
+            self._count(GRAPH_WRITE)
+        except ApiException as exc:
+            if exc.status != HTTP_NOT_FOUND:
+                raise
         with self._count_lock:
-            self._stack_syncs.pop(sync_map, None)
+            self._stack_syncs.pop(name, None)
 
     def drop_graphs(self, stack: str) -> None:
-        """Delete every graph of the stack (before its Stack goes)."""
+        """Delete every graph and stack sync map of the stack (before its Stack goes)."""
         listed = self._core.list_namespaced_config_map(
             self.namespace, label_selector=f"{STACK_LABEL}={label_value(stack)},{GRAPH_LABEL}"
         )
         for item in listed.items:
             if item.metadata is not None and item.metadata.name:
-                traversal = str(item.metadata.name).removeprefix(GRAPH_PREFIX)
-                self._drop_graph(GRAPH_PREFIX + traversal.removeprefix(SYNC_PREFIX))
+                self._drop_traversal_map(str(item.metadata.name))
 
     def current_traversal(self, name: str) -> str | None:
         """The traversal id stored now (never from the cache).
@@ -645,7 +645,8 @@ class KubernetesStore:
         sync_map = f"{SYNC_PREFIX}{entry.traversal}"
         key = sync_map_key(sender)
         if key is not None and is_object_name(sync_map):
-            push = [{"op": "add", "path": f"/data/{key}", "value": json.dumps(entry.to_dict())}]
+            value = json.dumps(sync_entry_to_status(entry))
+            push = [{"op": "add", "path": f"/data/{key}", "value": value}]
             try:
                 body = self._core.patch_namespaced_config_map(sync_map, self.namespace, push)
             except ApiException as exc:
@@ -653,8 +654,6 @@ class KubernetesStore:
                     raise
             else:
                 self._count(STACK_PUSH)
-                if self._read(STACKS, name) is None:
-                    raise NotFound(f"stack {name!r}")
                 return self._remember_stack_sync(body)
         return self._push(STACKS, name, STACK_COMPLETE, sender, entry)
 
