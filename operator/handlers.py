@@ -97,13 +97,9 @@ from convergence.operator.kube.objects import KubernetesObjects
 from convergence.operator.kube.reality import ConfigMapReality
 from convergence.operator.kube.records import resource_from_body, split_phase, status_of
 from convergence.operator.kube.secrets import KubernetesSecretStore
+from convergence.operator.kube.sources import ParameterSources
 from convergence.operator.kube.store import KubernetesStore, namespace_terminating
-from convergence.operator.parameters_from import (
-    CONFIG_MAP,
-    ParametersNotFound,
-    merged_parameters,
-    secret_strings,
-)
+from convergence.operator.parameters_from import ParametersUnavailable, merged_parameters
 from convergence.operator.workqueue import WorkQueue
 
 CANCEL_ANNOTATION = f"{GROUP}/cancel"
@@ -168,6 +164,7 @@ class Operator:
     queue: WorkQueue[RecordKey] = field(default_factory=WorkQueue)
     engines: dict[str, Engine] = field(default_factory=dict)
     caches: dict[str, ObjectCache] = field(default_factory=dict)
+    sources: dict[str, ParameterSources] = field(default_factory=dict)
     metrics: metrics.Metrics = field(default_factory=metrics.Metrics)
     # Multi-tenant mode: a Stack must name a ServiceAccount to act as (--require-service-account).
     require_service_account: bool = False
@@ -188,12 +185,14 @@ class Operator:
 
     def engine(self, namespace: str) -> Engine:
         if namespace not in self.engines:
+            objects = KubernetesObjects(self.api, namespace, self.require_service_account)
+            self.sources[namespace] = ParameterSources(objects)
             self.engines[namespace] = Engine(
                 store=KubernetesStore(self.api, namespace, self.cache(namespace)),
                 types=self.types,
                 reality=ConfigMapReality(self.api, namespace, self.cache(namespace)),
                 dispatcher=QueueDispatcher(namespace, self.queue),
-                objects=KubernetesObjects(self.api, namespace, self.require_service_account),
+                objects=objects,
                 secrets=KubernetesSecretStore(self.api, namespace),
                 definitions=functools.partial(template_definitions, project_id=namespace),
             )
@@ -542,17 +541,13 @@ class Operator:
                 "could not post event %s on %s %s: %s", reason, ref["kind"], ref["name"], exc.reason
             )
 
-    def read_source(self, namespace: str, kind: str, name: str) -> Mapping[str, str] | None:
-        """The string data of a ConfigMap or Secret named by spec.parametersFrom (None: absent)."""
-        core = kubernetes.client.CoreV1Api(self.api)
-        try:
-            if kind == CONFIG_MAP:
-                return dict(core.read_namespaced_config_map(name, namespace).data or {})
-            return secret_strings(core.read_namespaced_secret(name, namespace).data)
-        except kubernetes.client.ApiException as exc:
-            if exc.status == HTTP_NOT_FOUND:
-                return None
-            raise
+    def read_source(
+        self, namespace: str, service_account: str | None, kind: str, name: str
+    ) -> Mapping[str, str] | None:
+        """The string data of a ConfigMap or Secret named by spec.parametersFrom (None: absent),
+        read as the stack's identity (`kube/sources.py`)."""
+        self.engine(namespace)
+        return self.sources[namespace].read(service_account, kind, name)
 
 
 def deleted_while_in_use(body: Mapping[str, Any], stack_action: str) -> bool:
@@ -745,16 +740,16 @@ def _start_traversal(
         parameters = merged_parameters(
             spec.get("parameters"),
             spec.get("parametersFrom"),
-            lambda kind, source: operator.read_source(namespace, kind, source),
+            lambda kind, source: operator.read_source(
+                namespace, spec.get("serviceAccountName"), kind, source
+            ),
         )
-    except ParametersNotFound as exc:
+    except ParametersUnavailable as exc:
         message = str(exc)
         if status.get("statusReason") != message:
-            kopf.warn(body, reason="ParametersNotFound", message=message)
+            kopf.warn(body, reason=exc.reason, message=message)
         patch.status["statusReason"] = message
-        patch.status["conditions"] = _condition_patch(
-            status, generation, "ParametersNotFound", message
-        )
+        patch.status["conditions"] = _condition_patch(status, generation, exc.reason, message)
         raise kopf.TemporaryError(message, delay=PARAMETERS_RETRY_DELAY) from exc
     template = dict(spec.get("template") or {})
     disable_rollback = bool(spec.get("disableRollback", True))

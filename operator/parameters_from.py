@@ -8,6 +8,8 @@ traversal starts and merged in order, later sources over earlier ones, and
 
 A missing object or key is a `ParametersNotFound` whose message names the
 object and key, never a value (values from Secrets are often hidden parameters).
+A source the stack may not read is a `ParametersForbidden` (raised by the
+reader: see `kube/sources.py` for whose identity reads).
 Reading the objects is the caller's business: `merged_parameters` takes a
 function from (kind, name) to the object's string data, so it stays pure.
 """
@@ -26,8 +28,22 @@ SECRET = "Secret"
 ReadSource = Callable[[str, str], Mapping[str, str] | None]
 
 
-class ParametersNotFound(LookupError):
+class ParametersUnavailable(Exception):
+    """The stack's parameters cannot be read now; `reason` is the condition's reason."""
+
+    reason = "ParametersUnavailable"
+
+
+class ParametersNotFound(ParametersUnavailable, LookupError):
     """A ConfigMap, Secret or key named in spec.parametersFrom does not exist."""
+
+    reason = "ParametersNotFound"
+
+
+class ParametersForbidden(ParametersUnavailable, PermissionError):
+    """A source named in spec.parametersFrom is not one the stack's identity may read."""
+
+    reason = "ParametersForbidden"
 
 
 def secret_strings(data: Mapping[str, str | bytes] | None) -> dict[str, str]:

@@ -21,6 +21,11 @@ Names and namespaces:
   namespace fails the create/update before anything is created. A stack that
   names a ServiceAccount acts as that ServiceAccount (impersonated), so its
   RBAC decides, cluster scope and other namespaces included.
+- Whatever the identity, the operator's own kinds (anything in the
+  `convergence.dev` API group, ControllerRevisions) are refused by the object
+  client, and so are labels, annotations and owner references under
+  `convergence.dev/` in the manifest: the operator finds its records and
+  revisions by them, so a stack could otherwise forge another stack's state.
 
 What the stack adds to every object: the labels `app.kubernetes.io/managed-by:
 convergence`, `app.kubernetes.io/part-of: <stack>`, the stack, resource and
@@ -103,6 +108,7 @@ from convergence.operator.engine.plugin import (
     short_id,
 )
 from convergence.operator.kube.names import (
+    GROUP,
     MANAGED_BY,
     MANAGED_BY_LABEL,
     RESOURCE_LABEL,
@@ -117,6 +123,8 @@ CREATE_BEFORE_DELETE = "create-before-delete"
 DELETE_FIRST = "delete-first"
 # The longest name every kind accepts (a DNS-1123 label: Services, Namespaces...).
 _NAME_MAX = 63
+# Label, annotation and owner API group prefix that only the operator writes.
+_RESERVED_PREFIX = f"{GROUP}/"
 # Top-level fields that are never attributes of a Secret (attributes end up in status).
 _SECRET_FIELDS = frozenset({"data", "stringData"})
 
@@ -161,8 +169,23 @@ def manifest_problem(manifest: Mapping[str, Any]) -> str | None:
     for key in ("labels", "annotations"):
         if key in metadata and not isinstance(metadata[key], Mapping):
             return f"metadata.{key} must be an object"
-    if "ownerReferences" in metadata and not isinstance(metadata["ownerReferences"], list):
+        reserved = sorted(k for k in metadata.get(key) or {} if str(k).startswith(_RESERVED_PREFIX))
+        if reserved:
+            return (
+                f"metadata.{key}.{reserved[0]}: keys under {_RESERVED_PREFIX} are the operator's "
+                "own (it finds its records and revisions by them), a stack may not set them"
+            )
+    owners = metadata.get("ownerReferences", [])
+    if not isinstance(owners, list):
         return "metadata.ownerReferences must be a list"
+    for owner in owners:
+        if isinstance(owner, Mapping) and str(owner.get("apiVersion", "")).startswith(
+            _RESERVED_PREFIX
+        ):
+            return (
+                f"metadata.ownerReferences: {owner.get('kind')} {owner.get('name')!r} is one of "
+                "the operator's own objects; only the operator sets such owners"
+            )
     return None
 
 

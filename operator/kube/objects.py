@@ -12,6 +12,10 @@ each stack a `StackObjects` client. Its requests are made:
   multi-tenant mode) a stack without one fails every request instead.
 The Stack's serviceAccountName is read with the operator's identity and kept
 for `SERVICE_ACCOUNT_TTL` seconds, so a change takes effect within that time.
+A name that is not an object name (`other-namespace:admin`) is refused: the
+impersonated user is always a ServiceAccount of the Stack's own namespace.
+No stack object may be of the operator's own kinds (`kube/reserved.py`),
+whatever the identity.
 
 Kinds are mapped to resources by discovery (`/api/v1`, `/apis/<group>/<version>`)
 with the operator's identity, cached per group version; a kind the cache does
@@ -36,7 +40,15 @@ from typing import Any, cast
 from kubernetes.client import ApiClient
 
 from convergence.operator.engine.plugin import ObjectRef, ObjectRejected, ResourceFailure
-from convergence.operator.kube.names import API_VERSION, GROUP, STACK_RESOURCES, STACKS, VERSION
+from convergence.operator.kube.names import (
+    API_VERSION,
+    GROUP,
+    STACK_RESOURCES,
+    STACKS,
+    VERSION,
+    is_object_name,
+)
+from convergence.operator.kube.reserved import reserved_kind
 
 FIELD_MANAGER = "convergence"
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -194,6 +206,9 @@ class StackObjects:
         return self._owner.client_for(self._owner.service_account(self.stack))
 
     def _resource(self, api_version: str, kind: str) -> ApiResource:
+        refusal = reserved_kind(api_version, kind)
+        if refusal is not None:
+            raise ResourceFailure(refusal)
         return self._owner.discovery.resource(api_version, kind)
 
     def is_namespaced(self, api_version: str, kind: str) -> bool:
@@ -298,6 +313,11 @@ class KubernetesObjects:
                     raise
                 body = {}
             name = (body.get("spec") or {}).get("serviceAccountName") or None
+            if name is not None and not is_object_name(str(name)):
+                raise ResourceFailure(
+                    f"spec.serviceAccountName {name!r} is not the name of a ServiceAccount "
+                    f"of namespace {self.namespace!r}: nothing is applied"
+                )
             with self._lock:
                 self._service_accounts[stack] = (name, self._clock())
         if name is None and self.require_service_account:

@@ -361,6 +361,46 @@ def test_an_invalid_manifest_fails_as_a_property_error() -> None:
     assert "Property error: manifest: Value error, kind must be" in outcome, outcome
 
 
+@pytest.mark.parametrize(
+    ("metadata", "refused"),
+    [
+        ({"labels": {"convergence.dev/stack": "victim"}}, "metadata.labels.convergence.dev/stack"),
+        ({"labels": {"convergence.dev/graph": "true"}}, "metadata.labels.convergence.dev/graph"),
+        (
+            {"annotations": {"convergence.dev/physical-name": "victim-x-1"}},
+            "metadata.annotations.convergence.dev/physical-name",
+        ),
+        (
+            {
+                "ownerReferences": [
+                    {"apiVersion": "convergence.dev/v1alpha1", "kind": "Stack", "name": "victim"}
+                ]
+            },
+            "metadata.ownerReferences: Stack 'victim'",
+        ),
+    ],
+)
+def test_a_manifest_may_not_forge_the_operators_labels_or_owners(
+    metadata: dict[str, Any], refused: str
+) -> None:
+    objects = FakeObjects()
+    sim = simulator(objects)
+    manifest = {**configmap("forged"), "metadata": {"name": "forged", **metadata}}
+    outcome = converge(sim, tmpl(cm={"properties": {"manifest": manifest}}), create=True)
+    assert outcome.startswith("CREATE_FAILED"), outcome
+    assert refused in outcome and "operator" in outcome, outcome
+    assert objects.objects == {}, "a refused manifest created something"
+
+
+def test_labels_of_other_domains_ending_in_the_group_are_allowed() -> None:
+    objects = FakeObjects()
+    sim = simulator(objects)
+    labels = {"example.convergence.dev/tier": "web"}
+    manifest = {**configmap("ok"), "metadata": {"name": "ok", "labels": labels}}
+    outcome = converge(sim, tmpl(cm={"properties": {"manifest": manifest}}), create=True)
+    assert outcome.startswith("CREATE_COMPLETE"), outcome
+
+
 def test_objects_are_labelled_owned_and_feed_their_dependents() -> None:
     objects = FakeObjects()
     sim = simulator(objects)
