@@ -42,6 +42,7 @@ MANAGED_BY = "app.kubernetes.io/managed-by=convergence"
 LOCAL, DEPLOYMENT = "local", "deployment"
 NO_NODE = "convergence\\.dev/e2e-no-node"  # (a --set key: its dot escaped)
 GUARD_LABEL = "app.kubernetes.io/component=uninstall-guard"
+OPERATOR_USER = f"system:serviceaccount:{RELEASE_NAMESPACE}:{SERVICE_ACCOUNT}"
 
 
 def operator_mode() -> str:
@@ -262,6 +263,22 @@ class Operator:
             check=False,
         )
         return result.stdout + result.stderr
+
+
+def multi_tenant(kube: Kube, helm: Helm, operator: Operator, enabled: bool) -> None:
+    """Upgrade the release to (or back from) multi-tenant mode and restart the operator."""
+    operator.stop()
+    helm(
+        "upgrade",
+        RELEASE,
+        str(CHART),
+        f"--namespace={RELEASE_NAMESPACE}",
+        "--reuse-values",
+        "--set",
+        f"multiTenant.enabled={str(enabled).lower()}",
+    )
+    assert kube.can_i("impersonate", "serviceaccounts", "default", OPERATOR_USER) is enabled
+    operator.start(*(["--require-service-account"] if enabled else []))
 
 
 def wait_until(predicate: Any, timeout: float, interval: float = 0.5) -> bool:

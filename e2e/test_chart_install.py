@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from convergence_e2e import DEPLOYMENT, RELEASE_NAMESPACE, SERVICE_ACCOUNT, Kube, operator_mode
-
-OPERATOR_USER = f"system:serviceaccount:{RELEASE_NAMESPACE}:{SERVICE_ACCOUNT}"
+from convergence_e2e import (
+    DEPLOYMENT,
+    OPERATOR_USER,
+    RELEASE_NAMESPACE,
+    SERVICE_ACCOUNT,
+    Kube,
+    operator_mode,
+)
 
 # What the operator does (see the chart's templates/_helpers.tpl) ...
 GRANTED = [

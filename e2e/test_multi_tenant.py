@@ -15,35 +15,15 @@ from typing import Any
 
 import pytest
 from convergence_e2e import (
-    CHART,
-    RELEASE,
-    RELEASE_NAMESPACE,
-    SERVICE_ACCOUNT,
     Helm,
     Kube,
     Operator,
     condition,
+    multi_tenant,
     wait_until,
 )
 
-OPERATOR_USER = f"system:serviceaccount:{RELEASE_NAMESPACE}:{SERVICE_ACCOUNT}"
 TENANT = "deployer"
-
-
-def multi_tenant(kube: Kube, helm: Helm, operator: Operator, enabled: bool) -> None:
-    """Upgrade the release to (or back from) multi-tenant mode and restart the operator."""
-    operator.stop()
-    helm(
-        "upgrade",
-        RELEASE,
-        str(CHART),
-        f"--namespace={RELEASE_NAMESPACE}",
-        "--reuse-values",
-        "--set",
-        f"multiTenant.enabled={str(enabled).lower()}",
-    )
-    assert kube.can_i("impersonate", "serviceaccounts", "default", OPERATOR_USER) is enabled
-    operator.start(*(["--require-service-account"] if enabled else []))
 
 
 @pytest.fixture

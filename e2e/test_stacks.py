@@ -15,8 +15,8 @@ import pytest
 from convergence_e2e import (
     EXAMPLES,
     LOCAL,
+    OPERATOR_USER,
     RELEASE_NAMESPACE,
-    SERVICE_ACCOUNT,
     STACK_LABEL,
     Kube,
     Operator,
@@ -24,8 +24,6 @@ from convergence_e2e import (
     physical,
     wait_until,
 )
-
-OPERATOR_USER = f"system:serviceaccount:{RELEASE_NAMESPACE}:{SERVICE_ACCOUNT}"
 
 
 def converged(kube: Kube, operator: Operator, namespace: str, jsonpath: str) -> None:

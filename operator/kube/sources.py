@@ -71,7 +71,8 @@ class ParameterSources:
                 return None
             if exc.code == HTTP_FORBIDDEN:
                 raise ParametersForbidden(
-                    f"parametersFrom: {self.identity(service_account)} may not read {kind} {name}"
+                    f"parametersFrom: {self.identity(service_account)} may not read "
+                    f"{kind} {name}: {exc.message}"
                 ) from None
             raise
         state = operator_state(body)

@@ -149,6 +149,79 @@ def test_impersonation_is_granted_only_in_multi_tenant_mode(
     assert impersonates("--set", "multiTenant.enabled=true")
 
 
+README = REPO_ROOT / "README.md"
+# kopf's cluster-wide reads, which the README states in words below its table.
+KOPF_RULES = {("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch"))}
+
+
+def readme_operator_rights() -> set[tuple[str, str, tuple[str, ...]]]:
+    """(API group, resource, verbs) of the README's table of the operator's rights."""
+    text = README.read_text()
+    table = text[text.index("<!-- operator-rbac -->") : text.index("<!-- /operator-rbac -->")]
+    rights = set()
+    for line in table.splitlines()[3:]:
+        group, resource, verbs = (cell.strip().strip("`") for cell in line.split("|")[1:4])
+        rights.add(("" if group == "core" else group, resource, tuple(sorted(verbs.split(", ")))))
+    return rights
+
+
+def operator_rights(documents: list[dict[str, Any]]) -> set[tuple[str, str, tuple[str, ...]]]:
+    """(API group, resource, verbs) of every rule of every role the chart renders."""
+    rights = set()
+    for document in documents:
+        if document["kind"] not in ("ClusterRole", "Role"):
+            continue
+        for rule in document["rules"]:
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    rights.add((group, resource, tuple(sorted(rule["verbs"]))))
+    return rights
+
+
+@pytest.mark.controlplane
+def test_the_multi_tenant_lockdown_grants_exactly_what_the_readme_says(
+    cluster: Cluster, namespace: str
+) -> None:
+    documents = rendered(cluster, namespace, "--set", "multiTenant.enabled=true")
+    rendered_rights = operator_rights(documents)
+    documented = readme_operator_rights() | KOPF_RULES
+    assert rendered_rights == documented, (
+        f"rendered but not in the README: {sorted(rendered_rights - documented)}; "
+        f"in the README but not rendered: {sorted(documented - rendered_rights)}"
+    )
+    # What the lockdown promises on top: no wildcard, no reading Secrets in bulk,
+    # no write to any object kind a stack's resources could be, nothing cluster-wide
+    # beyond kopf's reads, and impersonation of ServiceAccounts only.
+    for group, resource, verbs in rendered_rights:
+        assert "*" not in (group, resource, *verbs), (group, resource, verbs)
+        if resource == "secrets":
+            assert not {"list", "watch"} & set(verbs), verbs
+        if "impersonate" in verbs:
+            assert (group, resource) == ("", "serviceaccounts"), (group, resource)
+    default_rights = operator_rights(rendered(cluster, namespace))
+    assert default_rights == rendered_rights - {("", "serviceaccounts", ("impersonate",))}
+
+
+def test_stack_object_rules_are_refused_in_multi_tenant_mode() -> None:
+    binary = build_binaries() / "helm"
+    result = subprocess.run(
+        [
+            str(binary),
+            "template",
+            str(CHART),
+            "--kube-version=1.36.0",
+            "--set",
+            "multiTenant.enabled=true",
+            *MODES["stack-object-rules"],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0, "stackObjectRules would widen the operator for nothing"
+    assert "rbac.stackObjectRules" in result.stderr, result.stderr
+
+
 def dockerfile_instructions() -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined."""
     text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())

@@ -388,7 +388,8 @@ def test_a_manifest_may_not_forge_the_operators_labels_or_owners(
     manifest = {**configmap("forged"), "metadata": {"name": "forged", **metadata}}
     outcome = converge(sim, tmpl(cm={"properties": {"manifest": manifest}}), create=True)
     assert outcome.startswith("CREATE_FAILED"), outcome
-    assert refused in outcome and "operator" in outcome, outcome
+    assert refused in outcome, outcome
+    assert "operator" in outcome, outcome
     assert objects.objects == {}, "a refused manifest created something"
 
 

@@ -20,7 +20,8 @@ from convergence.operator.kube.reserved import operator_state, reserved_kind
 )
 def test_the_operators_kinds_are_reserved(api_version: str, kind: str) -> None:
     refusal = reserved_kind(api_version, kind)
-    assert refusal is not None and kind in refusal, refusal
+    assert refusal is not None
+    assert kind in refusal, refusal
 
 
 @pytest.mark.parametrize(
@@ -43,7 +44,8 @@ def _owned_by(kind: str, api_version: str = "convergence.dev/v1alpha1") -> dict[
 
 def test_revisions_and_traversal_maps_are_operator_state() -> None:
     state = operator_state(_owned_by("Stack"))
-    assert state is not None and "'victim'" in state, state
+    assert state is not None
+    assert "'victim'" in state, state
 
 
 def test_private_resource_data_is_operator_state() -> None:
@@ -55,7 +57,8 @@ def test_private_resource_data_is_operator_state() -> None:
         }
     }
     state = operator_state(body)
-    assert state is not None and "'victim'" in state, state
+    assert state is not None
+    assert "'victim'" in state, state
 
 
 @pytest.mark.parametrize(
