@@ -18,7 +18,7 @@ from convergence.operator.engine.plugin import (
 )
 from convergence.operator.engine.simulator import InMemoryReality, VirtualClock
 from convergence.reconcilers.none_resource import NoneResource
-from convergence.reconcilers.test_resource import TestResource
+from convergence.reconcilers.heat_test_resource import TestResource
 
 RECORD_ID = "0f6c1d1e-3c5a-4e0b-9a44-7d1f7c5e2b11"
 

@@ -28,7 +28,7 @@ from convergence.operator.engine.scenario import reality_errors
 from convergence.operator.engine.simulator import Simulator
 from convergence.operator.engine.stack import replacement_id
 from convergence.reconcilers.none_resource import NoneResource
-from convergence.reconcilers.test_resource import TestResource
+from convergence.reconcilers.heat_test_resource import TestResource
 
 A, B, C = 6, 1, 4
 
