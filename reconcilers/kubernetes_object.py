@@ -92,23 +92,22 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator
 
 from convergence.operator.engine.plugin import (
-    UPDATE_ALLOWED,
-    Cookie,
-    ObjectClient,
-    ObjectRef,
-    ObjectRejected,
-    PropertiesModel,
-    ResourceFailure,
-    ResourceType,
-    short_id,
-)
-from convergence.operator.kube.names import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     RESOURCE_LABEL,
     STACK_LABEL,
     STACK_RESOURCE_LABEL,
+    UPDATE_ALLOWED,
+    Cookie,
+    ObjectClient,
+    ObjectConflict,
+    ObjectImmutable,
+    ObjectRef,
+    PropertiesModel,
+    ResourceFailure,
+    ResourceType,
     label_value,
+    short_id,
 )
 
 PART_OF_LABEL = "app.kubernetes.io/part-of"
@@ -627,8 +626,8 @@ class KubernetesObject(ResourceType):
             return True
         try:
             objects.apply(self._desired(self._target()), dry_run=True)
-        except ObjectRejected as exc:
-            return exc.immutable
+        except ObjectImmutable:
+            return True
         except Exception:
             return False  # the update itself will say what is wrong
         return False
@@ -637,12 +636,10 @@ class KubernetesObject(ResourceType):
         ref = self._target()
         try:
             self._apply(ref)
-        except ObjectRejected as exc:
-            if exc.immutable:
-                raise ResourceFailure(
-                    f"{exc} (the change needs a new object: it will be replaced on the next update)"
-                ) from None
-            raise
+        except ObjectImmutable as exc:
+            raise ResourceFailure(
+                f"{exc} (the change needs a new object: it will be replaced on the next update)"
+            ) from None
         return self._started()
 
     def check_update_complete(self, cookie: Cookie) -> bool:
@@ -699,9 +696,7 @@ class KubernetesObject(ResourceType):
         desired = self._desired(ref)
         try:
             after = objects.apply(desired, force=False)
-        except ObjectRejected as exc:
-            if not exc.conflict:
-                raise
+        except ObjectConflict as exc:
             objects.apply(desired)
             return f"{ref}: fields were changed by another manager; put them back ({exc})"
         resource_version = _metadata(live).get("resourceVersion")
