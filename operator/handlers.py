@@ -68,11 +68,13 @@ import kubernetes
 import prometheus_client
 
 from convergence.operator import conditions, logs, metrics
-from convergence.operator.engine import stack as stack_ops
+from convergence.operator.engine import operations
 from convergence.operator.engine.converger import StepReport, check_resource, repair_drift
+from convergence.operator.engine.definitions import template_definitions
 from convergence.operator.engine.graph import cleanup_node, update_node
+from convergence.operator.engine.hot.errors import TemplateError
+from convergence.operator.engine.messages import NodeMessage
 from convergence.operator.engine.plugin import TypeRegistry
-from convergence.operator.engine.runtime import Engine, NodeMessage, template_definitions
 from convergence.operator.engine.store import (
     COMPLETE,
     DELETE,
@@ -84,7 +86,7 @@ from convergence.operator.engine.store import (
     ResourceRecord,
     StackRecord,
 )
-from convergence.operator.engine.template import TemplateError
+from convergence.operator.engine.wiring import Engine
 from convergence.operator.kube.cache import ObjectCache
 from convergence.operator.kube.names import (
     GROUP,
@@ -756,7 +758,7 @@ def _start_traversal(
     timeout = stack_timeout(spec)
     try:
         if engine.store.get_stack(name) is None:
-            started = stack_ops.create_stack(
+            started = operations.create_stack(
                 engine,
                 name,
                 template,
@@ -766,7 +768,7 @@ def _start_traversal(
                 environment=spec.get("environment"),
             )
         else:
-            started = stack_ops.update_stack(
+            started = operations.update_stack(
                 engine,
                 name,
                 template,
@@ -784,7 +786,7 @@ def _start_traversal(
             status, generation, "InvalidTemplate", str(exc)
         )
         raise kopf.PermanentError(f"invalid template: {exc}") from exc
-    except stack_ops.OperationRefused as exc:
+    except operations.OperationRefused as exc:
         _refuse(body, patch, str(exc))
         patch.status["observedGeneration"] = generation
         return
@@ -818,8 +820,8 @@ def _cancel(engine: Engine, name: str, value: str, body: kopf.Body, patch: kopf.
         _refuse(body, patch, f"{CANCEL_ANNOTATION} must be one of {', '.join(CANCEL_VALUES)}")
         return
     try:
-        stack_ops.cancel_update(engine, name, rollback=value == "rollback")
-    except (stack_ops.OperationRefused, stack_ops.StackNotFound) as exc:
+        operations.cancel_update(engine, name, rollback=value == "rollback")
+    except (operations.OperationRefused, operations.StackNotFound) as exc:
         _refuse(body, patch, str(exc))
         return
     kopf.info(body, reason="CancelRequested", message=f"Cancel ({value}) of the operation")
@@ -830,11 +832,11 @@ def _rollback(engine: Engine, name: str, body: kopf.Body, patch: kopf.Patch) -> 
     stack = engine.store.get_stack(name)
     try:
         if stack is None:
-            raise stack_ops.OperationRefused(f"Stack {name} has not been created")
+            raise operations.OperationRefused(f"Stack {name} has not been created")
         if stack.action == DELETE:
-            raise stack_ops.OperationRefused(f"Cannot roll back when stack is {stack.phase}")
-        stack_ops.rollback_stack(engine, name)
-    except stack_ops.OperationRefused as exc:
+            raise operations.OperationRefused(f"Cannot roll back when stack is {stack.phase}")
+        operations.rollback_stack(engine, name)
+    except operations.OperationRefused as exc:
         _refuse(body, patch, str(exc))
         return
     kopf.info(body, reason="RollbackRequested", message="Rolling back to the last good template")
@@ -884,7 +886,7 @@ def reconcile_stack(
             patch.status["handledRollback"] = rollback
             _rollback(engine, name, body, patch)
         # On resume: a failure whose automatic rollback a restart cut off rolls back now.
-        if stack_ops.resume_lost_rollback(engine, name):
+        if operations.resume_lost_rollback(engine, name):
             logger.info("stack %s: starting the rollback its failure was due", name)
 
 
@@ -913,7 +915,7 @@ def delete_stack(name: str, namespace: str | None, **_: Any) -> None:
         if record is None:
             return
         if record.action != DELETE:
-            stack_ops.delete_stack(engine, name)
+            operations.delete_stack(engine, name)
             raise kopf.TemporaryError("deleting the stack's resources", delay=1)
         if record.phase != "DELETE_COMPLETE":
             raise kopf.TemporaryError(f"stack is {record.phase}", delay=2)
@@ -973,8 +975,8 @@ def check_timeout(name: str, namespace: str | None, **_: Any) -> None:
     """A stack whose workers are all idle still notices its deadline (and a lost rollback)."""
     if namespace is not None:
         engine = _operator().engine(namespace)
-        stack_ops.check_timeout(engine, name)
-        stack_ops.resume_lost_rollback(engine, name)
+        operations.check_timeout(engine, name)
+        operations.resume_lost_rollback(engine, name)
 
 
 # Seconds between drift checks of a stack at rest (CONVERGENCE_DRIFT_INTERVAL).

@@ -97,24 +97,23 @@ from typing import Any, ClassVar
 from pydantic import Field, field_validator
 
 from convergence.operator.engine.plugin import (
-    UPDATE_ALLOWED,
-    Cookie,
-    ObjectClient,
-    ObjectRef,
-    ObjectRejected,
-    PropertiesModel,
-    ResourceFailure,
-    ResourceType,
-    short_id,
-)
-from convergence.operator.kube.names import (
-    GROUP,
     MANAGED_BY,
     MANAGED_BY_LABEL,
+    OPERATOR_PREFIX,
     RESOURCE_LABEL,
     STACK_LABEL,
     STACK_RESOURCE_LABEL,
+    UPDATE_ALLOWED,
+    Cookie,
+    ObjectClient,
+    ObjectConflict,
+    ObjectImmutable,
+    ObjectRef,
+    PropertiesModel,
+    ResourceFailure,
+    ResourceType,
     label_value,
+    short_id,
 )
 
 PART_OF_LABEL = "app.kubernetes.io/part-of"
@@ -123,8 +122,6 @@ CREATE_BEFORE_DELETE = "create-before-delete"
 DELETE_FIRST = "delete-first"
 # The longest name every kind accepts (a DNS-1123 label: Services, Namespaces...).
 _NAME_MAX = 63
-# Label, annotation and owner API group prefix that only the operator writes.
-_RESERVED_PREFIX = f"{GROUP}/"
 # Top-level fields that are never attributes of a Secret (attributes end up in status).
 _SECRET_FIELDS = frozenset({"data", "stringData"})
 
@@ -169,10 +166,10 @@ def manifest_problem(manifest: Mapping[str, Any]) -> str | None:
     for key in ("labels", "annotations"):
         if key in metadata and not isinstance(metadata[key], Mapping):
             return f"metadata.{key} must be an object"
-        reserved = sorted(k for k in metadata.get(key) or {} if str(k).startswith(_RESERVED_PREFIX))
+        reserved = sorted(k for k in metadata.get(key) or {} if str(k).startswith(OPERATOR_PREFIX))
         if reserved:
             return (
-                f"metadata.{key}.{reserved[0]}: keys under {_RESERVED_PREFIX} are the operator's "
+                f"metadata.{key}.{reserved[0]}: keys under {OPERATOR_PREFIX} are the operator's "
                 "own (it finds its records and revisions by them), a stack may not set them"
             )
     owners = metadata.get("ownerReferences", [])
@@ -180,7 +177,7 @@ def manifest_problem(manifest: Mapping[str, Any]) -> str | None:
         return "metadata.ownerReferences must be a list"
     for owner in owners:
         if isinstance(owner, Mapping) and str(owner.get("apiVersion", "")).startswith(
-            _RESERVED_PREFIX
+            OPERATOR_PREFIX
         ):
             return (
                 f"metadata.ownerReferences: {owner.get('kind')} {owner.get('name')!r} is one of "
@@ -650,8 +647,8 @@ class KubernetesObject(ResourceType):
             return True
         try:
             objects.apply(self._desired(self._target()), dry_run=True)
-        except ObjectRejected as exc:
-            return exc.immutable
+        except ObjectImmutable:
+            return True
         except Exception:
             return False  # the update itself will say what is wrong
         return False
@@ -660,12 +657,10 @@ class KubernetesObject(ResourceType):
         ref = self._target()
         try:
             self._apply(ref)
-        except ObjectRejected as exc:
-            if exc.immutable:
-                raise ResourceFailure(
-                    f"{exc} (the change needs a new object: it will be replaced on the next update)"
-                ) from None
-            raise
+        except ObjectImmutable as exc:
+            raise ResourceFailure(
+                f"{exc} (the change needs a new object: it will be replaced on the next update)"
+            ) from None
         return self._started()
 
     def check_update_complete(self, cookie: Cookie) -> bool:
@@ -722,9 +717,7 @@ class KubernetesObject(ResourceType):
         desired = self._desired(ref)
         try:
             after = objects.apply(desired, force=False)
-        except ObjectRejected as exc:
-            if not exc.conflict:
-                raise
+        except ObjectConflict as exc:
             objects.apply(desired)
             return f"{ref}: fields were changed by another manager; put them back ({exc})"
         resource_version = _metadata(live).get("resourceVersion")

@@ -12,36 +12,22 @@ physical exists.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from convergence.operator.engine.parameters import (
-    ParameterValueError,
-    as_boolean,
-    as_comma_delimited_list,
-    as_json,
-    as_number,
-    as_string,
-)
 from convergence.operator.engine.plugin import (
     UPDATE_ALLOWED,
     Cookie,
+    ParameterValueError,
     PropertiesModel,
     ResourceFailure,
     ResourceType,
+    coerce_value,
 )
 
 ValueType = Literal["string", "number", "comma_delimited_list", "json", "boolean"]
-
-COERCIONS: dict[str, Callable[[Any], Any]] = {
-    "string": as_string,
-    "number": as_number,
-    "comma_delimited_list": as_comma_delimited_list,
-    "json": as_json,
-    "boolean": as_boolean,
-}
 
 
 class ValueProperties(PropertiesModel):
@@ -75,7 +61,7 @@ class Value(ResourceType):
         if properties.type is None:
             return properties
         try:
-            coerced = COERCIONS[properties.type](properties.value)
+            coerced = coerce_value(properties.type, properties.value)
         except ParameterValueError as exc:
             raise ResourceFailure(
                 f"Property error: value: not a valid {properties.type}: {exc}"

@@ -38,9 +38,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from convergence.operator.engine import stack as stack_ops
-from convergence.operator.engine import sync_point
+from convergence.operator.engine import operations, sync_point
 from convergence.operator.engine.graph import Graph, Node, cleanup_node, update_node
+from convergence.operator.engine.hot.definition import ALL_ATTRIBUTES, ResourceData
+from convergence.operator.engine.messages import NodeMessage
+from convergence.operator.engine.operations import replacement_id
 from convergence.operator.engine.plugin import (
     PropertiesModel,
     ResourceContext,
@@ -48,9 +50,7 @@ from convergence.operator.engine.plugin import (
     ResourceType,
     changed_properties,
 )
-from convergence.operator.engine.runtime import Engine, NodeMessage
 from convergence.operator.engine.sensitive import Revealed, reveal
-from convergence.operator.engine.stack import replacement_id
 from convergence.operator.engine.store import (
     COMPLETE,
     CREATE,
@@ -66,7 +66,7 @@ from convergence.operator.engine.store import (
     ResourceRecord,
     StackRecord,
 )
-from convergence.operator.engine.template import ALL_ATTRIBUTES, ResourceData
+from convergence.operator.engine.wiring import Engine
 
 
 @dataclass
@@ -139,8 +139,8 @@ class _Step:
                 self.report.outcome = "stale traversal, dropped"
             return
 
-        if stack_ops.timed_out(stack, self.engine.clock.now()):
-            stack_ops.mark_failed(self.engine, stack.name, self.traversal, "Timed out")
+        if operations.timed_out(stack, self.engine.clock.now()):
+            operations.mark_failed(self.engine, stack.name, self.traversal, "Timed out")
             if record is not None and record.lock == self.traversal:
                 # The traversal is over, the action is not: let it finish.
                 self._continue_action(stack, record, current=False)
@@ -196,7 +196,7 @@ class _Step:
             node.is_update
             and record is not None
             and record.replaces is not None
-            and stack_ops.replaced_in(record, self.traversal)
+            and operations.replaced_in(record, self.traversal)
         ):
             stand_in = Node(record.replaces, node.is_update)
             if stand_in in graph:
@@ -215,7 +215,7 @@ class _Step:
         self.report.inputs = {name: data.reference_id for name, data in inputs.items()}
         if record.replaced_by == replacement_id(record.id, self.traversal):
             self.report.outcome = "replaced already"
-            definition = self.engine.definition(stack_ops.stack_ref(stack), stack.template)
+            definition = self.engine.definition(operations.stack_ref(stack), stack.template)
             # The replacement is made after the mark: a step that died in between left none.
             self._make_replacement(stack, record, definition.resources[record.name].type)
             return
@@ -224,7 +224,7 @@ class _Step:
             self._propagate(stack, graph_node, self._node_data(record))
             return
 
-        definition = self.engine.definition(stack_ops.stack_ref(stack), stack.template)
+        definition = self.engine.definition(operations.stack_ref(stack), stack.template)
         resource = definition.resources[record.name]
         data = {n: ResourceData(d.reference_id, dict(d.attributes)) for n, d in inputs.items()}
         requires = frozenset(d.record_id for d in inputs.values())
@@ -373,7 +373,7 @@ class _Step:
 
     def _context(self, stack: StackRecord, record: ResourceRecord) -> ResourceContext:
         return ResourceContext(
-            stack=stack_ops.stack_ref(stack),
+            stack=operations.stack_ref(stack),
             name=record.name,
             record_id=record.id,
             clock=self.engine.clock,
@@ -510,7 +510,7 @@ class _Step:
     ) -> None:
         """Record a finished create/update (reading the referenced attributes once), push on."""
         context = plugin.context
-        wanted = self.engine.definition(stack_ops.stack_ref(stack), pending.template)
+        wanted = self.engine.definition(operations.stack_ref(stack), pending.template)
         names = wanted.required_attributes(record.name) if record.name in wanted.resources else ()
         if ALL_ATTRIBUTES in names:
             names = frozenset(plugin_type.attributes_schema)
@@ -572,7 +572,7 @@ class _Step:
             )
         )
         self.report.outcome = f"{action} FAILED: {reason}"
-        handled = current and stack_ops.mark_failed(
+        handled = current and operations.mark_failed(
             self.engine, stack.name, self.traversal, f"Resource {action} failed: {reason}"
         )
         if not handled:
@@ -604,7 +604,7 @@ class _Step:
         if graph_node in graph.roots or graph_node in graph.update_roots:
             sync_point.push_stack(self.store, stack.name, graph_node, self.traversal)
             self.report.pushed.append("stack")
-            stack_ops.root_done(self.engine, stack.name, self.traversal, graph)
+            operations.root_done(self.engine, stack.name, self.traversal, graph)
 
     def _trigger(self, stack_name: str, node: Node, traversal: str | None = None) -> None:
         message = NodeMessage(stack_name, traversal or self.traversal, node)

@@ -20,7 +20,7 @@ Rules every implementation keeps:
 - A push merges exactly one key of one sync point atomically and never loses a
   concurrent push to another key (a merge patch). Pushes do not change
   `version`, so they never make a worker's compare-and-set fail.
-- Writes of stack state are made through `stack.py`, which checks that the
+- Writes of stack state are made through `operations.py`, which checks that the
   traversal is still current inside the compare-and-set.
 - Every write is counted (`writes`), for the O(n + m) property.
 """
@@ -112,7 +112,7 @@ class TemplateRevision:
     """An immutable template with the parameters and the environment it was applied with.
 
     `environment` is Heat's environment as the Stack gives it: for now its
-    `resource_registry` (type aliases) is what the template layer reads.
+    `resource_registry` (type aliases) is what the template language reads.
     """
 
     id: str

@@ -1,11 +1,10 @@
-"""How engine identifiers become Kubernetes object names, labels and API coordinates.
+"""How engine identifiers become Kubernetes object names and API coordinates.
 
 Record and revision ids name objects directly (they are UUIDs, which are
 DNS-1123 subdomains), so they are checked, never rewritten: a rewritten id
-could no longer be found by the engine. Label values are only for selecting,
-so a value that a label cannot hold (too long, or a logical resource name with
-characters labels refuse) is shortened to a readable prefix and a hash, and
-whoever selects by it filters on the exact value afterwards.
+could no longer be found by the engine. The labels every object of a stack
+carries are part of the plugin API (`engine.plugin`), as types label their
+objects with them too.
 """
 
 from __future__ import annotations
@@ -23,16 +22,8 @@ STACK_RESOURCES = "stackresources"
 # object goes, so deleting a StackResource by hand never leaks or loses it.
 RESOURCE_FINALIZER = f"{GROUP}/physical-resource"
 
-STACK_LABEL = f"{GROUP}/stack"
-RESOURCE_LABEL = f"{GROUP}/resource"
-STACK_RESOURCE_LABEL = f"{GROUP}/stack-resource"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY = "convergence"
-
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _SUBDOMAIN_MAX = 253
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_LABEL_VALUE_MAX = 63
 _HASH_CHARS = 10
 
 
@@ -53,15 +44,6 @@ def object_name(identifier: str, what: str) -> str:
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:_HASH_CHARS]
-
-
-def label_value(text: str) -> str:
-    """`text` if a label can hold it, else a readable prefix and a hash of it (still unique)."""
-    if len(text) <= _LABEL_VALUE_MAX and _LABEL_VALUE.match(text):
-        return text
-    readable = re.sub(r"[^-A-Za-z0-9_.]", "-", text)[: _LABEL_VALUE_MAX - _HASH_CHARS - 1]
-    readable = readable.strip("-_.")
-    return f"{readable}-{_digest(text)}" if readable else _digest(text)
 
 
 def subdomain_name(text: str) -> str:

@@ -39,7 +39,13 @@ from typing import Any, cast
 
 from kubernetes.client import ApiClient
 
-from convergence.operator.engine.plugin import ObjectRef, ObjectRejected, ResourceFailure
+from convergence.operator.engine.plugin import (
+    ObjectConflict,
+    ObjectImmutable,
+    ObjectRef,
+    ObjectRejected,
+    ResourceFailure,
+)
 from convergence.operator.kube.names import (
     API_VERSION,
     GROUP,
@@ -56,6 +62,7 @@ SERVICE_ACCOUNT_TTL = 10.0
 DISCOVERY_RETRY = 10.0
 HTTP_NOT_FOUND = 404
 HTTP_CONFLICT = 409
+HTTP_UNPROCESSABLE = 422  # the API's Invalid: a change the object's schema refuses
 
 
 @dataclass(frozen=True)
@@ -179,12 +186,27 @@ def _ref_of(manifest: Mapping[str, Any], resource: ApiResource) -> ObjectRef:
 _MESSAGE_MAX = 400
 
 
+# How the API words an Invalid change of a field that is fixed at creation.
+_IMMUTABLE_WORDS = (
+    "immutable",  # most: "field is immutable"
+    "may not change once set",  # a Service's clusterIP(s)
+    "updates to statefulset spec for fields other than",  # a StatefulSet's selector etc.
+)
+
+
 def _rejected(ref: ObjectRef, verb: str, exc: ApiError) -> ObjectRejected:
+    """The plugin API's exception for a refusal: the two a type acts on by their own class."""
     message = exc.message
     if len(message) > _MESSAGE_MAX:
         half = _MESSAGE_MAX // 2
         message = f"{message[:half]} ... {message[-half:]}"
-    return ObjectRejected(f"cannot {verb} {ref}: {message}", exc.code, exc.reason)
+    text = f"cannot {verb} {ref}: {message}"
+    if exc.code == HTTP_CONFLICT:
+        return ObjectConflict(text, exc.reason)
+    lowered = text.lower()
+    if exc.code == HTTP_UNPROCESSABLE and any(words in lowered for words in _IMMUTABLE_WORDS):
+        return ObjectImmutable(text, exc.reason)
+    return ObjectRejected(text, exc.reason)
 
 
 class StackObjects:

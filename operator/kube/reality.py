@@ -26,18 +26,21 @@ from typing import Any
 from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi, V1ConfigMap
 from kubernetes.client.exceptions import ApiException
 
-from convergence.operator.engine.plugin import PhysicalRecord, short_id
-from convergence.operator.kube.cache import ObjectCache
-from convergence.operator.kube.names import (
-    GROUP,
+from convergence.operator.engine.plugin import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     RESOURCE_LABEL,
     STACK_LABEL,
     STACK_RESOURCE_LABEL,
+    PhysicalRecord,
+    label_value,
+    short_id,
+)
+from convergence.operator.kube.cache import ObjectCache
+from convergence.operator.kube.names import (
+    GROUP,
     STACK_RESOURCES,
     VERSION,
-    label_value,
     subdomain_name,
 )
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from convergence.operator.kube.names import GROUP, STACK_KIND, STACK_LABEL
+from convergence.operator.engine.plugin import STACK_LABEL
+from convergence.operator.kube.names import GROUP, STACK_KIND
 from convergence.operator.kube.reality import PHYSICAL_NAME_ANNOTATION
 
 # (API group, kind) pairs reserved outside the operator's own API group: the

@@ -26,18 +26,21 @@ from typing import Any, cast
 from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi, V1Secret
 from kubernetes.client.exceptions import ApiException
 
-from convergence.operator.engine.plugin import ResourceFailure, StoredSecret
-from convergence.operator.kube.names import (
-    API_VERSION,
-    GROUP,
+from convergence.operator.engine.plugin import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     RESOURCE_LABEL,
     STACK_LABEL,
     STACK_RESOURCE_LABEL,
+    ResourceFailure,
+    StoredSecret,
+    label_value,
+)
+from convergence.operator.kube.names import (
+    API_VERSION,
+    GROUP,
     STACK_RESOURCES,
     VERSION,
-    label_value,
 )
 from convergence.operator.kube.reality import (
     APPLY_PATCH,

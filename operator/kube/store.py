@@ -74,6 +74,13 @@ from kubernetes.client import (
 from kubernetes.client.exceptions import ApiException
 
 from convergence.operator.engine.graph import Graph
+from convergence.operator.engine.plugin import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    RESOURCE_LABEL,
+    STACK_LABEL,
+    label_value,
+)
 from convergence.operator.engine.store import (
     AlreadyExists,
     Conflict,
@@ -88,18 +95,13 @@ from convergence.operator.kube.cache import ObjectCache
 from convergence.operator.kube.names import (
     API_VERSION,
     GROUP,
-    MANAGED_BY,
-    MANAGED_BY_LABEL,
     RESOURCE_FINALIZER,
-    RESOURCE_LABEL,
     STACK_KIND,
-    STACK_LABEL,
     STACK_RESOURCES,
     STACKS,
     VERSION,
     is_object_name,
     json_pointer_token,
-    label_value,
     object_name,
 )
 from convergence.operator.kube.objects import ApiError, request

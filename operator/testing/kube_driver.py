@@ -47,7 +47,8 @@ import kubernetes
 from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
-from convergence.operator.engine.scenario import (
+from convergence.operator.engine.plugin import STACK_LABEL, label_value
+from convergence.operator.engine.sim.scenario import (
     Observation,
     Operation,
     ResourceView,
@@ -58,11 +59,9 @@ from convergence.operator.kube.names import (
     API_VERSION,
     GROUP,
     STACK_KIND,
-    STACK_LABEL,
     STACK_RESOURCES,
     STACKS,
     VERSION,
-    label_value,
 )
 from convergence.operator.kube.reality import ConfigMapReality
 from convergence.operator.testing.cluster import Cluster

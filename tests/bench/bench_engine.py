@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from convergence.operator.engine.simulator import Simulator
+from convergence.operator.engine.sim.simulator import Simulator
 
 
 def random_dag(size: int, seed: int, value: str, replace_every: int = 0) -> dict[str, Any]:

@@ -48,8 +48,12 @@ import pytest
 from kubernetes.client import CoreV1Api, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
-from convergence.operator.engine.plugin import TypeRegistry
-from convergence.operator.engine.scenario import (
+from convergence.operator.engine.plugin import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    TypeRegistry,
+)
+from convergence.operator.engine.sim.scenario import (
     Observation,
     Operation,
     ScenarioError,
@@ -57,8 +61,6 @@ from convergence.operator.engine.scenario import (
 )
 from convergence.operator.kube.names import (
     GROUP,
-    MANAGED_BY,
-    MANAGED_BY_LABEL,
     STACK_RESOURCES,
     STACKS,
     VERSION,

@@ -49,7 +49,7 @@ from convergence.operator.kube.names import GROUP, STACK_RESOURCES, STACKS, VERS
 from convergence.operator.kube.reality import ConfigMapReality, configmap_name
 from convergence.operator.kube.store import KubernetesStore
 from convergence.operator.testing.cluster import Cluster
-from convergence.reconcilers.test_resource import TestResource
+from convergence.reconcilers.heat_test_resource import TestResource
 
 TEMPLATE: dict[str, Any] = {
     "heat_template_version": "2021-04-16",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from convergence.operator.engine.scenario import Runner, Scenario, ScenarioError
+from convergence.operator.engine.sim.scenario import Runner, Scenario, ScenarioError
 from convergence.operator.testing.cluster import Cluster
 from convergence.operator.testing.controlplane import REPO_ROOT
 from convergence.operator.testing.kube_driver import (

@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from convergence.operator.engine import stack as stack_ops
+from convergence.operator.engine import operations
 from convergence.operator.engine.converger import check_resource
 from convergence.operator.engine.graph import update_node
-from convergence.operator.engine.runtime import NodeMessage
-from convergence.operator.engine.simulator import Simulator
-from convergence.operator.engine.stack import replacement_id
-from convergence.operator.engine.template import TemplateError
+from convergence.operator.engine.hot.errors import TemplateError
+from convergence.operator.engine.messages import NodeMessage
+from convergence.operator.engine.operations import replacement_id
+from convergence.operator.engine.sim.simulator import Simulator
 
 
 def tmpl(**resources: dict[str, Any]) -> dict[str, Any]:
@@ -111,20 +111,20 @@ def test_a_rollback_a_restart_cut_off_starts_on_resume_and_a_cancel_stays_failed
     sim.update("s", tmpl(A={"properties": {"value": "b", "wait_secs": 5}}))
     updating = sim.stack("s").traversal
     # What mark_failed does before it dies: the first of its two writes.
-    stack_ops.stop_traversal(sim.engine, "s", updating, "Resource UPDATE failed: boom")
+    operations.stop_traversal(sim.engine, "s", updating, "Resource UPDATE failed: boom")
     assert sim.stack("s").phase == "UPDATE_FAILED"
-    assert stack_ops.resume_lost_rollback(sim.engine, "s")
+    assert operations.resume_lost_rollback(sim.engine, "s")
     assert sim.stack("s").phase == "ROLLBACK_IN_PROGRESS"
     sim.run_until_quiet()
     assert sim.stack("s").phase == "ROLLBACK_COMPLETE"
     assert [c.properties["value"] for c in sim.copies("s", "A")] == ["a"]
-    assert not stack_ops.resume_lost_rollback(sim.engine, "s"), "once rolled back, nothing"
+    assert not operations.resume_lost_rollback(sim.engine, "s"), "once rolled back, nothing"
 
     # A cancel without rollback is failed on purpose: it stays failed.
     sim.update("s", tmpl(A={"properties": {"value": "c", "wait_secs": 5}}))
     sim.cancel("s")
     assert sim.stack("s").phase == "UPDATE_FAILED"
-    assert not stack_ops.resume_lost_rollback(sim.engine, "s")
+    assert not operations.resume_lost_rollback(sim.engine, "s")
     assert sim.stack("s").phase == "UPDATE_FAILED"
 
 

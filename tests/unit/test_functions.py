@@ -7,14 +7,9 @@ from typing import Any
 
 import pytest
 
-from convergence.operator.engine.template import (
-    HOT_VERSIONS,
-    ResourceData,
-    StackDefinition,
-    StackIdentity,
-    Template,
-    TemplateError,
-)
+from convergence.operator.engine.hot.definition import ResourceData, StackDefinition, StackIdentity
+from convergence.operator.engine.hot.errors import TemplateError
+from convergence.operator.engine.hot.template import HOT_VERSIONS, Template
 
 LATEST = "2021-04-16"
 IDENTITY = StackIdentity(name="demo", id="1234-abcd", project_id="tenant-9")

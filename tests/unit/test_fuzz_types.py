@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from convergence.operator.engine.plugin import TypeRegistry
-from convergence.operator.engine.simulator import Simulator
+from convergence.operator.engine.sim.simulator import Simulator
 
 HOT = "2021-04-16"
 # Every type registered by entry point, and the property names each one knows.

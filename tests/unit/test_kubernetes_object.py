@@ -12,12 +12,14 @@ import pytest
 
 from convergence.operator.engine.converger import repair_drift
 from convergence.operator.engine.plugin import (
+    ObjectConflict,
+    ObjectImmutable,
     ObjectRef,
     ObjectRejected,
     ResourceFailure,
     short_id,
 )
-from convergence.operator.engine.simulator import Simulator
+from convergence.operator.engine.sim.simulator import Simulator
 from convergence.reconcilers.kubernetes_object import (
     CREATE_BEFORE_DELETE,
     DELETE_FIRST,
@@ -61,19 +63,17 @@ class FakeObjects:
         kind, metadata = manifest["kind"], manifest["metadata"]
         ref = f"{kind} {metadata['name']}"
         if kind in self.forbidden:
-            raise ObjectRejected(f"cannot apply {ref}: forbidden", 403, "Forbidden")
+            raise ObjectRejected(f"cannot apply {ref}: forbidden", "Forbidden")
         key = self._key(kind, metadata.get("namespace"), metadata["name"])
         live = self.objects.get(key)
         if live is not None:
             field = self.immutable.get(kind)
             if field is not None and live.get(field) != manifest.get(field):
-                raise ObjectRejected(
-                    f"cannot apply {ref}: {field}: field is immutable", 422, "Invalid"
-                )
+                raise ObjectImmutable(f"cannot apply {ref}: {field}: field is immutable", "Invalid")
             for name, owned in self.foreign_fields:
                 taken = name == metadata["name"] and live.get(owned) != manifest.get(owned)
                 if taken and not force:
-                    raise ObjectRejected(f"cannot apply {ref}: conflict", 409, "Conflict")
+                    raise ObjectConflict(f"cannot apply {ref}: conflict", "Conflict")
         if dry_run:
             return copy.deepcopy(dict(manifest))
         body = copy.deepcopy(dict(manifest))

@@ -6,18 +6,15 @@ from typing import Any
 
 import pytest
 
-from convergence.operator.engine.parameters import (
+from convergence.operator.engine.hot.definition import StackDefinition, StackIdentity
+from convergence.operator.engine.hot.errors import TemplateError
+from convergence.operator.engine.hot.parameters import (
     ParameterSchema,
     bind_parameter_values,
     parse_parameter_schemas,
     validate_parameter_groups,
 )
-from convergence.operator.engine.template import (
-    StackDefinition,
-    StackIdentity,
-    Template,
-    TemplateError,
-)
+from convergence.operator.engine.hot.template import Template
 
 LATEST = "2021-04-16"
 IDENTITY = StackIdentity(name="web", id="8f1c", project_id="tenant-1")

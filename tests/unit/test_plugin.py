@@ -16,9 +16,9 @@ from convergence.operator.engine.plugin import (
     TypeRegistry,
     changed_properties,
 )
-from convergence.operator.engine.simulator import InMemoryReality, VirtualClock
+from convergence.operator.engine.sim.simulator import InMemoryReality, VirtualClock
+from convergence.reconcilers.heat_test_resource import TestResource
 from convergence.reconcilers.none_resource import NoneResource
-from convergence.reconcilers.test_resource import TestResource
 
 RECORD_ID = "0f6c1d1e-3c5a-4e0b-9a44-7d1f7c5e2b11"
 

@@ -23,12 +23,12 @@ from typing import Any, ClassVar
 import pytest
 
 from convergence.operator.engine.converger import StepReport
+from convergence.operator.engine.operations import replacement_id
 from convergence.operator.engine.plugin import Cookie, PropertiesModel, TypeRegistry
-from convergence.operator.engine.scenario import reality_errors
-from convergence.operator.engine.simulator import Simulator
-from convergence.operator.engine.stack import replacement_id
+from convergence.operator.engine.sim.scenario import reality_errors
+from convergence.operator.engine.sim.simulator import Simulator
+from convergence.reconcilers.heat_test_resource import TestResource
 from convergence.reconcilers.none_resource import NoneResource
-from convergence.reconcilers.test_resource import TestResource
 
 A, B, C = 6, 1, 4
 
@@ -295,6 +295,6 @@ def test_worker_crash_at_any_write_of_an_update_with_replacement(crash_at: int) 
 
 
 def _observe(sim: Simulator) -> Any:
-    from convergence.operator.engine.scenario import SimulatorDriver
+    from convergence.operator.engine.sim.scenario import SimulatorDriver
 
     return SimulatorDriver(sim).observe("s")

@@ -13,7 +13,7 @@ from convergence.operator.engine.plugin import (
     StackRef,
     secret_token,
 )
-from convergence.operator.engine.simulator import (
+from convergence.operator.engine.sim.simulator import (
     InMemoryReality,
     InMemorySecretStore,
     Simulator,

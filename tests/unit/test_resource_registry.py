@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from convergence.operator.engine.simulator import Simulator
-from convergence.operator.engine.template import TemplateError
+from convergence.operator.engine.hot.errors import TemplateError
+from convergence.operator.engine.sim.simulator import Simulator
 
 HOT = "2021-04-16"
 ALIASES = {"My::TestResource": "OS::Heat::TestResource", "OS::Nova::Server": "OS::Heat::None"}

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from convergence.operator.engine.scenario import (
+from convergence.operator.engine.sim.scenario import (
     Runner,
     Scenario,
     ScenarioError,
     SimulatorDriver,
     reality_errors,
 )
-from convergence.operator.engine.simulator import Simulator
+from convergence.operator.engine.sim.simulator import Simulator
 
 SCENARIOS = sorted((Path(__file__).parent.parent / "scenarios").glob("*.yaml"))
 # Scenarios that stop workers at exact step counts are only meaningful in FIFO order.

@@ -10,17 +10,15 @@ from typing import Any
 
 import pytest
 
-from convergence.operator.engine.template import (
+from convergence.operator.engine.hot.definition import (
     ALL_ATTRIBUTES,
-    HOT_VERSIONS,
-    VERSION_NAMES,
     ResourceData,
     ResourceDefinition,
     StackDefinition,
     StackIdentity,
-    Template,
-    TemplateError,
 )
+from convergence.operator.engine.hot.errors import TemplateError
+from convergence.operator.engine.hot.template import HOT_VERSIONS, VERSION_NAMES, Template
 
 IDENTITY = StackIdentity(name="shop", id="5e1f", project_id="tenant-1")
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from convergence.operator.engine.simulator import Simulator
+from convergence.operator.engine.sim.simulator import Simulator
 
 HOT = "2021-04-16"
 

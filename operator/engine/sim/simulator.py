@@ -23,15 +23,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from convergence.operator.engine import stack as stack_ops
+from convergence.operator.engine import operations
 from convergence.operator.engine.converger import StepReport, check_resource
+from convergence.operator.engine.definitions import DefinitionLoader, template_definitions
+from convergence.operator.engine.messages import NodeMessage
 from convergence.operator.engine.plugin import PhysicalRecord, StoredSecret, TypeRegistry
-from convergence.operator.engine.runtime import (
-    DefinitionLoader,
-    Engine,
-    NodeMessage,
-    template_definitions,
-)
 from convergence.operator.engine.store import (
     InMemoryStore,
     ResourceRecord,
@@ -39,6 +35,7 @@ from convergence.operator.engine.store import (
     SyncEntry,
     TemplateRevision,
 )
+from convergence.operator.engine.wiring import Engine
 
 
 class VirtualClock:
@@ -408,7 +405,7 @@ class Simulator:
         **options: Any,
     ) -> StackRecord:
         """Create a stack."""
-        return stack_ops.create_stack(self.engine, name, template, parameters, **options)
+        return operations.create_stack(self.engine, name, template, parameters, **options)
 
     def update(
         self,
@@ -418,19 +415,19 @@ class Simulator:
         **options: Any,
     ) -> StackRecord:
         """Update a stack."""
-        return stack_ops.update_stack(self.engine, name, template, parameters, **options)
+        return operations.update_stack(self.engine, name, template, parameters, **options)
 
     def rollback(self, name: str) -> StackRecord:
         """Roll a stack back to its last completed template."""
-        return stack_ops.rollback_stack(self.engine, name)
+        return operations.rollback_stack(self.engine, name)
 
     def cancel(self, name: str, *, rollback: bool = False) -> StackRecord:
         """Cancel the operation in progress."""
-        return stack_ops.cancel_update(self.engine, name, rollback=rollback)
+        return operations.cancel_update(self.engine, name, rollback=rollback)
 
     def delete(self, name: str) -> StackRecord:
         """Delete a stack."""
-        return stack_ops.delete_stack(self.engine, name)
+        return operations.delete_stack(self.engine, name)
 
     # -- looking -------------------------------------------------------------------------------
 

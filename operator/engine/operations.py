@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from convergence.operator.engine.definitions import Definition
 from convergence.operator.engine.graph import (
     ExistingRecord,
     Graph,
@@ -30,8 +31,9 @@ from convergence.operator.engine.graph import (
     traversal_graph,
     update_node,
 )
+from convergence.operator.engine.hot.definition import ResourceData
+from convergence.operator.engine.messages import NodeMessage
 from convergence.operator.engine.plugin import StackRef
-from convergence.operator.engine.runtime import Definition, Engine, NodeMessage
 from convergence.operator.engine.store import (
     COMPLETE,
     CREATE,
@@ -46,7 +48,7 @@ from convergence.operator.engine.store import (
     TemplateRevision,
 )
 from convergence.operator.engine.sync_point import arrived
-from convergence.operator.engine.template import ResourceData
+from convergence.operator.engine.wiring import Engine
 
 
 class OperationRefused(Exception):

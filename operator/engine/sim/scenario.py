@@ -25,7 +25,7 @@ resources (phase by name), outputs, `remember` a resource's physical id and
 compare later with `same_physical` / `replaced`.
 
 The runner talks to a `Driver`; `SimulatorDriver` runs on the simulator.
-`python -m convergence.operator.engine.scenario FILE [--trace]` runs a file.
+`python -m convergence.operator.engine.sim.scenario FILE [--trace]` runs a file.
 """
 
 from __future__ import annotations
@@ -40,11 +40,11 @@ from typing import Any, Protocol
 import yaml
 
 from convergence.operator.engine.converger import StepReport
+from convergence.operator.engine.definitions import DefinitionLoader, template_definitions
+from convergence.operator.engine.hot.definition import ResourceData
 from convergence.operator.engine.plugin import PhysicalRecord, StackRef, TypeRegistry
-from convergence.operator.engine.runtime import DefinitionLoader, template_definitions
-from convergence.operator.engine.simulator import Simulator
+from convergence.operator.engine.sim.simulator import Simulator
 from convergence.operator.engine.store import COMPLETE, TemplateRevision
-from convergence.operator.engine.template import ResourceData
 
 
 class ScenarioError(AssertionError):
@@ -464,7 +464,7 @@ def run_file(path: Path, *, trace: bool = False, out: Callable[[str], None] = pr
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: run scenario files on the simulator."""
-    parser = argparse.ArgumentParser(prog="python -m convergence.operator.engine.scenario")
+    parser = argparse.ArgumentParser(prog="python -m convergence.operator.engine.sim.scenario")
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--trace", action="store_true", help="print every worker step")
     args = parser.parse_args(argv)

@@ -1,0 +1,70 @@
+"""What engine code needs from its surroundings, gathered in one `Engine` value.
+
+The engine is pure: it decides, and the things on `Engine` carry it out. The
+store holds state, the type registry gives plugins, Reality is the physical
+world plugins act on, the clock says the time, the dispatcher delivers node
+messages (see `messages`), and `definitions` turns a stored template revision
+into the definition a traversal resolves against (cached per revision; see
+`definitions`).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from convergence.operator.engine.definitions import (
+    Definition,
+    DefinitionLoader,
+    template_definitions,
+)
+from convergence.operator.engine.messages import Dispatcher
+from convergence.operator.engine.plugin import (
+    Clock,
+    ObjectClients,
+    Reality,
+    SecretStore,
+    StackRef,
+    TypeRegistry,
+)
+from convergence.operator.engine.store import Store
+
+
+class SystemClock:
+    """Wall-clock time."""
+
+    def now(self) -> float:
+        return time.time()
+
+
+@dataclass
+class Engine:
+    """Everything a worker step or a stack operation uses."""
+
+    store: Store
+    types: TypeRegistry
+    reality: Reality
+    dispatcher: Dispatcher
+    clock: Clock = field(default_factory=SystemClock)
+    definitions: DefinitionLoader = template_definitions
+    # Seconds between polls of an action in flight.
+    poll_interval: float = 1.0
+    # Kubernetes objects per stack (Kubernetes::Object); None in the simulator.
+    objects: ObjectClients | None = None
+    # Where types keep secret values (OS::Heat::RandomString); None: nowhere.
+    secrets: SecretStore | None = None
+    new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
+    _cache: dict[str | None, Definition] = field(default_factory=dict, repr=False)
+
+    def definition(self, stack: StackRef, revision_id: str | None) -> Definition:
+        """The definition of a stored revision (None: the empty template), cached."""
+        if revision_id not in self._cache:
+            revision = None if revision_id is None else self.store.get_template(revision_id)
+            self._cache[revision_id] = self.definitions(revision, stack, self.types, None)
+        return self._cache[revision_id]
+
+    def remember(self, revision_id: str | None, definition: Definition) -> None:
+        """Cache a definition built while starting a traversal."""
+        self._cache[revision_id] = definition
