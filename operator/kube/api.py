@@ -343,7 +343,11 @@ class NamespacedApi:
         patch: list[dict[str, Any]] | dict[str, Any],
         content_type: str,
     ) -> dict[str, Any]:
-        """Patch the status subresource; the object after it (kept in the cache)."""
+        """Patch the status subresource; the object after it (kept in the cache).
+
+        NotFound when the object is gone; any other refusal is raised as an
+        `ApiError` (an `ApiInvalid` for a failed `test` op or a refused value).
+        """
         # The client would send a list as a merge patch unless told otherwise.
         try:
             body = as_object(
@@ -351,10 +355,12 @@ class NamespacedApi:
                     GROUP, VERSION, self.namespace, plural, name, patch, _content_type=content_type
                 )
             )
-        except ApiException:
+        except ApiException as exc:
             # Refused because what was known is out of date (or gone): read anew next time.
             self.forget(plural, name)
-            raise
+            if is_not_found(exc):
+                raise NotFound(f"{plural} {name!r}") from None
+            raise api_error(exc) from None
         self.remember(plural, body)
         return body
 
@@ -372,11 +378,7 @@ class NamespacedApi:
         ops += extra_ops
         try:
             return self.patch_status(plural, name, ops, JSON_PATCH)
-        except ApiException as exc:
-            if is_not_found(exc):
-                raise NotFound(f"{plural} {name!r}") from None
-            if not is_invalid(exc):
-                raise
+        except ApiInvalid as exc:
             # A failed test and an invalid value are both 422: the version tells them apart.
             current = self.read(plural, name, fresh=True)
             # A Stack the engine never wrote has no record; a StackResource has one at 0.
@@ -431,11 +433,7 @@ class NamespacedApi:
             ops += [{"op": "add", "path": f"/status/{k}", "value": v} for k, v in fields.items()]
             try:
                 return self.patch_status(plural, name, ops, JSON_PATCH)
-            except ApiException as exc:
-                if is_not_found(exc):
-                    raise NotFound(f"{plural} {name!r}") from None
-                if not is_invalid(exc):
-                    raise
+            except ApiInvalid:
                 # Written meanwhile (the test failed), or refused: the next read tells.
                 refused_at = resource_version
 
@@ -451,11 +449,7 @@ class NamespacedApi:
         push = [{"op": "add", "path": path, "value": sync_entry_to_status(entry)}]
         try:
             body = self.patch_status(plural, name, push, JSON_PATCH)
-        except ApiException as exc:
-            if is_not_found(exc):
-                raise NotFound(f"{plural} {name!r}") from None
-            if not is_invalid(exc):
-                raise
+        except ApiInvalid:
             # The map is missing (a status written by hand, or not initialised yet):
             # a merge patch of an empty map makes it without touching one that exists.
             make_map: dict[str, Any] = {"status": {"syncPoints": {sync_point: {}}}}
@@ -463,9 +457,7 @@ class NamespacedApi:
                 self.patch_status(plural, name, make_map, MERGE_PATCH)
                 self.count(SYNC_POINT_INIT)
                 body = self.patch_status(plural, name, push, JSON_PATCH)
-            except ApiException as retry_exc:
-                if is_not_found(retry_exc):
-                    raise NotFound(f"{plural} {name!r}") from None
+            except ApiError as retry_exc:
                 raise StoreError(f"{plural} {name!r}: push refused: {refusal(retry_exc)}") from (
                     retry_exc
                 )
