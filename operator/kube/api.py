@@ -185,7 +185,7 @@ def is_namespace_terminating(exc: BaseException) -> bool:
     return isinstance(exc, ApiException) and isinstance(api_error(exc), NamespaceTerminating)
 
 
-def refusal(exc: ApiException) -> str:
+def _refusal(exc: ApiException) -> str:
     """A refusal as a line of text for a StoreError (status, reason, the API's answer)."""
     return f"{exc.status} {exc.reason}: {exc.body}"
 
@@ -386,7 +386,7 @@ class NamespacedApi:
                 raise NotFound(f"{plural} {name!r}") from None
             if engine_version(current) != expected:
                 raise Conflict(f"{plural} {name!r} changed") from None
-            raise StoreError(f"{plural} {name!r}: write refused: {refusal(exc)}") from exc
+            raise StoreError(f"{plural} {name!r}: write refused: {_refusal(exc)}") from exc
 
     def first_write(
         self,
@@ -458,7 +458,7 @@ class NamespacedApi:
                 self.count(SYNC_POINT_INIT)
                 body = self.patch_status(plural, name, push, JSON_PATCH)
             except ApiError as retry_exc:
-                raise StoreError(f"{plural} {name!r}: push refused: {refusal(retry_exc)}") from (
+                raise StoreError(f"{plural} {name!r}: push refused: {_refusal(retry_exc)}") from (
                     retry_exc
                 )
         self.count(STACK_PUSH if plural == STACKS else PUSH)
