@@ -87,6 +87,7 @@ from convergence.operator.engine.store import (
     StackRecord,
 )
 from convergence.operator.engine.wiring import Engine
+from convergence.operator.kube.api import is_namespace_terminating
 from convergence.operator.kube.cache import ObjectCache
 from convergence.operator.kube.names import (
     GROUP,
@@ -100,7 +101,7 @@ from convergence.operator.kube.reality import ConfigMapReality
 from convergence.operator.kube.records import resource_from_body, split_phase, status_of
 from convergence.operator.kube.secrets import KubernetesSecretStore
 from convergence.operator.kube.sources import ParameterSources
-from convergence.operator.kube.store import KubernetesStore, namespace_terminating
+from convergence.operator.kube.store import KubernetesStore
 from convergence.operator.parameters_from import ParametersUnavailable, merged_parameters
 from convergence.operator.workqueue import WorkQueue
 
@@ -537,7 +538,7 @@ class Operator:
         except kubernetes.client.ApiException as exc:
             # An Event is a report, never a reason to fail a step; and none can be
             # posted in a namespace being deleted, which is no news.
-            if namespace_terminating(exc):
+            if is_namespace_terminating(exc):
                 return
             logger.warning(
                 "could not post event %s on %s %s: %s", reason, ref["kind"], ref["name"], exc.reason

@@ -30,12 +30,11 @@ changes. Refusals become `ObjectRejected` naming the object.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from kubernetes.client import ApiClient
 
@@ -45,6 +44,16 @@ from convergence.operator.engine.plugin import (
     ObjectRef,
     ObjectRejected,
     ResourceFailure,
+)
+from convergence.operator.kube.api import (
+    APPLY_PATCH,
+    FIELD_MANAGER,
+    ApiError,
+    if_present,
+    is_conflict,
+    is_invalid,
+    is_not_found,
+    request,
 )
 from convergence.operator.kube.names import (
     API_VERSION,
@@ -56,13 +65,8 @@ from convergence.operator.kube.names import (
 )
 from convergence.operator.kube.reserved import reserved_kind
 
-FIELD_MANAGER = "convergence"
-APPLY_PATCH = "application/apply-patch+yaml"
 SERVICE_ACCOUNT_TTL = 10.0
 DISCOVERY_RETRY = 10.0
-HTTP_NOT_FOUND = 404
-HTTP_CONFLICT = 409
-HTTP_UNPROCESSABLE = 422  # the API's Invalid: a change the object's schema refuses
 
 
 @dataclass(frozen=True)
@@ -81,52 +85,6 @@ class ApiResource:
         return f"{base}{scope}/{self.plural}{tail}"
 
 
-class ApiError(Exception):
-    """A request the API answered with an error status."""
-
-    def __init__(self, code: int, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.reason = reason
-        self.message = message
-
-
-def request(
-    api: ApiClient,
-    method: str,
-    path: str,
-    *,
-    query: list[tuple[str, Any]] | None = None,
-    body: Any = None,
-    content_type: str = "application/json",
-    accept: str = "application/json",
-) -> dict[str, Any]:
-    """One request through `api` (its credentials and default headers); the decoded answer."""
-    serialized = api.param_serialize(
-        method,
-        path,
-        query_params=query or [],
-        header_params={"Accept": accept, "Content-Type": content_type},
-        body=body,
-        auth_settings=["BearerToken"],
-    )
-    response = api.call_api(*serialized)
-    data = cast(bytes, response.read())  # type: ignore[no-untyped-call]
-    try:
-        decoded: Any = json.loads(data) if data else {}
-    except ValueError:
-        decoded = {}  # e.g. a plain-text "404 page not found"
-    if not 200 <= response.status <= 299:
-        if not isinstance(decoded, dict):
-            decoded = {}
-        raise ApiError(
-            response.status,
-            str(decoded.get("reason") or response.reason or ""),
-            str(decoded.get("message") or data.decode(errors="replace")),
-        )
-    return cast(dict[str, Any], decoded)
-
-
 class Discovery:
     """apiVersion + kind -> resource, from the API's discovery documents, cached."""
 
@@ -139,12 +97,9 @@ class Discovery:
 
     def _load(self, group_version: str) -> dict[str, ApiResource]:
         path = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
-        try:
-            listed = request(self._api, "GET", path)
-        except ApiError as exc:
-            if exc.code == HTTP_NOT_FOUND:
-                return {}
-            raise
+        listed = if_present(request, self._api, "GET", path)
+        if listed is None:
+            return {}
         kinds: dict[str, ApiResource] = {}
         for resource in listed.get("resources", []):
             if "/" in resource["name"]:
@@ -201,10 +156,10 @@ def _rejected(ref: ObjectRef, verb: str, exc: ApiError) -> ObjectRejected:
         half = _MESSAGE_MAX // 2
         message = f"{message[:half]} ... {message[-half:]}"
     text = f"cannot {verb} {ref}: {message}"
-    if exc.code == HTTP_CONFLICT:
+    if is_conflict(exc):
         return ObjectConflict(text, exc.reason)
     lowered = text.lower()
-    if exc.code == HTTP_UNPROCESSABLE and any(words in lowered for words in _IMMUTABLE_WORDS):
+    if is_invalid(exc) and any(words in lowered for words in _IMMUTABLE_WORDS):
         return ObjectImmutable(text, exc.reason)
     return ObjectRejected(text, exc.reason)
 
@@ -261,7 +216,7 @@ class StackObjects:
         try:
             return request(self._api(), "GET", resource.path(ref.namespace, ref.name))
         except ApiError as exc:
-            if exc.code == HTTP_NOT_FOUND:
+            if is_not_found(exc):
                 return None
             raise _rejected(ref, "read", exc) from None
 
@@ -278,7 +233,7 @@ class StackObjects:
             request(self._api(), "DELETE", resource.path(ref.namespace, ref.name), body=options)
         except ApiError as exc:
             # Gone, or (a failed uid precondition) another incarnation: not ours to delete.
-            if exc.code in (HTTP_NOT_FOUND, HTTP_CONFLICT):
+            if is_not_found(exc) or is_conflict(exc):
                 return
             raise _rejected(ref, "delete", exc) from None
 
@@ -328,12 +283,7 @@ class KubernetesObjects:
             name = cached[0]
         else:
             path = f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/{STACKS}/{stack}"
-            try:
-                body = request(self.api, "GET", path)
-            except ApiError as exc:
-                if exc.code != HTTP_NOT_FOUND:
-                    raise
-                body = {}
+            body = if_present(request, self.api, "GET", path) or {}
             name = (body.get("spec") or {}).get("serviceAccountName") or None
             if name is not None and not is_object_name(str(name)):
                 raise ResourceFailure(
@@ -371,12 +321,9 @@ class KubernetesObjects:
         if known is not None:
             return known
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/{STACK_RESOURCES}/{record_id}"
-        try:
-            body = request(self.api, "GET", path)
-        except ApiError as exc:
-            if exc.code == HTTP_NOT_FOUND:
-                return None
-            raise
+        body = if_present(request, self.api, "GET", path)
+        if body is None:
+            return None
         uid = str(body["metadata"]["uid"])
         with self._lock:
             self._record_uids[record_id] = uid

@@ -24,7 +24,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi, V1ConfigMap
-from kubernetes.client.exceptions import ApiException
 
 from convergence.operator.engine.plugin import (
     MANAGED_BY,
@@ -36,6 +35,7 @@ from convergence.operator.engine.plugin import (
     label_value,
     short_id,
 )
+from convergence.operator.kube.api import APPLY_PATCH, FIELD_MANAGER, if_present, unless_absent
 from convergence.operator.kube.cache import ObjectCache
 from convergence.operator.kube.names import (
     GROUP,
@@ -43,10 +43,6 @@ from convergence.operator.kube.names import (
     VERSION,
     subdomain_name,
 )
-
-FIELD_MANAGER = "convergence"
-APPLY_PATCH = "application/apply-patch+yaml"
-HTTP_NOT_FOUND = 404
 
 PHYSICAL_NAME_ANNOTATION = f"{GROUP}/physical-name"
 STACK_ANNOTATION = f"{GROUP}/stack"
@@ -164,22 +160,17 @@ class ConfigMapReality:
         self._apply(record)
 
     def get(self, name: str) -> PhysicalRecord | None:
-        try:
-            configmap = self._core.read_namespaced_config_map(configmap_name(name), self.namespace)
-        except ApiException as exc:
-            if exc.status == HTTP_NOT_FOUND:
-                return None
-            raise
+        configmap = if_present(
+            self._core.read_namespaced_config_map, configmap_name(name), self.namespace
+        )
+        if configmap is None:
+            return None
         record = _physical_record(configmap)
         # A shortened name could be shared by two physical names; the annotation decides.
         return record if record is not None and record.name == name else None
 
     def delete(self, name: str) -> None:
-        try:
-            self._core.delete_namespaced_config_map(configmap_name(name), self.namespace)
-        except ApiException as exc:
-            if exc.status != HTTP_NOT_FOUND:
-                raise
+        unless_absent(self._core.delete_namespaced_config_map, configmap_name(name), self.namespace)
 
     def of_stack(self, stack: str) -> list[PhysicalRecord]:
         """Every physical resource of a stack, by name."""

@@ -24,7 +24,6 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi, V1Secret
-from kubernetes.client.exceptions import ApiException
 
 from convergence.operator.engine.plugin import (
     MANAGED_BY,
@@ -36,6 +35,13 @@ from convergence.operator.engine.plugin import (
     StoredSecret,
     label_value,
 )
+from convergence.operator.kube.api import (
+    APPLY_PATCH,
+    FIELD_MANAGER,
+    MERGE_PATCH,
+    if_present,
+    unless_absent,
+)
 from convergence.operator.kube.names import (
     API_VERSION,
     GROUP,
@@ -43,9 +49,6 @@ from convergence.operator.kube.names import (
     VERSION,
 )
 from convergence.operator.kube.reality import (
-    APPLY_PATCH,
-    FIELD_MANAGER,
-    HTTP_NOT_FOUND,
     PHYSICAL_NAME_ANNOTATION,
     RESOURCE_ANNOTATION,
     STACK_ANNOTATION,
@@ -53,7 +56,6 @@ from convergence.operator.kube.reality import (
 )
 
 STACK_RESOURCE_KIND = "StackResource"
-MERGE_PATCH = "application/merge-patch+json"
 
 
 def secret_name(entry: str) -> str:
@@ -76,16 +78,18 @@ class KubernetesSecretStore:
         with self._uids_lock:
             uid = self._uids.get(record_id)
         if uid is None:
-            try:
-                body = self._objects.get_namespaced_custom_object(
-                    GROUP, VERSION, self.namespace, STACK_RESOURCES, record_id
+            body = if_present(
+                self._objects.get_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                self.namespace,
+                STACK_RESOURCES,
+                record_id,
+            )
+            if body is None:
+                raise ResourceFailure(
+                    f"StackResource {record_id} is gone; its Secret would be orphaned"
                 )
-            except ApiException as exc:
-                if exc.status == HTTP_NOT_FOUND:
-                    raise ResourceFailure(
-                        f"StackResource {record_id} is gone; its Secret would be orphaned"
-                    ) from None
-                raise
             uid = str(cast(dict[str, Any], body)["metadata"]["uid"])
             with self._uids_lock:
                 self._uids[record_id] = uid
@@ -142,12 +146,9 @@ class KubernetesSecretStore:
         )
 
     def _read(self, name: str) -> V1Secret | None:
-        try:
-            secret = self._core.read_namespaced_secret(secret_name(name), self.namespace)
-        except ApiException as exc:
-            if exc.status == HTTP_NOT_FOUND:
-                return None
-            raise
+        secret = if_present(self._core.read_namespaced_secret, secret_name(name), self.namespace)
+        if secret is None:
+            return None
         annotations = (secret.metadata.annotations if secret.metadata else None) or {}
         if annotations.get(PHYSICAL_NAME_ANNOTATION) != name:
             return None  # not ours, or another entry's shortened name
@@ -175,11 +176,7 @@ class KubernetesSecretStore:
     def delete(self, name: str) -> None:
         if self._read(name) is None:
             return
-        try:
-            self._core.delete_namespaced_secret(secret_name(name), self.namespace)
-        except ApiException as exc:
-            if exc.status != HTTP_NOT_FOUND:
-                raise
+        unless_absent(self._core.delete_namespaced_secret, secret_name(name), self.namespace)
 
     def locate(self, name: str) -> str:
         return secret_name(name)
@@ -196,10 +193,10 @@ class KubernetesSecretStore:
                 "labels": {STACK_LABEL: None, STACK_RESOURCE_LABEL: None, RESOURCE_LABEL: None},
             }
         }
-        try:
-            self._core.patch_namespaced_secret(
-                secret_name(name), self.namespace, patch, _content_type=MERGE_PATCH
-            )
-        except ApiException as exc:
-            if exc.status != HTTP_NOT_FOUND:
-                raise
+        unless_absent(
+            self._core.patch_namespaced_secret,
+            secret_name(name),
+            self.namespace,
+            patch,
+            _content_type=MERGE_PATCH,
+        )

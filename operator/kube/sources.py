@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from convergence.operator.kube.api import ApiError, ApiForbidden, is_not_found, request
 from convergence.operator.kube.names import is_object_name
-from convergence.operator.kube.objects import ApiError, KubernetesObjects, request
+from convergence.operator.kube.objects import KubernetesObjects
 from convergence.operator.kube.reserved import operator_state
 from convergence.operator.parameters_from import (
     CONFIG_MAP,
@@ -31,8 +32,6 @@ from convergence.operator.parameters_from import (
     secret_strings,
 )
 
-HTTP_NOT_FOUND = 404
-HTTP_FORBIDDEN = 403
 _PLURALS = {CONFIG_MAP: "configmaps", SECRET: "secrets"}
 
 
@@ -67,9 +66,9 @@ class ParameterSources:
         try:
             body = request(self.objects.client_for(service_account), "GET", path)
         except ApiError as exc:
-            if exc.code == HTTP_NOT_FOUND:
+            if is_not_found(exc):
                 return None
-            if exc.code == HTTP_FORBIDDEN:
+            if isinstance(exc, ApiForbidden):
                 raise ParametersForbidden(
                     f"parametersFrom: {self.identity(service_account)} may not read "
                     f"{kind} {name}: {exc.message}"

@@ -44,9 +44,11 @@ from convergence.operator.engine.store import (
     SyncEntry,
     TemplateRevision,
 )
+from convergence.operator.kube.api import NamespacedApi
 from convergence.operator.kube.cache import ObjectCache
 from convergence.operator.kube.names import GROUP, STACK_RESOURCES, STACKS, VERSION
 from convergence.operator.kube.reality import ConfigMapReality, configmap_name
+from convergence.operator.kube.revisions import TemplateRevisions
 from convergence.operator.kube.store import KubernetesStore
 from convergence.operator.testing.cluster import Cluster
 from convergence.reconcilers.heat_test_resource import TestResource
@@ -703,10 +705,10 @@ def test_template_revisions_are_immutable_controller_revisions_owned_by_the_stac
     assert refused.value.status == 422, "the API server must refuse to change a revision"
     assert kube.store.get_template(first.id) == first
     # Its metadata may change (the last completed one is labelled), its data not.
-    store = kube.store
-    assert isinstance(store, KubernetesStore)
-    store.mark_last_completed("hello", first.id)
-    store.mark_last_completed("hello", second.id)
+    # The operator marks and prunes with revisions of its own, not through the engine's store.
+    revisions = TemplateRevisions(NamespacedApi(kube.api, kube.namespace))
+    revisions.mark_last_completed("hello", first.id)
+    revisions.mark_last_completed("hello", second.id)
     labels = {
         r.metadata.name: (r.metadata.labels or {}).get("convergence.dev/last-completed")
         for r in apps.list_namespaced_controller_revision(
@@ -715,7 +717,7 @@ def test_template_revisions_are_immutable_controller_revisions_owned_by_the_stac
         if r.metadata is not None
     }
     assert labels == {first.id: None, second.id: "true"}
-    assert store.prune_templates("hello", {second.id}, 0) == [first.id]
+    assert revisions.prune("hello", {second.id}, 0) == [first.id]
     with pytest.raises(NotFound):
         kube.store.get_template(first.id)
 
