@@ -33,19 +33,9 @@ StackResource labels (`convergence.dev/...`), and an ownerReference to the
 resource's StackResource when the object is namespaced and in the Stack's
 namespace (Kubernetes allows no other owner references).
 
-Readiness (kstatus conventions), polled by check_create/update_complete:
-- any object: not while being deleted, and a `status.observedGeneration`
-  behind `metadata.generation` means not yet;
-- Deployment: observed, every replica updated, no old ones left, all
-  available (a ProgressDeadlineExceeded condition fails it); StatefulSet:
-  ready, updated (to the partition) and on the update revision; DaemonSet:
-  every scheduled pod updated and available;
-- Job: Complete (Failed fails the resource); PersistentVolumeClaim: Bound (Lost
-  fails); Pod: Running and Ready, or Succeeded (Failed fails); a LoadBalancer
-  Service: an ingress in its status;
-- anything else: a `Stalled` condition True fails it, a `Ready` or else an
-  `Available` condition decides; without them it is ready at once.
-While it waits, `waitingFor` in the StackResource's plugin data says for what.
+Readiness (kstatus conventions: `kubernetes_readiness.py`) is polled by
+check_create/update_complete. While it waits, `waitingFor` in the
+StackResource's plugin data says for what.
 
 Attributes: `name` and `uid`, and any top-level field of the live object
 (`metadata`, `spec`, `status`, `data`, ...), so `get_attr: [db, status,
@@ -91,7 +81,6 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
@@ -115,6 +104,7 @@ from convergence.operator.engine.plugin import (
     label_value,
     short_id,
 )
+from convergence.reconcilers.kubernetes_readiness import api_group, readiness, section
 
 PART_OF_LABEL = "app.kubernetes.io/part-of"
 DEFAULT_TIMEOUT = 600.0
@@ -189,12 +179,6 @@ def manifest_problem(manifest: Mapping[str, Any]) -> str | None:
 # -- names, identity, confinement (pure) ------------------------------------------------------
 
 
-def api_group(api_version: str) -> str:
-    """The API group of an apiVersion ("" for the core group `v1`)."""
-    group, _, _ = api_version.rpartition("/")
-    return group
-
-
 def generated_name(stack: str, resource: str, record_id: str) -> str:
     """`<stack>-<resource>-<short id>` as a DNS-1123 label starting with a letter."""
     suffix = short_id(record_id)
@@ -205,13 +189,8 @@ def generated_name(stack: str, resource: str, record_id: str) -> str:
     return f"{base[:room].rstrip('-')}-{suffix}"
 
 
-def _section(manifest: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    section = manifest.get(key)
-    return section if isinstance(section, Mapping) else {}
-
-
 def _metadata(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
-    return _section(manifest, "metadata")
+    return section(manifest, "metadata")
 
 
 def object_ref(manifest: Mapping[str, Any], default_name: str, namespace: str | None) -> ObjectRef:
@@ -298,175 +277,6 @@ def _labels(live: Mapping[str, Any]) -> Mapping[str, Any]:
 def _uid(live: Mapping[str, Any]) -> str | None:
     uid = _metadata(live).get("uid")
     return str(uid) if uid else None
-
-
-# -- readiness (pure) ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Readiness:
-    """Whether a live object is ready; if not, what it waits for or why it failed."""
-
-    ready: bool
-    message: str = ""
-    failed: bool = False
-
-
-READY = Readiness(True)
-
-
-def _waiting(message: str) -> Readiness:
-    return Readiness(False, message)
-
-
-def _failed(message: str) -> Readiness:
-    return Readiness(False, message, failed=True)
-
-
-def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
-    for condition in status.get("conditions") or []:
-        if isinstance(condition, Mapping) and condition.get("type") == kind:
-            return condition
-    return None
-
-
-def _is_true(status: Mapping[str, Any], kind: str) -> bool:
-    condition = _condition(status, kind)
-    return condition is not None and condition.get("status") == "True"
-
-
-def _number(mapping: Mapping[str, Any], key: str, default: int = 0) -> int:
-    value = mapping.get(key, default)
-    return value if isinstance(value, int) else default
-
-
-def _explain(condition: Mapping[str, Any]) -> str:
-    parts = [str(condition.get(k)) for k in ("reason", "message") if condition.get(k)]
-    return ": ".join(parts) if parts else f"status {condition.get('status')}"
-
-
-def _deployment(spec: Mapping[str, Any], status: Mapping[str, Any]) -> Readiness:
-    progressing = _condition(status, "Progressing")
-    if progressing is not None and progressing.get("reason") == "ProgressDeadlineExceeded":
-        return _failed(f"rollout stalled: {_explain(progressing)}")
-    replicas = _number(spec, "replicas", 1)
-    updated = _number(status, "updatedReplicas")
-    available = _number(status, "availableReplicas")
-    total = _number(status, "replicas")
-    if updated < replicas:
-        return _waiting(f"{updated} of {replicas} replicas updated")
-    if total > updated:
-        return _waiting(f"{total - updated} old replicas to terminate")
-    if available < replicas:
-        return _waiting(f"{available} of {replicas} replicas available")
-    return READY
-
-
-def _stateful_set(spec: Mapping[str, Any], status: Mapping[str, Any]) -> Readiness:
-    replicas = _number(spec, "replicas", 1)
-    ready = _number(status, "readyReplicas")
-    if ready < replicas:
-        return _waiting(f"{ready} of {replicas} replicas ready")
-    strategy = spec.get("updateStrategy") or {}
-    if strategy.get("type", "RollingUpdate") == "RollingUpdate":
-        partition = _number(strategy.get("rollingUpdate") or {}, "partition")
-        updated = _number(status, "updatedReplicas")
-        if updated < replicas - partition:
-            return _waiting(f"{updated} of {replicas - partition} replicas updated")
-        if partition == 0 and status.get("currentRevision") != status.get("updateRevision"):
-            return _waiting(f"the rollout to revision {status.get('updateRevision')}")
-    if "availableReplicas" in status and _number(status, "availableReplicas") < replicas:
-        return _waiting(f"{_number(status, 'availableReplicas')} of {replicas} replicas available")
-    return READY
-
-
-def _daemon_set(spec: Mapping[str, Any], status: Mapping[str, Any]) -> Readiness:
-    desired = _number(status, "desiredNumberScheduled")
-    strategy = spec.get("updateStrategy") or {}
-    updated = _number(status, "updatedNumberScheduled")
-    if strategy.get("type", "RollingUpdate") == "RollingUpdate" and updated < desired:
-        return _waiting(f"{updated} of {desired} scheduled pods updated")
-    available = _number(status, "numberAvailable")
-    if available < desired:
-        return _waiting(f"{available} of {desired} scheduled pods available")
-    return READY
-
-
-def _job(spec: Mapping[str, Any], status: Mapping[str, Any]) -> Readiness:
-    failed = _condition(status, "Failed")
-    if failed is not None and failed.get("status") == "True":
-        return _failed(f"the Job failed: {_explain(failed)}")
-    if _is_true(status, "Complete"):
-        return READY
-    return _waiting(f"the Job to complete ({_number(status, 'succeeded')} succeeded)")
-
-
-def _claim(spec: Mapping[str, Any], status: Mapping[str, Any]) -> Readiness:
-    phase = status.get("phase", "Pending")
-    if phase == "Bound":
-        return READY
-    if phase == "Lost":
-        return _failed("the claim lost its volume")
-    return _waiting(f"the claim to be Bound (it is {phase})")
-
-
-def _pod(spec: Mapping[str, Any], status: Mapping[str, Any]) -> Readiness:
-    phase = status.get("phase", "Pending")
-    if phase == "Succeeded" or (phase == "Running" and _is_true(status, "Ready")):
-        return READY
-    if phase == "Failed":
-        return _failed(f"the Pod failed: {status.get('reason') or status.get('message') or ''}")
-    return _waiting(f"the Pod to be Ready (it is {phase})")
-
-
-def _service(spec: Mapping[str, Any], status: Mapping[str, Any]) -> Readiness:
-    if spec.get("type") == "LoadBalancer" and not (status.get("loadBalancer") or {}).get("ingress"):
-        return _waiting("the load balancer's ingress")
-    return READY
-
-
-def _by_conditions(spec: Mapping[str, Any], status: Mapping[str, Any]) -> Readiness:
-    stalled = _condition(status, "Stalled")
-    if stalled is not None and stalled.get("status") == "True":
-        return _failed(f"stalled: {_explain(stalled)}")
-    for kind in ("Ready", "Available"):
-        condition = _condition(status, kind)
-        if condition is not None:
-            if condition.get("status") == "True":
-                return READY
-            return _waiting(f"condition {kind} (now {_explain(condition)})")
-    return READY
-
-
-# (API group, kind) -> rule; every other kind is judged by its conditions.
-_RULES = {
-    ("apps", "Deployment"): _deployment,
-    ("apps", "StatefulSet"): _stateful_set,
-    ("apps", "DaemonSet"): _daemon_set,
-    ("batch", "Job"): _job,
-    ("", "PersistentVolumeClaim"): _claim,
-    ("", "Pod"): _pod,
-    ("", "Service"): _service,
-}
-# Kinds whose controller always reports status.observedGeneration.
-_OBSERVED = frozenset({("apps", "Deployment"), ("apps", "StatefulSet"), ("apps", "DaemonSet")})
-
-
-def readiness(live: Mapping[str, Any]) -> Readiness:
-    """Whether a live object is ready, by kstatus conventions (see the module)."""
-    metadata = _metadata(live)
-    spec = _section(live, "spec")
-    status = _section(live, "status")
-    if metadata.get("deletionTimestamp"):
-        return _waiting("the object is being deleted")
-    key = (api_group(str(live.get("apiVersion", ""))), str(live.get("kind", "")))
-    generation = metadata.get("generation")
-    observed = status.get("observedGeneration")
-    if key in _OBSERVED and not isinstance(observed, int):
-        return _waiting("its controller to observe it")
-    if isinstance(generation, int) and isinstance(observed, int) and observed < generation:
-        return _waiting(f"its controller to observe generation {generation} (at {observed})")
-    return _RULES.get(key, _by_conditions)(spec, status)
 
 
 # -- the type -----------------------------------------------------------------------------------

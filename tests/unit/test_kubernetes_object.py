@@ -25,13 +25,12 @@ from convergence.reconcilers.kubernetes_object import (
     DELETE_FIRST,
     PART_OF_LABEL,
     KubernetesObject,
-    Readiness,
     confinement_problem,
     generated_name,
     identity_change,
     object_ref,
-    readiness,
 )
+from convergence.reconcilers.kubernetes_readiness import Readiness, readiness
 
 NAMESPACE = "ns"
 CLUSTER_SCOPED = {"ClusterRole", "Namespace"}
