@@ -62,14 +62,17 @@ BACKGROUND = {"leases", "nodes", "nodes/status"}
 # less as stacks grow, as the polls track time while the operator's requests
 # track resources.
 POLL_INTERVAL = 0.25
+# How long after a phase's end the operator may go on writing before the phase is
+# reported as never settling.
+SETTLE_LIMIT = 10.0
 BENCH_LABEL = "convergence.dev/bench"
 
 
 def random_dag(size: int, seed: int, suffix: str = "") -> tuple[dict[str, Any], int]:
     """A template of `size` TestResources, each using up to 3 earlier ones; and its edge count.
 
-    The same seed gives the same graph; a new `suffix` changes every value (an update
-    in place of every resource).
+    The same seed gives the same graph; a `suffix` joined to every value changes them
+    all (an update in place of every resource).
     """
     rng = random.Random(seed)
     resources: dict[str, Any] = {}
@@ -78,7 +81,7 @@ def random_dag(size: int, seed: int, suffix: str = "") -> tuple[dict[str, Any], 
         name = f"r{index}"
         deps = rng.sample(range(index), k=min(index, rng.randint(0, 3)))
         edges += len(deps)
-        value: Any = f"{name}{suffix}"
+        value: Any = f"{name}-{suffix}" if suffix else name
         if deps:
             parts: list[Any] = [{"get_attr": [f"r{d}", "output"]} for d in deps]
             value = {"list_join": ["-", [*parts, suffix] if suffix else parts]}
@@ -135,6 +138,11 @@ def is_write(request: Request) -> bool:
     return request.verb in WRITE_VERBS
 
 
+def operator_writes(counts: Counter[Request]) -> int:
+    """Writes in `counts` that are not the control plane's own (Events included)."""
+    return sum(n for r, n in counts.items() if is_write(r) and r.resource not in BACKGROUND)
+
+
 def budget_writes(counts: Counter[Request]) -> Counter[tuple[str, str]]:
     """Writes in the budget, by (resource, verb): all but Events and the control plane's own."""
     writes: Counter[tuple[str, str]] = Counter()
@@ -178,6 +186,10 @@ class Phase:
     budget: int | None  # writes the design allows; None for the floor
     seconds: float = 0.0
     counts: Counter[Request] = field(default_factory=Counter)
+    # Requests after the end until the operator stopped writing (then in `counts`), or
+    # for SETTLE_LIMIT seconds if it never stopped (then not in `counts`).
+    trailing: Counter[Request] = field(default_factory=Counter)
+    settled: bool = True
     polls: int = 0
     operator_cpu: float = 0.0
     control_plane_cpu: float = 0.0
@@ -250,25 +262,29 @@ class Bench:
         yield phase
         phase.seconds = time.monotonic() - start
         # Writes that trail the end (a last report, an Event) belong to the traversal:
-        # read again until a second passes without a write of the operator's.
-        after = self.settled_counts()
-        phase.counts = after - counts
+        # read again until a second passes without a write of the operator's. An
+        # operator that never stops is shown apart rather than counted for however long
+        # the wait was.
+        at_end = request_counts(self.cluster)
+        after, phase.settled = self.settled_counts(at_end)
+        phase.trailing = after - at_end
+        phase.counts = (after if phase.settled else at_end) - counts
         phase.operator_cpu = cpu_seconds(self.operator_pid) - operator_cpu
         phase.control_plane_cpu = self.server_cpu() - server_cpu
         phase.peak_rss_mib = peak_rss_mib(self.operator_pid)
         self.phases.append(phase)
         print_phase(phase, self.floor(resources))
 
-    def settled_counts(self, limit: float = 10.0) -> Counter[Request]:
-        deadline = time.monotonic() + limit
-        counts = request_counts(self.cluster)
+    def settled_counts(self, counts: Counter[Request]) -> tuple[Counter[Request], bool]:
+        """The counts once a second passes without an operator's write; and whether it did."""
+        deadline = time.monotonic() + SETTLE_LIMIT
         while time.monotonic() < deadline:
             time.sleep(1.0)
             again = request_counts(self.cluster)
-            if not any(is_write(r) and r.resource not in BACKGROUND for r in again - counts):
-                return again
+            if not operator_writes(again - counts):
+                return again, True
             counts = again
-        return counts
+        return counts, False
 
     def floor(self, resources: int) -> Phase | None:
         return next(
@@ -388,7 +404,7 @@ class Bench:
         self.create_namespace(namespace)
         template, edges = random_dag(size, seed=size)
         self.traverse("create", namespace, template, edges, "CREATE_COMPLETE")
-        template, _ = random_dag(size, seed=size, suffix="-v2")
+        template, _ = random_dag(size, seed=size, suffix="v2")
         self.traverse("update", namespace, template, edges, "UPDATE_COMPLETE")
         self.delete("delete", namespace, size, edges)
         self.drop_namespaces(f"{BENCH_LABEL}=run")
@@ -489,6 +505,21 @@ def print_phase(phase: Phase, floor: Phase | None) -> None:
     )
     if failed:
         print("  of which refused: " + ", ".join(f"{k} x{n}" for k, n in failed.most_common()))
+    trailing = operator_writes(phase.trailing)
+    if not phase.settled:
+        top = Counter(
+            {
+                f"{r.resource} {r.verb}": n
+                for r, n in phase.trailing.items()
+                if is_write(r) and r.resource not in BACKGROUND
+            }
+        )
+        print(
+            f"  ✗ still writing {SETTLE_LIMIT:.0f} s after the end, not counted above: "
+            f"{trailing} writes ({', '.join(f'{k} x{n}' for k, n in top.most_common(4))})"
+        )
+    elif trailing:
+        print(f"  of which {trailing} after the end (Events included)")
     if phase.budget is not None:
         per_resource = phase.per_resource(phase.events)
         print(
@@ -587,9 +618,14 @@ def main(argv: list[str]) -> int:
                 args.profile.unlink(missing_ok=True)
                 profiler = Path(__file__).with_name("profiled_operator.py")
                 entry = (str(profiler), str(args.profile), args.profile_clock)
+            # Kept after the run (the control plane's state is not), to read what a figure hides.
+            log = REPO_ROOT / ".state" / "bench" / "operator.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.unlink(missing_ok=True)
+            print(f"operator log: {log}")
             operator = OperatorProcess(
                 kubeconfig,
-                Path(tmp) / "operator.log",
+                log,
                 "--all-namespaces",
                 "--metrics-port=0",  # (no port to collide with another operator here)
                 entry=entry,
