@@ -11,7 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CONTROLPLANE := $(PY) -m convergence.operator.testing.controlplane
 
-.PHONY: venv lock controlplane-bin controlplane controlplane-down env demo test lint unit integration clean chart-crds e2e e2e-kind
+.PHONY: venv lock controlplane-bin controlplane controlplane-down env demo test lint unit integration clean chart-crds e2e e2e-kind bench
 
 # The venv is rebuilt when pyproject.toml or the lock changes.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -82,6 +82,22 @@ e2e: venv controlplane-bin
 # loads it, and lets the chart's Deployment run it.
 e2e-kind: venv controlplane-bin
 	bash e2e/kind.sh
+
+# The operator beside `kubectl apply` on a fresh local control plane: figures,
+# no assertions (tests/bench/bench_operator.py). SIZES="100 1000"; BIG=1 adds
+# 3000; CHAIN=100 is the chain's length (0: none); WARM=1 first converges and
+# deletes WARM_STACKS=50 small stacks; PROFILE=1 runs the operator under cProfile
+# (every thread, wall clock; PROFILE=cpu: each thread's CPU time) into
+# .state/bench/operator.pstats and prints its top entries.
+SIZES ?= 100 1000
+CHAIN ?= 100
+WARM_STACKS ?= 50
+on = $(filter-out 0,$(1))
+bench: venv controlplane-bin
+	$(PY) tests/bench/bench_operator.py $(SIZES) $(if $(call on,$(BIG)),3000) --chain=$(CHAIN) \
+		$(if $(call on,$(WARM)),--warm=$(WARM_STACKS)) \
+		$(if $(call on,$(PROFILE)),--profile=.state/bench/operator.pstats \
+			$(if $(filter cpu,$(PROFILE)),--profile-clock=cpu))
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .state

@@ -324,6 +324,10 @@ class ControlPlane:
             return []
         return [Component(**entry) for entry in entries]
 
+    def components(self) -> list[Component]:
+        """The processes it started, as recorded (e.g. to read their CPU time)."""
+        return self._components()
+
     def _record(self, components: list[Component]) -> None:
         self._pids_file.write_text(json.dumps([c.__dict__ for c in components], indent=2))
 

@@ -1,16 +1,34 @@
-"""Benchmark the operator on the real local control plane (a script, not a test).
+"""The operator beside `kubectl apply` on one real local control plane (a script, not a test).
 
-Creates stacks of N zero-wait TestResources in a random DAG, times create and
-delete, and counts the API server's own write requests
-(`apiserver_request_total`, verbs POST/PUT/PATCH/DELETE) by resource, so the
-writes per resource and per edge can be read off.
+For each size N, in one run and on one API server:
+- the floor: `kubectl apply --server-side` of N ConfigMaps as one List;
+- a Stack of N zero-wait TestResources in a seeded random DAG (each uses up to
+  3 earlier ones through get_attr): create until CREATE_COMPLETE, an update
+  that changes every value in place until UPDATE_COMPLETE (both with
+  `status.observedGeneration` caught up), then delete until the Stack is gone;
+- for each traversal: time and its ratio to the floor, the API writes the API
+  server itself counted (`apiserver_request_total`) by resource and verb, per
+  resource and per (resource + edge), against the design's budget
+  (create and delete <= 3n + m, update <= 2n + m), Events created (outside the
+  budget, <= 2 per resource), the operator's CPU seconds and peak RSS, and the
+  API server's and etcd's CPU seconds;
+- t(N2)/t(N1) for consecutive sizes.
+Once per run: time per hop on a chain (r1 uses r0, r2 uses r1, ...), the load
+average at start and end, optionally a warm-up of many small stacks first (to
+compare a long-running operator with a fresh one) and a profile of the
+operator. It prints figures and asserts nothing about time.
 
-    PYTHONSAFEPATH=1 .venv/bin/python tests/bench/bench_operator.py 100 1000
+    make bench                        # SIZES="100 1000"; BIG=1 WARM=1 PROFILE=1
+    PYTHONSAFEPATH=1 .venv/bin/python tests/bench/bench_operator.py 100 1000 --chain 100
 """
 
 from __future__ import annotations
 
+import argparse
+import itertools
 import json
+import os
+import pstats
 import random
 import re
 import signal
@@ -18,19 +36,44 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, cast
+
+import kubernetes
 
 from convergence.operator.testing.cluster import Cluster
 from convergence.operator.testing.controlplane import REPO_ROOT, ControlPlane
-from convergence.operator.testing.operator_process import OperatorProcess
+from convergence.operator.testing.operator_process import CLI, OperatorProcess
 
-WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "APPLY", "CREATE", "UPDATE"}
+GROUP, VERSION = "convergence.dev", "v1alpha1"
+WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION", "APPLY"}
 SAMPLE = re.compile(r"^apiserver_request_total\{([^}]*)\} ([0-9.e+]+)$")
+# Written by the control plane on its own clock whatever the operator does (leader
+# leases of kube-controller-manager and kube-scheduler, kwok's node heartbeats):
+# left out of the budget, and shown apart.
+BACKGROUND = {"leases", "nodes", "nodes/status"}
+# One GET of the Stack per 0.25 s, from this process (not a kubectl per poll, whose
+# start-up alone would take a good share of a core). Each phase prints the share of
+# the API server's requests these polls were: measured 1-3% for 50 resources and
+# 3-5% for a chain of 20 (the operator makes 15-80 requests per resource), and
+# less as stacks grow, as the polls track time while the operator's requests
+# track resources.
+POLL_INTERVAL = 0.25
+# How long after a phase's end the operator may go on writing before the phase is
+# reported as never settling.
+SETTLE_LIMIT = 10.0
+BENCH_LABEL = "convergence.dev/bench"
 
 
-def random_dag(size: int, seed: int) -> tuple[dict[str, Any], int]:
-    """A template of `size` TestResources, each using up to 3 earlier ones; and its edge count."""
+def random_dag(size: int, seed: int, suffix: str = "") -> tuple[dict[str, Any], int]:
+    """A template of `size` TestResources, each using up to 3 earlier ones; and its edge count.
+
+    The same seed gives the same graph; a `suffix` joined to every value changes them
+    all (an update in place of every resource).
+    """
     rng = random.Random(seed)
     resources: dict[str, Any] = {}
     edges = 0
@@ -38,101 +81,508 @@ def random_dag(size: int, seed: int) -> tuple[dict[str, Any], int]:
         name = f"r{index}"
         deps = rng.sample(range(index), k=min(index, rng.randint(0, 3)))
         edges += len(deps)
-        value: Any = (
-            {"list_join": ["-", [{"get_attr": [f"r{d}", "output"]} for d in deps]]}
-            if deps
-            else name
-        )
+        value: Any = f"{name}-{suffix}" if suffix else name
+        if deps:
+            parts: list[Any] = [{"get_attr": [f"r{d}", "output"]} for d in deps]
+            value = {"list_join": ["-", [*parts, suffix] if suffix else parts]}
         resources[name] = {"type": "OS::Heat::TestResource", "properties": {"value": value}}
     return {"heat_template_version": "2021-04-16", "resources": resources}, edges
 
 
-def requests(cluster: Cluster) -> tuple[Counter[str], Counter[str]]:
-    """Requests the API server has served so far: writes by resource, reads by verb and resource."""
-    writes: Counter[str] = Counter()
-    reads: Counter[str] = Counter()
+def chain(length: int) -> dict[str, Any]:
+    """A template of `length` TestResources, each using the one before it."""
+    resources: dict[str, Any] = {"r0": {"type": "OS::Heat::TestResource"}}
+    for index in range(1, length):
+        value = {"get_attr": [f"r{index - 1}", "output"]}
+        resources[f"r{index}"] = {"type": "OS::Heat::TestResource", "properties": {"value": value}}
+    return {"heat_template_version": "2021-04-16", "resources": resources}
+
+
+def stack_manifest(namespace: str, name: str, template: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Stack",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"template": template},
+    }
+
+
+# --- what the API server counted ----------------------------------------------
+
+
+class Request(NamedTuple):
+    """One line of apiserver_request_total, summed over the labels not named here."""
+
+    resource: str  # with its subresource: "stackresources/status"
+    verb: str
+    code: str
+
+
+def request_counts(cluster: Cluster) -> Counter[Request]:
+    """Requests the API server has served since it started."""
+    counts: Counter[Request] = Counter()
     for line in cluster.kubectl("get", "--raw", "/metrics").stdout.splitlines():
         match = SAMPLE.match(line)
         if not match:
             continue
         labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
-        count = int(float(match.group(2)))
         resource = labels.get("resource", "")
         if labels.get("subresource"):
             resource += "/" + labels["subresource"]
-        if labels.get("verb") in WRITE_VERBS:
-            writes[resource] += count
-        elif labels.get("verb") in {"GET", "LIST"}:
-            reads[f"{labels['verb']} {resource}"] += count
-    return writes, reads
+        key = Request(resource, labels.get("verb", ""), labels.get("code", ""))
+        counts[key] += int(float(match.group(2)))
+    return counts
 
 
-def wait_phase(cluster: Cluster, namespace: str, phase: str, timeout: float) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        got = cluster.kubectl(
-            "get",
-            "-n",
-            namespace,
-            "stack",
-            "bench",
-            "-o",
-            "jsonpath={.status.phase}",
-            check=False,
-        ).stdout
-        if got == phase:
-            return time.monotonic() - start
+def is_write(request: Request) -> bool:
+    return request.verb in WRITE_VERBS
+
+
+def operator_writes(counts: Counter[Request]) -> int:
+    """Writes in `counts` that are not the control plane's own (Events included)."""
+    return sum(n for r, n in counts.items() if is_write(r) and r.resource not in BACKGROUND)
+
+
+def budget_writes(counts: Counter[Request]) -> Counter[tuple[str, str]]:
+    """Writes in the budget, by (resource, verb): all but Events and the control plane's own."""
+    writes: Counter[tuple[str, str]] = Counter()
+    for request, count in counts.items():
+        if is_write(request) and request.resource not in BACKGROUND | {"events"}:
+            writes[request.resource, request.verb] += count
+    return writes
+
+
+# --- a process's own figures ----------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # Fields after the command name, which is in parentheses and may hold spaces.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The most resident memory the process has had (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# --- phases -------------------------------------------------------------------
+
+
+@dataclass
+class Phase:
+    """What one timed step cost: a floor apply, a traversal, a chain."""
+
+    name: str
+    resources: int
+    edges: int
+    budget: int | None  # writes the design allows; None for the floor
+    seconds: float = 0.0
+    counts: Counter[Request] = field(default_factory=Counter)
+    # Requests after the end until the operator stopped writing (then in `counts`), or
+    # for SETTLE_LIMIT seconds if it never stopped (then not in `counts`).
+    trailing: Counter[Request] = field(default_factory=Counter)
+    settled: bool = True
+    polls: int = 0
+    operator_cpu: float = 0.0
+    control_plane_cpu: float = 0.0
+    peak_rss_mib: float = 0.0
+
+    @property
+    def writes(self) -> Counter[tuple[str, str]]:
+        return budget_writes(self.counts)
+
+    @property
+    def total_writes(self) -> int:
+        return sum(self.writes.values())
+
+    @property
+    def events(self) -> int:
+        return sum(n for r, n in self.counts.items() if r.resource == "events" and r.verb == "POST")
+
+    @property
+    def served(self) -> int:
+        """Requests the API server finished in the window (watches left out: they stay open)."""
+        return sum(n for r, n in self.counts.items() if r.verb not in {"WATCH", "CONNECT"})
+
+    def per_resource(self, count: float) -> float:
+        return count / max(self.resources, 1)
+
+
+def mark(ok: bool) -> str:
+    return "✓" if ok else "✗"
+
+
+class Bench:
+    """The control plane, the operator and the figures gathered so far."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        plane: ControlPlane,
+        operator: OperatorProcess,
+        poll_slowdown: float,
+    ) -> None:
+        self.cluster = cluster
+        self.operator = operator
+        api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
+        self.stacks = kubernetes.client.CustomObjectsApi(api)
+        self.core = kubernetes.client.CoreV1Api(api)
+        self.server_pids = [
+            c.pid for c in plane.components() if c.name in {"kube-apiserver", "etcd"}
+        ]
+        # Profiling slows the operator down several times; wait longer before giving up.
+        self.poll_slowdown = poll_slowdown
+        self.phases: list[Phase] = []
+
+    @property
+    def operator_pid(self) -> int:
+        pid = self.operator.pid
+        if pid is None:
+            raise SystemExit(f"the operator is not running; its log:\n{self.operator.tail()}")
+        return pid
+
+    def server_cpu(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.server_pids)
+
+    @contextmanager
+    def phase(self, name: str, resources: int, edges: int, budget: int | None) -> Iterator[Phase]:
+        """Time the body; count requests and CPU from just before it until its writes settle."""
+        phase = Phase(name, resources, edges, budget)
+        counts = request_counts(self.cluster)
+        operator_cpu, server_cpu = cpu_seconds(self.operator_pid), self.server_cpu()
+        start = time.monotonic()
+        yield phase
+        phase.seconds = time.monotonic() - start
+        # Writes that trail the end (a last report, an Event) belong to the traversal:
+        # read again until a second passes without a write of the operator's. An
+        # operator that never stops is shown apart rather than counted for however long
+        # the wait was.
+        at_end = request_counts(self.cluster)
+        after, phase.settled = self.settled_counts(at_end)
+        phase.trailing = after - at_end
+        phase.counts = (after if phase.settled else at_end) - counts
+        phase.operator_cpu = cpu_seconds(self.operator_pid) - operator_cpu
+        phase.control_plane_cpu = self.server_cpu() - server_cpu
+        phase.peak_rss_mib = peak_rss_mib(self.operator_pid)
+        self.phases.append(phase)
+        print_phase(phase, self.floor(resources))
+
+    def settled_counts(self, counts: Counter[Request]) -> tuple[Counter[Request], bool]:
+        """The counts once a second passes without an operator's write; and whether it did."""
+        deadline = time.monotonic() + SETTLE_LIMIT
+        while time.monotonic() < deadline:
+            time.sleep(1.0)
+            again = request_counts(self.cluster)
+            if not operator_writes(again - counts):
+                return again, True
+            counts = again
+        return counts, False
+
+    def floor(self, resources: int) -> Phase | None:
+        return next(
+            (p for p in self.phases if p.name == "floor" and p.resources == resources), None
+        )
+
+    # --- stacks ---------------------------------------------------------------
+
+    def stack(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            body = self.stacks.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, "stacks", name
+            )
+        except kubernetes.client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return cast(dict[str, Any], body)
+
+    def poll(self, phase: Phase, what: str, timeout: float, done: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + timeout * self.poll_slowdown
+        while True:
+            phase.polls += 1
+            if done():
+                return
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{what}: not reached in time; operator log:\n{self.log()}")
+            time.sleep(POLL_INTERVAL)
+
+    def converged(self, namespace: str, name: str, phase: str) -> bool:
+        """The Stack is in `phase` for its current generation (a failure ends the run)."""
+        body = self.stack(namespace, name)
+        if body is None:
+            return False
+        status = body.get("status") or {}
+        if status.get("observedGeneration") != body["metadata"].get("generation"):
+            return False
+        got = str(status.get("phase", ""))
         if got.endswith("_FAILED"):
-            reason = cluster.kubectl(
-                "get", "-n", namespace, "stack", "bench", "-o", "jsonpath={.status.statusReason}"
-            ).stdout
-            raise SystemExit(f"stack {got}: {reason}")
-        time.sleep(0.5)
-    raise SystemExit(f"stack did not reach {phase} in {timeout:.0f}s")
+            raise SystemExit(f"stack {namespace}/{name} {got}: {status.get('statusReason')}")
+        return got == phase
+
+    def apply(self, manifest: dict[str, Any]) -> None:
+        self.cluster.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(manifest))
+
+    def traverse(
+        self, name: str, namespace: str, template: dict[str, Any], edges: int, phase: str
+    ) -> Phase:
+        """Apply a Stack `bench` and wait until it reaches `phase` for that generation."""
+        resources = len(template["resources"])
+        budget = (2 if phase == "UPDATE_COMPLETE" else 3) * resources + edges
+        with self.phase(name, resources, edges, budget) as measured:
+            self.apply(stack_manifest(namespace, "bench", template))
+            self.poll(
+                measured,
+                f"{namespace}/bench {phase}",
+                120 + resources * 3,
+                lambda: self.converged(namespace, "bench", phase),
+            )
+        return measured
+
+    def delete(self, name: str, namespace: str, resources: int, edges: int) -> Phase:
+        with self.phase(name, resources, edges, 3 * resources + edges) as measured:
+            # Not `kubectl delete --wait`: one kubectl call may not outlast Cluster's limit.
+            self.cluster.kubectl("delete", "-n", namespace, "stack", "bench", "--wait=false")
+            self.poll(
+                measured,
+                f"{namespace}/bench deleted",
+                120 + resources * 3,
+                lambda: self.stack(namespace, "bench") is None,
+            )
+        return measured
+
+    def create_namespace(self, namespace: str) -> None:
+        self.cluster.kubectl("create", "namespace", namespace)
+        self.cluster.kubectl("label", "namespace", namespace, f"{BENCH_LABEL}=run")
+
+    def drop_namespaces(self, selector: str) -> None:
+        """Delete namespaces and wait until they are gone, so their clean-up writes
+        (the namespace controller's) fall in no measured window."""
+        self.cluster.kubectl("delete", "namespace", "-l", selector, "--wait=false")
+        deadline = time.monotonic() + 600
+        while self.core.list_namespace(label_selector=selector).items:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"namespaces {selector} not gone in 600 s")
+            time.sleep(1.0)
+
+    def log(self) -> str:
+        return self.operator.tail()
+
+    # --- the runs ----------------------------------------------------------------
+
+    def floor_apply(self, size: int) -> Phase:
+        namespace = f"bench-floor-{size}"
+        self.create_namespace(namespace)
+        config_maps = {
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": [
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": f"cm{i}", "namespace": namespace},
+                    "data": {"value": f"cm{i}"},
+                }
+                for i in range(size)
+            ],
+        }
+        with self.phase("floor", size, 0, None) as measured:
+            self.apply(config_maps)
+        return measured
+
+    def size(self, size: int) -> None:
+        print(f"\n== {size} resources")
+        self.floor_apply(size)
+        namespace = f"bench-{size}"
+        self.create_namespace(namespace)
+        template, edges = random_dag(size, seed=size)
+        self.traverse("create", namespace, template, edges, "CREATE_COMPLETE")
+        template, _ = random_dag(size, seed=size, suffix="v2")
+        self.traverse("update", namespace, template, edges, "UPDATE_COMPLETE")
+        self.delete("delete", namespace, size, edges)
+        self.drop_namespaces(f"{BENCH_LABEL}=run")
+
+    def chain(self, length: int) -> None:
+        print(f"\n== a chain of {length}")
+        namespace = "bench-chain"
+        self.create_namespace(namespace)
+        created = self.traverse("chain", namespace, chain(length), length - 1, "CREATE_COMPLETE")
+        print(f"  per hop {created.seconds / length * 1000:.0f} ms")
+        self.delete("chain delete", namespace, length, length - 1)
+        self.drop_namespaces(f"{BENCH_LABEL}=run")
+
+    def warm_up(self, stacks: int, size: int = 10) -> None:
+        """Converge and delete `stacks` small stacks in their own namespaces, then drop those."""
+        print(f"\n== warm-up: {stacks} stacks of {size} resources, created and deleted")
+        selector = f"{BENCH_LABEL}=warm"
+        start = time.monotonic()
+        items: list[dict[str, Any]] = []
+        for index in range(stacks):
+            namespace = f"bench-warm-{index}"
+            labels = {BENCH_LABEL: "warm"}
+            items.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": namespace, "labels": labels},
+                }
+            )
+            manifest = stack_manifest(namespace, "warm", random_dag(size, seed=index)[0])
+            manifest["metadata"]["labels"] = labels
+            items.append(manifest)
+        self.apply({"apiVersion": "v1", "kind": "List", "items": items})
+        deadline = time.monotonic() + 120 + stacks * size * 3 * self.poll_slowdown
+
+        def listed() -> list[dict[str, Any]]:
+            found = self.stacks.list_cluster_custom_object(
+                GROUP, VERSION, "stacks", label_selector=selector
+            )
+            return cast(list[dict[str, Any]], cast(dict[str, Any], found)["items"])
+
+        while not all(
+            self.converged(s["metadata"]["namespace"], "warm", "CREATE_COMPLETE") for s in listed()
+        ):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"warm-up stacks not created in time; log:\n{self.log()}")
+            time.sleep(1.0)
+        self.cluster.kubectl("delete", "stacks", "-A", "-l", selector, "--wait=false")
+        while listed():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"warm-up stacks not deleted in time; log:\n{self.log()}")
+            time.sleep(1.0)
+        self.drop_namespaces(selector)
+        pid = self.operator_pid
+        print(
+            f"  {time.monotonic() - start:.1f} s; operator CPU {cpu_seconds(pid):.1f} s so far, "
+            f"peak RSS {peak_rss_mib(pid):.0f} MiB"
+        )
+
+    def idle(self, seconds: float = 5.0) -> None:
+        """What the control plane writes by itself (the operator has nothing to do)."""
+        before = request_counts(self.cluster)
+        time.sleep(seconds)
+        writes = Counter(
+            {r: n for r, n in (request_counts(self.cluster) - before).items() if is_write(r)}
+        )
+        shown = ", ".join(f"{r.resource} {r.verb} {n}" for r, n in writes.most_common()) or "none"
+        print(f"idle {seconds:.0f} s, writes: {shown}")
 
 
-def bench(cluster: Cluster, size: int) -> None:
-    namespace = f"bench-{size}"
-    cluster.kubectl("create", "namespace", namespace)
-    template, edges = random_dag(size, seed=size)
-    stack = {
-        "apiVersion": "convergence.dev/v1alpha1",
-        "kind": "Stack",
-        "metadata": {"name": "bench"},
-        "spec": {"template": template},
-    }
-    before, reads_before = requests(cluster)
-    start = time.monotonic()
-    cluster.kubectl("apply", "--server-side", "-n", namespace, "-f", "-", input=json.dumps(stack))
-    created = wait_phase(cluster, namespace, "CREATE_COMPLETE", timeout=60 + size * 2.0)
-    elapsed = time.monotonic() - start
-    after, reads_after = requests(cluster)
-    delta = after - before
-    read_delta = reads_after - reads_before
-    total = sum(delta.values())
+# --- printing -----------------------------------------------------------------
+
+
+def print_phase(phase: Phase, floor: Phase | None) -> None:
+    ratio = f" (x{phase.seconds / floor.seconds:.1f} the floor)" if floor and phase.budget else ""
+    share = phase.polls / max(phase.served, 1) * 100
     print(
-        f"{size} resources, {edges} edges: create {elapsed:.1f} s "
-        f"(phase reached after {created:.1f} s of polling)"
+        f"{phase.name}: {phase.seconds:.2f} s{ratio}; n={phase.resources} m={phase.edges}; "
+        f"{phase.polls} polls = {share:.1f}% of the {phase.served} requests served"
     )
+    total = phase.total_writes
+    budget = ""
+    if phase.budget is not None:
+        budget = f" (budget {phase.budget} {mark(total <= phase.budget)})"
+    per_edge = total / max(phase.resources + phase.edges, 1)
     print(
-        f"  API writes {total}: per resource {total / size:.2f}, "
-        f"per (resource + edge) {total / (size + edges):.2f}"
+        f"  writes {total}{budget}: {phase.per_resource(total):.2f} per resource, "
+        f"{per_edge:.2f} per (resource + edge)"
     )
-    for resource, count in delta.most_common():
-        print(f"    {resource or '(none)':<32} {count}")
-    read_total = sum(read_delta.values())
-    print(f"  API reads {read_total}: per resource {read_total / size:.2f}")
-    for resource, count in read_delta.most_common(8):
-        print(f"    {resource:<32} {count}")
-    start = time.monotonic()
-    # Not `kubectl delete --timeout`: one kubectl call may not outlast Cluster's own limit.
-    cluster.kubectl("delete", "-n", namespace, "stack", "bench", "--wait=false")
-    while cluster.kubectl("get", "-n", namespace, "stack", "bench", check=False).returncode == 0:
-        if time.monotonic() - start > 60 + size * 2:
-            raise SystemExit("stack not deleted in time")
-        time.sleep(0.5)
-    print(f"  delete {time.monotonic() - start:.1f} s")
-    cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+    for (resource, verb), count in sorted(phase.writes.items(), key=lambda item: -item[1]):
+        print(f"    {resource or '(none)':<28} {verb:<8} {count:>7}")
+    failed = Counter(
+        {
+            f"{r.code} {r.verb} {r.resource}": n
+            for r, n in phase.counts.items()
+            if is_write(r) and not r.code.startswith("2")
+        }
+    )
+    if failed:
+        print("  of which refused: " + ", ".join(f"{k} x{n}" for k, n in failed.most_common()))
+    trailing = operator_writes(phase.trailing)
+    if not phase.settled:
+        top = Counter(
+            {
+                f"{r.resource} {r.verb}": n
+                for r, n in phase.trailing.items()
+                if is_write(r) and r.resource not in BACKGROUND
+            }
+        )
+        print(
+            f"  ✗ still writing {SETTLE_LIMIT:.0f} s after the end, not counted above: "
+            f"{trailing} writes ({', '.join(f'{k} x{n}' for k, n in top.most_common(4))})"
+        )
+    elif trailing:
+        print(f"  of which {trailing} after the end (Events included)")
+    if phase.budget is not None:
+        per_resource = phase.per_resource(phase.events)
+        print(
+            f"  Events created {phase.events}: {per_resource:.2f} per resource "
+            f"{mark(per_resource <= 2)} (≤ 2)"
+        )
+    background = sum(n for r, n in phase.counts.items() if is_write(r) and r.resource in BACKGROUND)
+    print(
+        f"  operator CPU {phase.operator_cpu:.1f} s, peak RSS {phase.peak_rss_mib:.0f} MiB; "
+        f"API server + etcd CPU {phase.control_plane_cpu:.1f} s; "
+        f"control plane's own writes {background}"
+    )
+
+
+def print_summary(bench: Bench, sizes: list[int]) -> None:
+    print("\n== summary")
+    print(
+        f"{'N':>5} {'m':>5} {'floor s':>8} {'create s':>14} {'update s':>14} {'delete s':>14} "
+        f"{'writes/res c/u/d':>17} {'budget c/u/d':>13} {'events/res c/u/d':>17} "
+        f"{'CPU s':>6} {'RSS MiB':>7}"
+    )
+    times: dict[int, dict[str, float]] = {}
+    for size in sizes:
+        floor = bench.floor(size)
+        phases = {p.name: p for p in bench.phases if p.resources == size and p.budget is not None}
+        traversals = [phases[name] for name in ("create", "update", "delete") if name in phases]
+        if floor is None or len(traversals) < 3:
+            continue
+        times[size] = {p.name: p.seconds for p in traversals}
+        print(
+            f"{size:>5} {traversals[0].edges:>5} {floor.seconds:>8.2f} "
+            + " ".join(
+                f"{f'{p.seconds:.1f} (x{p.seconds / floor.seconds:.1f})':>14}" for p in traversals
+            )
+            + f" {'/'.join(f'{p.per_resource(p.total_writes):.1f}' for p in traversals):>17}"
+            + f" {' '.join(mark(p.total_writes <= (p.budget or 0)) for p in traversals):>13}"
+            + f" {'/'.join(f'{p.per_resource(p.events):.1f}' for p in traversals):>17}"
+            + f" {sum(p.operator_cpu for p in traversals):>6.1f}"
+            + f" {max(p.peak_rss_mib for p in traversals):>7.0f}"
+        )
+    hops = [p for p in bench.phases if p.name == "chain"]
+    if hops:
+        per_hop = hops[0].seconds / hops[0].resources * 1000
+        print(f"chain of {hops[0].resources}: {per_hop:.0f} ms per hop")
+    measured = sorted(times)
+    for small, large in itertools.pairwise(measured):
+        ratios = ", ".join(
+            f"{name} x{times[large][name] / times[small][name]:.1f}" for name in times[small]
+        )
+        print(f"t({large})/t({small}) for x{large / small:.1f} the size: {ratios}")
+
+
+def print_profile(stats_file: Path) -> None:
+    if not stats_file.exists():
+        print(f"\nno profile at {stats_file} (the operator did not exit in time?)")
+        return
+    for order in ("cumulative", "tottime"):
+        print(f"\n== operator profile, top 25 by {order} ({stats_file})")
+        pstats.Stats(str(stats_file), stream=sys.stdout).sort_stats(order).print_stats(25)
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def _exit_on_term(signum: int, frame: object) -> None:
@@ -140,8 +590,22 @@ def _exit_on_term(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sizes", nargs="*", type=int, default=[100, 1000])
+    parser.add_argument("--chain", type=int, default=100, help="chain length (0: none)")
+    parser.add_argument(
+        "--warm", type=int, default=0, help="small stacks to converge and delete first"
+    )
+    parser.add_argument("--profile", type=Path, help="run the operator under cProfile to here")
+    parser.add_argument(
+        "--profile-clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="time each thread spent (waits included) or its CPU time",
+    )
+    args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_term)
-    sizes = [int(a) for a in argv] or [100, 1000]
+    print(f"load average at start: {load()} ({os.cpu_count()} CPUs)")
     with tempfile.TemporaryDirectory() as tmp:
         plane = ControlPlane(Path(tmp) / "cp")
         kubeconfig = plane.up()
@@ -149,12 +613,38 @@ def main(argv: list[str]) -> int:
             cluster = Cluster(kubeconfig, str(plane.bin_dir / "kubectl"))
             cluster.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
             cluster.kubectl("wait", "--for=condition=Established", "-f", str(REPO_ROOT / "crds"))
-            log = Path(tmp) / "operator.log"
-            with OperatorProcess(kubeconfig, log):
-                for size in sizes:
-                    bench(cluster, size)
+            entry: tuple[str, ...] = CLI
+            if args.profile:
+                args.profile.unlink(missing_ok=True)
+                profiler = Path(__file__).with_name("profiled_operator.py")
+                entry = (str(profiler), str(args.profile), args.profile_clock)
+            # Kept after the run (the control plane's state is not), to read what a figure hides.
+            log = REPO_ROOT / ".state" / "bench" / "operator.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.unlink(missing_ok=True)
+            print(f"operator log: {log}")
+            operator = OperatorProcess(
+                kubeconfig,
+                log,
+                "--all-namespaces",
+                "--metrics-port=0",  # (no port to collide with another operator here)
+                entry=entry,
+            )
+            with operator:
+                bench = Bench(cluster, plane, operator, poll_slowdown=3.0 if args.profile else 1.0)
+                bench.idle()
+                if args.warm:
+                    bench.warm_up(args.warm)
+                if args.chain:
+                    bench.chain(args.chain)
+                for size in args.sizes:
+                    bench.size(size)
+            print_summary(bench, args.sizes)
+            print(f"load average at end: {load()}")
         finally:
             plane.down()
+    if args.profile:
+        print_profile(args.profile)
     return 0
 
 
