@@ -585,10 +585,22 @@ class _Step:
         return NodeData(record.id, record.name, record.reference_id, dict(record.attributes))
 
     def _propagate(self, stack: StackRecord, graph_node: Node, data: NodeData | None) -> None:
-        """Push to every successor's sync point; trigger those now satisfied; tell the stack."""
+        """Push to every successor's sync point; trigger those now satisfied; tell the stack.
+
+        A successor that has this node's entry of this traversal already heard of
+        it when that push was made (and was triggered then, or is woken again by
+        a restart's listing): it is neither written nor triggered again. A node
+        that runs again (done already, kept) would otherwise wake its successors
+        again, and with the operator running both nodes of a record per wake-up,
+        an update's update and cleanup nodes would keep waking each other.
+        """
         graph = stack.graph
         for successor in sorted(graph.successors(graph_node), key=lambda n: (n.is_update, n)):
             try:
+                if sync_point.has_pushed(
+                    sync_point.read(self.store, successor), graph_node, self.traversal
+                ):
+                    continue
                 entries = sync_point.push(
                     self.store,
                     successor,
@@ -602,8 +614,11 @@ class _Step:
             if sync_point.is_satisfied(entries, graph.predecessors(successor), self.traversal):
                 self._trigger(stack.name, successor)
         if graph_node in graph.roots or graph_node in graph.update_roots:
-            sync_point.push_stack(self.store, stack.name, graph_node, self.traversal)
-            self.report.pushed.append("stack")
+            if not sync_point.has_pushed(
+                self.store.stack_sync_point(stack.name), graph_node, self.traversal
+            ):
+                sync_point.push_stack(self.store, stack.name, graph_node, self.traversal)
+                self.report.pushed.append("stack")
             operations.root_done(self.engine, stack.name, self.traversal, graph)
 
     def _trigger(self, stack_name: str, node: Node, traversal: str | None = None) -> None:

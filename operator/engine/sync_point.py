@@ -24,6 +24,12 @@ def arrived(entries: Mapping[str, SyncEntry], traversal: str) -> frozenset[str]:
     return frozenset(sender for sender, entry in entries.items() if entry.traversal == traversal)
 
 
+def has_pushed(entries: Mapping[str, SyncEntry], sender: Node, traversal: str) -> bool:
+    """Whether `sender` has pushed in `traversal` already."""
+    entry = entries.get(sender.key())
+    return entry is not None and entry.traversal == traversal
+
+
 def is_satisfied(
     entries: Mapping[str, SyncEntry], predecessors: Iterable[Node], traversal: str
 ) -> bool:

@@ -8,7 +8,7 @@ import pytest
 
 from convergence.operator.engine import operations
 from convergence.operator.engine.converger import check_resource
-from convergence.operator.engine.graph import update_node
+from convergence.operator.engine.graph import cleanup_node, update_node
 from convergence.operator.engine.hot.errors import TemplateError
 from convergence.operator.engine.messages import NodeMessage
 from convergence.operator.engine.operations import replacement_id
@@ -180,3 +180,22 @@ def test_a_replacement_an_older_traversal_made_is_cleaned_up_not_replaced_again(
     assert sim.stack("s").phase == "ROLLBACK_COMPLETE"
     assert [r.id for r in sim.resources("s") if r.name == "A"] == [original]
     assert [c.properties for c in sim.copies("s", "A")] == [{"value": "a"}]
+
+
+def test_nodes_run_again_after_an_update_write_nothing_and_wake_no_one() -> None:
+    # The operator runs both nodes of a record on every wake-up, so a node that
+    # runs again must not wake its successors again: after an update, A's update
+    # node would wake B, B's cleanup node would wake A, and so on for ever.
+    sim = Simulator()
+    sim.create("s", tmpl(A={"properties": {"value": "a"}}, B={"depends_on": "A"}))
+    sim.run_until_quiet()
+    sim.update("s", tmpl(A={"properties": {"value": "a2"}}, B={"depends_on": "A"}))
+    sim.run_until_quiet()
+    assert sim.stack("s").phase == "UPDATE_COMPLETE"
+    traversal = sim.stack("s").traversal
+    writes = sim.memory.total_writes
+    for record in sim.resources("s"):
+        for node in (update_node(record.id), cleanup_node(record.id)):
+            report = check_resource(sim.engine, NodeMessage("s", traversal, node))
+            assert report.triggered == [], f"{node} woke {report.triggered} ({report.outcome})"
+    assert sim.memory.total_writes == writes, "a node that ran again wrote again"
