@@ -69,11 +69,16 @@ import prometheus_client
 
 from convergence.operator import conditions, logs, metrics
 from convergence.operator.engine import operations
-from convergence.operator.engine.converger import StepReport, check_resource, repair_drift
+from convergence.operator.engine.converger import (
+    StepReport,
+    check_resource,
+    messages_for_record,
+    repair_drift,
+)
 from convergence.operator.engine.definitions import template_definitions
-from convergence.operator.engine.graph import cleanup_node, update_node
 from convergence.operator.engine.hot.errors import TemplateError
 from convergence.operator.engine.messages import NodeMessage
+from convergence.operator.engine.outcome import ActionResult, ResourceAction
 from convergence.operator.engine.plugin import TypeRegistry
 from convergence.operator.engine.store import (
     COMPLETE,
@@ -255,29 +260,21 @@ class Operator:
         stack: StackRecord,
         record: ResourceRecord | None,
     ) -> float | None:
-        namespace, stack_name, record_id = key
-        messages = [
-            NodeMessage(stack_name, stack.traversal, update_node(record_id)),
-            NodeMessage(stack_name, stack.traversal, cleanup_node(record_id)),
-        ]
-        if record is not None and record.lock and record.lock != stack.traversal:
-            # An action of a stale traversal: it finishes, then re-enters the newest one.
-            node = (
-                cleanup_node if record.pending and record.pending.action == DELETE else update_node
-            )
-            messages.insert(0, NodeMessage(stack_name, record.lock, node(record_id)))
+        namespace, _, record_id = key
+        messages = messages_for_record(stack, record_id, record)
         polls = []
         waiting: list[str] | None = None
         deleted = False
         for message in messages:
             report = check_resource(engine, message)
-            logger.debug("%s: %s", message.node, report.outcome)
+            outcome = report.outcome
+            logger.debug("%s: %s", message.node, outcome)
             self.count_step(report, record)
             if report.poll_after is not None:
                 polls.append(report.poll_after)
-            if message.node.is_update and metrics.waiting_on_sync_point(report.outcome):
-                waiting = report.outcome.removeprefix("waiting for ").split(", ")
-            deleted = deleted or report.outcome.endswith("DELETE complete")
+            if message.node.is_update and outcome.waiting:
+                waiting = [str(node) for node in outcome.waiting_for]
+            deleted = deleted or outcome.action == ResourceAction(DELETE, ActionResult.COMPLETE)
         if deleted and record is not None:
             self.post_event(
                 namespace,
@@ -294,11 +291,11 @@ class Operator:
         node = report.message.node
         node_key = (node.record_id, node.is_update)
         now = time.monotonic()
-        if metrics.waiting_on_sync_point(report.outcome):
+        if report.outcome.waiting:
             self.waiting_since.setdefault(node_key, now)
         else:
             since = self.waiting_since.pop(node_key, None)
-            if since is not None and not report.outcome.endswith("dropped"):
+            if since is not None and not report.outcome.kind.dropped:
                 self.metrics.dependency_wait_seconds.observe(now - since)
         action = metrics.resource_action(report.outcome)
         if action is None or record is None:

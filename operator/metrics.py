@@ -15,10 +15,11 @@ what the engine reports (a step's outcome, a phase) into metric labels.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from convergence.operator.engine.outcome import ActionResult, StepOutcome
 
 # The two controllers: kopf's Stack handlers, and the work queue running StackResource nodes.
 STACK = "stack"
@@ -154,24 +155,25 @@ def reconcile_result(*, error: bool, requeue_after: float | None) -> str:
     return REQUEUE if requeue_after <= 0 else REQUEUE_AFTER
 
 
-_ACTION_OUTCOME = re.compile(r"\b(CREATE|UPDATE|DELETE) (started|complete|FAILED)\b")
+_ACTION_RESULTS = {
+    ActionResult.STARTED: STARTED,
+    ActionResult.COMPLETE: SUCCESS,
+    ActionResult.FAILED: FAILURE,
+}
 
 
-def resource_action(outcome: str) -> tuple[str, str] | None:
-    """(action, result) of a step's outcome that started or ended a resource action.
+def resource_action(outcome: StepOutcome) -> tuple[str, str] | None:
+    """(action, result) of a step that started or ended a resource action, else None.
 
-    Outcomes come from the engine's StepReport: "CREATE started", "UPDATE
-    complete", "DELETE FAILED: reason", possibly prefixed ("stack timed out;
-    ..."). "CREATE started again" (a worker resuming after a crash) is not a
-    new start, and anything else (waiting, dropped, unchanged) is no action.
+    A step that only polled an action counts nothing, nor does one that started
+    again what a worker that died had begun (not a new start), nor a step
+    without an action (waiting, dropped, unchanged).
     """
-    if outcome.endswith(" started again"):
+    action = outcome.action
+    if action is None or (action.result is ActionResult.STARTED and action.again):
         return None
-    match = _ACTION_OUTCOME.search(outcome)
-    if match is None:
-        return None
-    action, word = match.groups()
-    return action, {"started": STARTED, "complete": SUCCESS, "FAILED": FAILURE}[word]
+    result = _ACTION_RESULTS.get(action.result)
+    return None if result is None else (action.name, result)
 
 
 def traversal_counter(phase: str) -> tuple[str, str] | None:
@@ -181,8 +183,3 @@ def traversal_counter(phase: str) -> tuple[str, str] | None:
         return None
     kind = {"IN_PROGRESS": STARTED, "COMPLETE": SUCCESS, "FAILED": FAILURE}.get(status)
     return None if kind is None else (action, kind)
-
-
-def waiting_on_sync_point(outcome: str) -> bool:
-    """Whether a step's outcome says the node's sync point still waits for predecessors."""
-    return outcome.startswith("waiting for ")

@@ -43,6 +43,12 @@ from convergence.operator.engine.graph import Graph, Node, cleanup_node, update_
 from convergence.operator.engine.hot.definition import ALL_ATTRIBUTES, ResourceData
 from convergence.operator.engine.messages import NodeMessage
 from convergence.operator.engine.operations import replacement_id
+from convergence.operator.engine.outcome import (
+    ActionResult,
+    Outcome,
+    StepOutcome,
+    acted,
+)
 from convergence.operator.engine.plugin import (
     PropertiesModel,
     ResourceContext,
@@ -69,13 +75,13 @@ from convergence.operator.engine.store import (
 from convergence.operator.engine.wiring import Engine
 
 
-@dataclass
+@dataclass(frozen=True)
 class StepReport:
-    """What one step did, for traces and tests."""
+    """What one step did, for the operator (metrics, conditions, Events), traces and tests."""
 
     message: NodeMessage
+    outcome: StepOutcome
     resource: str | None = None
-    outcome: str = ""
     inputs: dict[str, str | None] = field(default_factory=dict)
     pushed: list[str] = field(default_factory=list)
     triggered: list[str] = field(default_factory=list)
@@ -102,9 +108,34 @@ def check_resource(engine: Engine, message: NodeMessage) -> StepReport:
         step.run()
     except Conflict:
         # Someone wrote the record between our read and our write: look again.
-        step.report.outcome = "write conflict, retrying"
-        step.report.poll_after = 0.0
-    return step.report
+        step.outcome = StepOutcome(Outcome.CONFLICT)
+        step.poll_after = 0.0
+    return step.finished()
+
+
+def messages_for_record(
+    stack: StackRecord | None, record_id: str, record: ResourceRecord | None
+) -> list[NodeMessage]:
+    """The node messages a wake-up of one record runs now, in this order.
+
+    A watch event or a retry names a record, not a node (the operator's work
+    queue is keyed by record): its update and cleanup nodes in the stack's
+    current traversal, and first, when an action of an older traversal holds
+    the record, the node of that action in its own traversal, which finishes
+    it and then re-enters the newest one. Steps of messages that do not apply
+    drop them, so the update and cleanup nodes are both tried.
+    """
+    if stack is None or not stack.traversal:
+        return []
+    messages = [
+        NodeMessage(stack.name, stack.traversal, update_node(record_id)),
+        NodeMessage(stack.name, stack.traversal, cleanup_node(record_id)),
+    ]
+    if record is not None and record.lock and record.lock != stack.traversal:
+        deleting = record.pending is not None and record.pending.action == DELETE
+        node = cleanup_node(record_id) if deleting else update_node(record_id)
+        messages.insert(0, NodeMessage(stack.name, record.lock, node))
+    return messages
 
 
 class _Step:
@@ -115,28 +146,47 @@ class _Step:
         self.store = engine.store
         self.message = message
         self.traversal = message.traversal
-        self.report = StepReport(message)
+        # What the step did, reported by finished().
+        self.outcome: StepOutcome | None = None
+        self.resource: str | None = None
+        self.inputs: dict[str, str | None] = {}
+        self.pushed: list[str] = []
+        self.triggered: list[str] = []
+        self.poll_after: float | None = None
         # Secret values put into properties in this step (scrubbed out of failure reasons).
         self.revealed = Revealed()
 
     # -- entry ---------------------------------------------------------------------------------
 
+    def finished(self) -> StepReport:
+        """The report of the step (every way through run() decides an outcome)."""
+        assert self.outcome is not None, f"step of {self.message} decided no outcome"
+        return StepReport(
+            self.message,
+            self.outcome,
+            self.resource,
+            self.inputs,
+            self.pushed,
+            self.triggered,
+            self.poll_after,
+        )
+
     def run(self) -> None:
         stack = self.store.get_stack(self.message.stack)
         if stack is None:
-            self.report.outcome = "stack gone"
+            self.outcome = StepOutcome(Outcome.STACK_GONE)
             return
         node = self.message.node
         record = self.store.get_resource(node.record_id)
         if record is not None:
-            self.report.resource = record.name
+            self.resource = record.name
 
         if stack.traversal != self.traversal:
             if record is not None and record.lock == self.traversal:
                 # Never interrupted: finish the action, then re-enter the newest traversal.
                 self._continue_action(stack, record, current=False)
             else:
-                self.report.outcome = "stale traversal, dropped"
+                self.outcome = StepOutcome(Outcome.STALE_TRAVERSAL)
             return
 
         if operations.timed_out(stack, self.engine.clock.now()):
@@ -144,21 +194,22 @@ class _Step:
             if record is not None and record.lock == self.traversal:
                 # The traversal is over, the action is not: let it finish.
                 self._continue_action(stack, record, current=False)
-                self.report.outcome = f"stack timed out; {self.report.outcome}"
+                if self.outcome is not None:
+                    self.outcome = replace(self.outcome, timed_out=True)
             else:
-                self.report.outcome = "stack timed out"
+                self.outcome = StepOutcome(Outcome.TIMED_OUT, timed_out=True)
             return
 
         graph_node = self._graph_node(stack.graph, node, record)
         if graph_node is None:
-            self.report.outcome = "not in this traversal's graph, dropped"
+            self.outcome = StepOutcome(Outcome.NOT_IN_GRAPH)
             return
         if record is None:
             if node.is_update:
-                self.report.outcome = "record gone, dropped"
+                self.outcome = StepOutcome(Outcome.RECORD_GONE)
             else:
                 # Deleted already (by this step before it died, or by an older traversal).
-                self.report.outcome = "already deleted"
+                self.outcome = StepOutcome(Outcome.ALREADY_DELETED)
                 self._propagate(stack, graph_node, None)
             return
         if record.lock is not None:
@@ -166,19 +217,19 @@ class _Step:
                 self._continue_action(stack, record, current=True)
             else:
                 # The holder re-triggers this node when its action ends.
-                self.report.outcome = f"busy with traversal {record.lock[:8]}, waiting"
+                self.outcome = StepOutcome(Outcome.BUSY, busy_with=record.lock)
             return
 
         predecessors = stack.graph.predecessors(graph_node)
         entries = sync_point.read(self.store, graph_node)
         if not sync_point.is_satisfied(entries, predecessors, self.traversal):
             missing = sync_point.waiting_for(entries, predecessors, self.traversal)
-            self.report.outcome = "waiting for " + ", ".join(map(str, missing))
+            self.outcome = StepOutcome(Outcome.WAITING, waiting_for=tuple(missing))
             return
         if self.store.current_traversal(stack.name) != self.traversal:
             # The stack read above may come from a cache that has not seen a newer
             # traversal start: never act for a stale one (the newer one covers this node).
-            self.report.outcome = "stale traversal, dropped"
+            self.outcome = StepOutcome(Outcome.STALE_TRAVERSAL)
             return
         if graph_node.is_update:
             inputs = sync_point.input_data(entries, predecessors, self.traversal)
@@ -212,15 +263,15 @@ class _Step:
         graph_node: Node,
         inputs: Mapping[str, NodeData],
     ) -> None:
-        self.report.inputs = {name: data.reference_id for name, data in inputs.items()}
+        self.inputs = {name: data.reference_id for name, data in inputs.items()}
         if record.replaced_by == replacement_id(record.id, self.traversal):
-            self.report.outcome = "replaced already"
+            self.outcome = StepOutcome(Outcome.REPLACED_ALREADY)
             definition = self.engine.definition(operations.stack_ref(stack), stack.template)
             # The replacement is made after the mark: a step that died in between left none.
             self._make_replacement(stack, record, definition.resources[record.name].type)
             return
         if record.converged == self.traversal and record.status == COMPLETE:
-            self.report.outcome = "done already"
+            self.outcome = StepOutcome(Outcome.DONE_ALREADY)
             self._propagate(stack, graph_node, self._node_data(record))
             return
 
@@ -270,9 +321,8 @@ class _Step:
             self._start(stack, record, pending, plugin_type, properties)
             return
         # Nothing to change: record that the record is at this template, then move on.
-        self._complete(
-            stack, record, pending, plugin_type, plugin, current=True, outcome="unchanged"
-        )
+        unchanged = StepOutcome(Outcome.UNCHANGED)
+        self._complete(stack, record, pending, plugin_type, plugin, True, unchanged)
 
     def _validated(
         self, plugin_type: type[ResourceType], raw: Mapping[str, Any], stack_name: str
@@ -304,7 +354,7 @@ class _Step:
         new_id = replacement_id(record.id, self.traversal)
         self.store.update_resource(replace(record, replaced_by=new_id))
         self._make_replacement(stack, record, type_name)
-        self.report.outcome = f"needs replacement: created {new_id[:8]}"
+        self.outcome = StepOutcome(Outcome.REPLACEMENT_CREATED, replacement=new_id)
 
     def _make_replacement(self, stack: StackRecord, record: ResourceRecord, type_name: str) -> None:
         """The record replacing `record` in this traversal, made if missing, and its node run."""
@@ -327,7 +377,7 @@ class _Step:
 
     def _check_cleanup(self, stack: StackRecord, record: ResourceRecord, graph_node: Node) -> None:
         if update_node(record.id) in stack.graph and record.replaced_by is None:
-            self.report.outcome = "kept"
+            self.outcome = StepOutcome(Outcome.KEPT)
             self._propagate(stack, graph_node, None)
             return
         if record.action == INIT or record.deletion_policy == "Retain":
@@ -337,9 +387,7 @@ class _Step:
             # Push first: once the record is gone nothing would wake this node again.
             self._propagate(stack, graph_node, None)
             self.store.delete_resource(record)
-            self.report.outcome = "deleted record" + (
-                " (retained physical resource)" if record.action != INIT else ""
-            )
+            self.outcome = StepOutcome(Outcome.RECORD_DELETED, retained=record.action != INIT)
             return
         pending = PendingAction(action=DELETE, traversal=self.traversal)
         plugin_type = self.engine.types.get(record.type)
@@ -441,8 +489,8 @@ class _Step:
                 resource_id=context.resource_id,
             )
         )
-        self.report.outcome = f"{pending.action} started"
-        self.report.poll_after = self.engine.poll_interval
+        self.outcome = acted(pending.action, ActionResult.STARTED)
+        self.poll_after = self.engine.poll_interval
 
     def _continue_action(
         self, stack: StackRecord, record: ResourceRecord, *, current: bool
@@ -461,7 +509,10 @@ class _Step:
         if not pending.started:
             # The worker died after taking the lock: start again (creates are idempotent).
             self._begin(stack, record, plugin_type, properties, current=current)
-            self.report.outcome += " again"
+            if self.outcome is not None and self.outcome.action is not None:
+                self.outcome = replace(
+                    self.outcome, action=replace(self.outcome.action, again=True)
+                )
             return
         context = self._context(stack, record)
         plugin = plugin_type(context, properties)
@@ -480,8 +531,8 @@ class _Step:
                 self.store.update_resource(
                     replace(record, data=dict(context.data), resource_id=context.resource_id)
                 )
-            self.report.outcome = f"{pending.action} in progress"
-            self.report.poll_after = self.engine.poll_interval
+            self.outcome = acted(pending.action, ActionResult.IN_PROGRESS)
+            self.poll_after = self.engine.poll_interval
             return
         if pending.action == DELETE:
             # The successors hear of it before the record goes: a worker that dies
@@ -490,12 +541,18 @@ class _Step:
             if current:
                 self._propagate(stack, cleanup_node(record.id), None)
             self.store.delete_resource(record)
-            self.report.outcome = "DELETE complete"
+            self.outcome = acted(DELETE, ActionResult.COMPLETE)
             if not current:
                 self._reenter_newest(stack.name, record)
             return
         self._complete(
-            stack, record, pending, plugin_type, plugin, current, f"{pending.action} complete"
+            stack,
+            record,
+            pending,
+            plugin_type,
+            plugin,
+            current,
+            acted(pending.action, ActionResult.COMPLETE),
         )
 
     def _complete(
@@ -506,7 +563,7 @@ class _Step:
         plugin_type: type[ResourceType],
         plugin: ResourceType,
         current: bool,
-        outcome: str,
+        outcome: StepOutcome,
     ) -> None:
         """Record a finished create/update (reading the referenced attributes once), push on."""
         context = plugin.context
@@ -538,7 +595,7 @@ class _Step:
                 converged=pending.traversal,
             )
         )
-        self.report.outcome = outcome
+        self.outcome = outcome
         if current:
             graph_node = self._graph_node(stack.graph, update_node(record.id), record)
             assert graph_node is not None
@@ -571,7 +628,7 @@ class _Step:
                 resource_id=context.resource_id if context else record.resource_id,
             )
         )
-        self.report.outcome = f"{action} FAILED: {reason}"
+        self.outcome = acted(action, ActionResult.FAILED, reason)
         handled = current and operations.mark_failed(
             self.engine, stack.name, self.traversal, f"Resource {action} failed: {reason}"
         )
@@ -610,7 +667,7 @@ class _Step:
                 )
             except NotFound:
                 continue  # deleted by an older traversal: it has nothing left to wait for
-            self.report.pushed.append(str(successor))
+            self.pushed.append(str(successor))
             if sync_point.is_satisfied(entries, graph.predecessors(successor), self.traversal):
                 self._trigger(stack.name, successor)
         if graph_node in graph.roots or graph_node in graph.update_roots:
@@ -618,13 +675,13 @@ class _Step:
                 self.store.stack_sync_point(stack.name), graph_node, self.traversal
             ):
                 sync_point.push_stack(self.store, stack.name, graph_node, self.traversal)
-                self.report.pushed.append("stack")
+                self.pushed.append("stack")
             operations.root_done(self.engine, stack.name, self.traversal, graph)
 
     def _trigger(self, stack_name: str, node: Node, traversal: str | None = None) -> None:
         message = NodeMessage(stack_name, traversal or self.traversal, node)
         self.engine.dispatcher.trigger(message)
-        self.report.triggered.append(str(node))
+        self.triggered.append(str(node))
 
     def _reenter_newest(self, stack_name: str, record: ResourceRecord) -> None:
         """After a stale action ended: run this record's node in the newest traversal."""

@@ -12,6 +12,7 @@ from convergence.operator.engine.graph import cleanup_node, update_node
 from convergence.operator.engine.hot.errors import TemplateError
 from convergence.operator.engine.messages import NodeMessage
 from convergence.operator.engine.operations import replacement_id
+from convergence.operator.engine.outcome import ActionResult, Outcome, acted
 from convergence.operator.engine.sim.simulator import Simulator
 
 
@@ -34,12 +35,12 @@ def test_a_step_starts_an_action_and_a_later_poll_completes_it() -> None:
     sim.create("s", tmpl(A={"properties": {"value": "a"}}))
     first = sim.step()
     assert first is not None
-    assert first.outcome == "CREATE started"
+    assert first.outcome == acted("CREATE", ActionResult.STARTED)
     assert first.poll_after == 1.0
     assert record_of(sim, "A").phase == "CREATE_IN_PROGRESS"
     second = sim.step()
     assert second is not None
-    assert second.outcome == "CREATE complete"
+    assert second.outcome == acted("CREATE", ActionResult.COMPLETE)
     assert sim.stack("s").phase == "CREATE_COMPLETE"
 
 
@@ -52,7 +53,7 @@ def test_stale_traversal_message_without_lock_is_dropped() -> None:
     record = record_of(sim, "A")
     writes = sim.memory.total_writes
     report = check_resource(sim.engine, NodeMessage("s", old, update_node(record.id)))
-    assert report.outcome == "stale traversal, dropped"
+    assert report.outcome.kind is Outcome.STALE_TRAVERSAL
     assert sim.memory.total_writes == writes, "a dropped message must not write"
 
 
@@ -64,11 +65,14 @@ def test_running_action_of_a_stale_traversal_finishes_then_reenters_the_newest()
     new = sim.stack("s").traversal
     reports = [r for r in sim.run(20)]
     outcomes = [r.outcome for r in reports]
-    assert any(o.startswith("busy with traversal") for o in outcomes), outcomes
-    complete = next(i for i, r in enumerate(reports) if r.outcome == "CREATE complete")
+    assert any(o.kind is Outcome.BUSY for o in outcomes), outcomes
+    complete = next(
+        i for i, o in enumerate(outcomes) if o == acted("CREATE", ActionResult.COMPLETE)
+    )
     assert reports[complete].triggered == [f"update:{record_of(sim, 'A').id}"]
     assert any(
-        r.message.traversal == new and r.outcome == "UPDATE started" for r in reports[complete:]
+        r.message.traversal == new and r.outcome == acted("UPDATE", ActionResult.STARTED)
+        for r in reports[complete:]
     )
     sim.run_until_quiet()
     assert sim.stack("s").phase == "UPDATE_COMPLETE"
@@ -85,7 +89,7 @@ def test_worker_crash_after_taking_the_lock_resumes_without_a_duplicate() -> Non
     sim.crash_at_write(2)  # dies after the lock write, before the cookie write
     crashed = sim.step()
     assert crashed is not None
-    assert crashed.outcome.startswith("worker crashed")
+    assert crashed.outcome.kind is Outcome.WORKER_CRASHED
     assert len(sim.copies("s", "A")) == 1, "the create touched reality before dying"
     sim.run_until_quiet()
     assert sim.stack("s").phase == "CREATE_COMPLETE"

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from convergence.operator import metrics
+from convergence.operator.engine.graph import update_node
+from convergence.operator.engine.outcome import (
+    ActionResult,
+    Outcome,
+    ResourceAction,
+    StepOutcome,
+    acted,
+)
 from convergence.operator.parameters_from import (
     ParametersNotFound,
     merged_parameters,
     secret_strings,
 )
+
+STARTED = ActionResult.STARTED
 
 
 @pytest.mark.parametrize(
@@ -30,20 +42,21 @@ def test_reconcile_result_follows_controller_runtime(
 @pytest.mark.parametrize(
     ("outcome", "expected"),
     [
-        ("CREATE started", ("CREATE", "started")),
-        ("UPDATE complete", ("UPDATE", "success")),
-        ("DELETE complete", ("DELETE", "success")),
-        ("CREATE FAILED: Went wrong", ("CREATE", "failure")),
-        ("stack timed out; UPDATE in progress", None),
-        ("stack timed out; UPDATE complete", ("UPDATE", "success")),
-        ("CREATE started again", None),
-        ("waiting for update:a, update:b", None),
-        ("unchanged", None),
-        ("stale traversal, dropped", None),
+        (acted("CREATE", STARTED), ("CREATE", "started")),
+        (acted("UPDATE", ActionResult.COMPLETE), ("UPDATE", "success")),
+        (acted("DELETE", ActionResult.COMPLETE), ("DELETE", "success")),
+        (acted("CREATE", ActionResult.FAILED, "Went wrong"), ("CREATE", "failure")),
+        (replace(acted("UPDATE", ActionResult.IN_PROGRESS), timed_out=True), None),
+        (replace(acted("UPDATE", ActionResult.COMPLETE), timed_out=True), ("UPDATE", "success")),
+        (StepOutcome(Outcome.ACTION, action=ResourceAction("CREATE", STARTED, again=True)), None),
+        (StepOutcome(Outcome.WAITING, waiting_for=(update_node("a"), update_node("b"))), None),
+        (StepOutcome(Outcome.UNCHANGED), None),
+        (StepOutcome(Outcome.STALE_TRAVERSAL), None),
     ],
+    ids=str,
 )
 def test_resource_action_is_read_from_step_outcomes(
-    outcome: str, expected: tuple[str, str] | None
+    outcome: StepOutcome, expected: tuple[str, str] | None
 ) -> None:
     assert metrics.resource_action(outcome) == expected
 

@@ -2,8 +2,10 @@
 
 It owns an in-memory store, an in-memory Reality and SecretStore, a virtual
 clock and a message queue of node messages. Delivery is at least once, as in
-the real operator: a message leaves the queue only after its step finished, so
-a step that crashed is delivered again. Between steps it can:
+the real operator: a message leaves the queue only after its step finished, and
+a step that crashed wakes its record again, which runs the messages the record
+needs now (`converger.messages_for_record`, as the operator's work queue does
+for a key whose step failed). Between steps it can:
 - pause the worker of a resource (its messages wait, mid-action if one runs);
 - crash a worker at a chosen store write (the write and the rest of the step
   never happen), either the k-th write of all steps or the next write of a
@@ -24,9 +26,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from convergence.operator.engine import operations
-from convergence.operator.engine.converger import StepReport, check_resource
+from convergence.operator.engine.converger import (
+    StepReport,
+    check_resource,
+    messages_for_record,
+)
 from convergence.operator.engine.definitions import DefinitionLoader, template_definitions
 from convergence.operator.engine.messages import NodeMessage
+from convergence.operator.engine.outcome import Outcome, StepOutcome
 from convergence.operator.engine.plugin import PhysicalRecord, StoredSecret, TypeRegistry
 from convergence.operator.engine.store import (
     InMemoryStore,
@@ -286,6 +293,12 @@ class Simulator:
         self._queued[message] = entry
         heapq.heappush(self._queue, entry)
 
+    def wake(self, stack: str, record_id: str) -> None:
+        """Queue the messages a wake-up of one record runs (as the operator's work queue does)."""
+        record = self.memory.get_resource(record_id)
+        for message in messages_for_record(self.memory.get_stack(stack), record_id, record):
+            self.trigger(message)
+
     def _resource_name(self, message: NodeMessage) -> str | None:
         record = self.memory.get_resource(message.node.record_id)
         return None if record is None else record.name
@@ -330,10 +343,14 @@ class Simulator:
         try:
             report = check_resource(self.engine, message)
         except WorkerCrash as crash:
-            # The message stays queued: it is delivered again, to a new worker.
+            # As the operator retries the key of a step that died: the record is
+            # woken again, and its messages are derived from what is stored now.
             self.crashes += 1
             self.store.crash_next = False
-            report = StepReport(message, self._resource_name(message), f"worker crashed: {crash}")
+            self._remove(queued)
+            self.wake(message.stack, message.node.record_id)
+            crashed = StepOutcome(Outcome.WORKER_CRASHED, reason=str(crash))
+            report = StepReport(message, crashed, self._resource_name(message))
         else:
             self._remove(queued)
             if report.poll_after is not None:
@@ -390,6 +407,16 @@ class Simulator:
     def crash_worker_of(self, resource: str) -> None:
         """Kill the next worker of the named resource at its first store write."""
         self._crash_resources.add(resource)
+
+    def restart(self, stack: str) -> None:
+        """The operator restarted: messages in flight are lost, and the initial listing of
+        the stack's records wakes each of them once."""
+        for queued in self._queue:
+            queued.valid = False
+        self._queue.clear()
+        self._queued.clear()
+        for record in self.memory.list_resources(stack):
+            self.wake(stack, record.id)
 
     def crash_at_write(self, number: int) -> None:
         """Kill the worker making the `number`-th store write of all steps (from now on)."""
