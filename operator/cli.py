@@ -1,9 +1,14 @@
-"""The `convergence` command: `convergence run` starts the operator."""
+"""The `convergence` command: `convergence run` starts the operator.
+
+Its arguments and environment (CONVERGENCE_WORKERS, CONVERGENCE_DRIFT_INTERVAL)
+become one `app.Settings`, from which everything else is built.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from convergence.operator import logs
@@ -43,23 +48,22 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--verbose", "-v", action="store_true")
     args = parser.parse_args(argv)
 
-    import kopf
+    from convergence.operator import handlers
+    from convergence.operator.app import Settings
 
-    from convergence.operator import handlers  # (importing registers the handlers)
-
-    handlers.METRICS_PORT = args.metrics_port
-    handlers.REQUIRE_SERVICE_ACCOUNT = args.require_service_account
-
+    settings = Settings(
+        namespaces=tuple(args.namespace),
+        liveness=args.liveness,
+        metrics_port=args.metrics_port,
+        require_service_account=args.require_service_account,
+        workers=int(os.environ.get("CONVERGENCE_WORKERS", "8")),
+        drift_interval=float(os.environ.get("CONVERGENCE_DRIFT_INTERVAL", "30")),
+    )
     logs.configure(args.log_format, verbose=args.verbose)
     if not args.verbose:
         # Watch-event handlers run on every change; their "succeeded" lines are noise.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    kopf.run(
-        clusterwide=args.all_namespaces or not args.namespace,
-        namespaces=args.namespace,
-        liveness_endpoint=args.liveness or None,
-        standalone=True,
-    )
+    handlers.run(settings)
     return 0
 
 

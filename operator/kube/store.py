@@ -262,10 +262,6 @@ class KubernetesStore:
             return pushed
         return self.api.push(STACKS, name, STACK_COMPLETE, sender, entry)
 
-    def drop_graphs(self, stack: str) -> None:
-        """Delete every graph and stack sync map of the stack (before its Stack goes)."""
-        self.graphs.drop_all(stack)
-
     # -- template revisions (kept in `revisions`) -----------------------------------------------
 
     def put_template(self, revision: TemplateRevision) -> None:
@@ -273,14 +269,6 @@ class KubernetesStore:
 
     def get_template(self, revision_id: str) -> TemplateRevision:
         return self.revisions.get(revision_id)
-
-    def prune_templates(self, stack: str, keep: set[str], limit: int) -> list[str]:
-        """`TemplateRevisions.prune`, for the operator's callers that still ask the store."""
-        return self.revisions.prune(stack, keep, limit)
-
-    def mark_last_completed(self, stack: str, revision_id: str | None) -> None:
-        """`TemplateRevisions.mark_last_completed`, for callers that still ask the store."""
-        self.revisions.mark_last_completed(stack, revision_id)
 
     # -- resource records ----------------------------------------------------------------------
 

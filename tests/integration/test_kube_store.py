@@ -567,7 +567,7 @@ def test_roots_push_to_their_traversals_sync_map_not_to_the_stack(kube: StoreKit
         "update:late": "t1"
     }
 
-    store.drop_graphs("hello")
+    store.graphs.drop_all("hello")
     left = core.list_namespaced_config_map(kube.namespace, label_selector="convergence.dev/stack")
     assert [item.metadata.name for item in left.items if item.metadata] == []
 

@@ -1,0 +1,137 @@
+"""The operator process: its Settings, and the App that wires its controllers together.
+
+`convergence run` (cli.py) builds one `Settings`; kopf's startup handler
+builds the `App` from it: the Kubernetes client, the per-namespace engines and
+caches with the one work queue (namespaces.py), the status writer, the three
+controllers, the metrics and their HTTP endpoint. The work queue's requests
+are routed here: a record's nodes to the StackResource controller, a stack
+report to the Stack controller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import kubernetes
+import prometheus_client
+
+from convergence.operator import logs, metrics
+from convergence.operator.controllers.drift import DriftController
+from convergence.operator.controllers.stack import StackController
+from convergence.operator.controllers.stackresource import StackResourceController
+from convergence.operator.engine.plugin import TypeRegistry
+from convergence.operator.engine.store import Conflict
+from convergence.operator.kube.events import EventPoster
+from convergence.operator.namespaces import REPORT, Namespaces, RecordKey
+from convergence.operator.status import Status
+
+# Seconds before a request whose run raised is run again.
+RETRY_AFTER_ERROR = 2.0
+
+logger = logging.getLogger("convergence.operator")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the operator runs: built once, by `convergence run`."""
+
+    # Namespaces to watch (empty: every namespace).
+    namespaces: tuple[str, ...] = ()
+    # kopf's liveness endpoint URL (empty: none).
+    liveness: str = ""
+    # Port of the Prometheus /metrics endpoint (0: none).
+    metrics_port: int = 0
+    # Multi-tenant mode: every Stack must name a ServiceAccount to act as.
+    require_service_account: bool = False
+    # Work-queue workers running engine steps at once.
+    workers: int = 8
+    # Seconds between drift checks of a stack at rest.
+    drift_interval: float = 30.0
+
+
+def api_client() -> kubernetes.client.ApiClient:
+    """A client for the cluster of $KUBECONFIG, else of the pod the operator runs in."""
+    kubeconfig = os.environ.get("KUBECONFIG")
+    if kubeconfig:
+        client: kubernetes.client.ApiClient = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig
+        )
+        return client
+    kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+    return kubernetes.client.ApiClient()
+
+
+class App:
+    """One operator process: the controllers over one set of namespaces, queue and metrics."""
+
+    def __init__(
+        self, settings: Settings, api: kubernetes.client.ApiClient, types: TypeRegistry
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics.Metrics()
+        self.namespaces = Namespaces(
+            api, types, require_service_account=settings.require_service_account
+        )
+        events = EventPoster(api)
+        self.status = Status(self.namespaces, events, self.metrics)
+        self.stacks = StackController(self.namespaces, self.status)
+        self.stack_resources = StackResourceController(
+            self.namespaces, self.status, events, self.metrics
+        )
+        self.drift = DriftController(self.namespaces, self.status, events)
+        self.metrics.watch_queue_depth(metrics.STACK_RESOURCE, lambda: len(self.namespaces.queue))
+        self._queue_task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Serve /metrics and run the work queue's workers (on the running event loop)."""
+        port = self.settings.metrics_port
+        if port:
+            try:
+                prometheus_client.start_http_server(port, registry=self.metrics.registry)
+                logger.info("metrics on :%d/metrics", port)
+            except OSError as exc:
+                # Metrics are for watching the operator; they never stop it from working.
+                logger.error("no metrics: cannot listen on port %d: %s", port, exc)
+
+        async def process(key: RecordKey) -> float | None:
+            return await asyncio.to_thread(self.process, key)
+
+        self._queue_task = asyncio.get_running_loop().create_task(
+            self.namespaces.queue.run(process, self.settings.workers)
+        )
+
+    def process(self, key: RecordKey) -> float | None:
+        """One request from the work queue, counted; returns when to run it again."""
+        with logs.context(namespace=key[0], stack=key[1], resource=key[2] or None):
+            return self._process(key)
+
+    def _process(self, key: RecordKey) -> float | None:
+        started = time.monotonic()
+        active = self.metrics.active_workers.labels(metrics.STACK_RESOURCE)
+        active.inc()
+        error = False
+        again: float | None
+        try:
+            if key[2] == REPORT:
+                # A report is no reconciliation of a record: only a failed one is counted.
+                self.namespaces.report_taken(key)
+                self.stacks.report(key[0], key[1])
+                return None
+            again = self.stack_resources.step(key)
+        except Conflict:
+            again = 0.0
+        except Exception:
+            logger.exception("step of %s failed; retrying", "/".join(key))
+            error, again = True, RETRY_AFTER_ERROR
+        finally:
+            active.dec()
+        self.metrics.observe_reconcile(
+            metrics.STACK_RESOURCE,
+            metrics.reconcile_result(error=error, requeue_after=again),
+            time.monotonic() - started,
+        )
+        return again

@@ -1,0 +1,342 @@
+"""The Stack controller: start traversals, carry out cancel/rollback/retry, delete, report.
+
+- Create/update/resume: when `metadata.generation` differs from
+  `status.observedGeneration`, start a traversal converging the stack to its
+  spec (create, or update — also while another traversal runs), with
+  `spec.parametersFrom` read now (as the stack's identity) and merged under
+  `spec.parameters`. A missing ConfigMap, Secret or key, or one the stack may
+  not read, is reported (statusReason, Failed condition `ParametersNotFound` or
+  `ParametersForbidden`, a Warning Event), nothing starts, and the request is
+  retried. An invalid template fails before anything is created, with the
+  error in the Stack's status and an Event.
+- Cancel and rollback are one kubectl command each. Annotations are part of
+  what kopf compares, so a new value is a new request, carried out once per
+  value (the value handled last is kept in `status.handledCancel` /
+  `status.handledRollback` / `status.handledRetry`):
+
+      kubectl annotate --overwrite stack NAME convergence.dev/cancel=no-rollback
+      kubectl annotate --overwrite stack NAME convergence.dev/cancel=rollback
+      kubectl annotate --overwrite stack NAME convergence.dev/rollback="$(date +%s)"
+      kubectl annotate --overwrite stack NAME convergence.dev/retry="$(date +%s)"
+
+  Cancel stops the create or update in progress: `no-rollback` ends it
+  `*_FAILED` "Stack UPDATE cancelled" (running resource actions finish, nothing
+  new starts); `rollback` (updates only, as in Heat) converges back to the last
+  template that went in service. Rollback (any new value) converges the
+  stack back to that template, also while an operation is in progress (a
+  create in progress rolls back to nothing). When the stack's state does not
+  allow it, the Stack gets an `OperationRefused` Warning Event and
+  statusReason, and nothing changes. Retry (any new value) converges the
+  stack to its spec again, as re-issuing a Heat stack update with the same
+  template does: applying an unchanged manifest changes no generation, so
+  this is how a failed operation is tried again.
+- Delete (behind kopf's finalizer on the Stack): converge to the empty
+  template, and let the Stack go once it reached DELETE_COMPLETE.
+- Reports: the Stack's conditions and counts, brought up to date when its
+  engine status changes and when its StackResources change phase (batched);
+  a report that sees a traversal ended tends the template revisions first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+import kubernetes
+
+from convergence.operator import logs
+from convergence.operator.controllers import Notify, Rejected, Requeue
+from convergence.operator.engine import operations
+from convergence.operator.engine.hot.errors import TemplateError
+from convergence.operator.engine.store import COMPLETE, DELETE, FAILED, NotFound, StackRecord
+from convergence.operator.engine.wiring import Engine
+from convergence.operator.kube.api import is_not_found
+from convergence.operator.kube.names import GROUP, STACKS, VERSION
+from convergence.operator.kube.records import status_of
+from convergence.operator.namespaces import Namespaces
+from convergence.operator.parameters_from import ParametersUnavailable, merged_parameters
+from convergence.operator.spec import StackSpec
+from convergence.operator.status import Status, not_started, stack_report
+
+CANCEL_ANNOTATION = f"{GROUP}/cancel"
+ROLLBACK_ANNOTATION = f"{GROUP}/rollback"
+RETRY_ANNOTATION = f"{GROUP}/retry"
+CANCEL_VALUES = ("rollback", "no-rollback")
+# Seconds between retries of a stack whose parametersFrom sources are missing.
+PARAMETERS_RETRY_DELAY = 5.0
+
+logger = logging.getLogger("convergence.operator")
+
+
+@dataclass(frozen=True)
+class StackRequest:
+    """A Stack as a handler was given it: what the controller reads of it."""
+
+    namespace: str
+    name: str
+    generation: int | None
+    annotations: Mapping[str, str]
+    # The status kopf handed over (possibly older than the API's: see `fresh_status`).
+    status: Mapping[str, Any]
+    spec: StackSpec
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> StackRequest:
+        """The request of a Stack's body."""
+        metadata = body.get("metadata") or {}
+        return cls(
+            namespace=str(metadata.get("namespace")),
+            name=str(metadata.get("name")),
+            generation=metadata.get("generation"),
+            annotations=dict(metadata.get("annotations") or {}),
+            status=status_of(body),
+            spec=StackSpec.of(body),
+        )
+
+
+def new_value(annotations: Mapping[str, str], annotation: str, handled: Any) -> str | None:
+    """The annotation's value when it is a new request (not the value handled last)."""
+    value = annotations.get(annotation)
+    return value if value is not None and value != handled else None
+
+
+class StackController:
+    """Carries out Stack requests through the engine of the Stack's namespace."""
+
+    def __init__(self, namespaces: Namespaces, status: Status) -> None:
+        self.namespaces = namespaces
+        self.status = status
+
+    # -- create, update, cancel, rollback, retry --------------------------------------------------
+
+    def reconcile(
+        self, request: StackRequest, patch: MutableMapping[str, Any], notify: Notify
+    ) -> None:
+        """Start a traversal for a spec not converged to yet; carry out new requests.
+
+        `patch` collects the Stack's status fields to write; raises Requeue
+        (parametersFrom missing) or Rejected (an invalid template).
+        """
+        engine = self.namespaces.engine(request.namespace)
+        name, generation = request.name, request.generation
+        # The body kopf hands us can predate our own last write (a long create
+        # while events queue up makes kopf see a CREATE cause again): decide on
+        # the status as it is now, or the same generation starts twice.
+        current = self.fresh_status(request)
+        if current.get("observedGeneration") != generation:
+            self._start_traversal(engine, request, patch, notify)
+        annotations = request.annotations
+        cancel = new_value(annotations, CANCEL_ANNOTATION, current.get("handledCancel"))
+        if cancel is not None:
+            patch["handledCancel"] = cancel
+            self._cancel(engine, name, cancel, patch, notify)
+        retry = new_value(annotations, RETRY_ANNOTATION, current.get("handledRetry"))
+        if retry is not None:
+            patch["handledRetry"] = retry
+            if current.get("observedGeneration") == generation:
+                self._start_traversal(engine, request, patch, notify)
+        rollback = new_value(annotations, ROLLBACK_ANNOTATION, current.get("handledRollback"))
+        if rollback is not None:
+            patch["handledRollback"] = rollback
+            self._rollback(engine, name, patch, notify)
+        # On resume: a failure whose automatic rollback a restart cut off rolls back now.
+        if operations.resume_lost_rollback(engine, name):
+            logger.info("stack %s: starting the rollback its failure was due", name)
+
+    def fresh_status(self, request: StackRequest) -> Mapping[str, Any]:
+        """The Stack's status read from the API now (the handler's copy may be stale)."""
+        try:
+            body = kubernetes.client.CustomObjectsApi(
+                self.namespaces.api
+            ).get_namespaced_custom_object(GROUP, VERSION, request.namespace, STACKS, request.name)
+        except kubernetes.client.ApiException as exc:
+            if is_not_found(exc):
+                return request.status
+            raise
+        return status_of(cast(Mapping[str, Any], body))
+
+    def _start_traversal(
+        self,
+        engine: Engine,
+        request: StackRequest,
+        patch: MutableMapping[str, Any],
+        notify: Notify,
+    ) -> None:
+        """Create or update the stack to its spec, parametersFrom included."""
+        spec, generation = request.spec, request.generation
+        try:
+            parameters = merged_parameters(
+                spec.parameters,
+                spec.parameters_from,
+                lambda kind, source: self.read_source(
+                    request.namespace, spec.service_account_name, kind, source
+                ),
+            )
+        except ParametersUnavailable as exc:
+            message = str(exc)
+            if request.status.get("statusReason") != message:
+                notify("Warning", exc.reason, message)
+            patch.update(not_started(request.status, generation, exc.reason, message))
+            raise Requeue(message, PARAMETERS_RETRY_DELAY) from exc
+        start = (
+            operations.create_stack
+            if engine.store.get_stack(request.name) is None
+            else operations.update_stack
+        )
+        try:
+            started = start(
+                engine,
+                request.name,
+                dict(spec.template or {}),
+                parameters,
+                disable_rollback=spec.disable_rollback,
+                timeout=spec.timeout,
+                environment=spec.environment,
+            )
+        except TemplateError as exc:
+            # TemplateError messages never carry a hidden parameter's value (the engine masks it).
+            notify("Warning", "InvalidTemplate", str(exc))
+            patch["observedGeneration"] = generation
+            patch.update(not_started(request.status, generation, "InvalidTemplate", str(exc)))
+            raise Rejected(f"invalid template: {exc}") from exc
+        except operations.OperationRefused as exc:
+            _refuse(patch, notify, str(exc))
+            patch["observedGeneration"] = generation
+            return
+        patch["observedGeneration"] = generation
+        logger.info(
+            "%s of generation %s started",
+            started.action,
+            generation,
+            extra={"traversal": started.traversal},
+        )
+        notify("Normal", "StackUpdate", f"Converging to generation {generation}")
+
+    def _cancel(
+        self,
+        engine: Engine,
+        name: str,
+        value: str,
+        patch: MutableMapping[str, Any],
+        notify: Notify,
+    ) -> None:
+        """Carry out a new value of the cancel annotation."""
+        if value not in CANCEL_VALUES:
+            _refuse(patch, notify, f"{CANCEL_ANNOTATION} must be one of {', '.join(CANCEL_VALUES)}")
+            return
+        try:
+            operations.cancel_update(engine, name, rollback=value == "rollback")
+        except (operations.OperationRefused, operations.StackNotFound) as exc:
+            _refuse(patch, notify, str(exc))
+            return
+        notify("Normal", "CancelRequested", f"Cancel ({value}) of the operation")
+
+    def _rollback(
+        self, engine: Engine, name: str, patch: MutableMapping[str, Any], notify: Notify
+    ) -> None:
+        """Carry out a new value of the rollback annotation."""
+        stack = engine.store.get_stack(name)
+        try:
+            if stack is None:
+                raise operations.OperationRefused(f"Stack {name} has not been created")
+            if stack.action == DELETE:
+                raise operations.OperationRefused(f"Cannot roll back when stack is {stack.phase}")
+            operations.rollback_stack(engine, name)
+        except operations.OperationRefused as exc:
+            _refuse(patch, notify, str(exc))
+            return
+        notify("Normal", "RollbackRequested", "Rolling back to the last good template")
+
+    def read_source(
+        self, namespace: str, service_account: str | None, kind: str, name: str
+    ) -> Mapping[str, str] | None:
+        """The string data of a ConfigMap or Secret named by spec.parametersFrom (None: absent),
+        read as the stack's identity (`kube/sources.py`)."""
+        return self.namespaces.sources(namespace).read(service_account, kind, name)
+
+    # -- delete, timeouts -------------------------------------------------------------------------
+
+    def delete(self, namespace: str, name: str) -> None:
+        """Converge to the empty template; Requeue until that is complete."""
+        engine = self.namespaces.engine(namespace)
+        record = engine.store.get_stack(name)
+        if record is None:
+            return
+        if record.action != DELETE:
+            operations.delete_stack(engine, name)
+            raise Requeue("deleting the stack's resources", 1)
+        if record.phase != "DELETE_COMPLETE":
+            raise Requeue(f"stack is {record.phase}", 2)
+        # Its template revisions (and their values' Secrets) and traversal graphs
+        # go now, not whenever the garbage collector gets to what the Stack owned.
+        store = self.namespaces.store(namespace)
+        store.revisions.prune(name, set(), 0)
+        store.graphs.drop_all(name)
+
+    def check_timeout(self, namespace: str, name: str) -> None:
+        """A stack whose workers are all idle still notices its deadline (and a lost rollback)."""
+        engine = self.namespaces.engine(namespace)
+        operations.check_timeout(engine, name)
+        operations.resume_lost_rollback(engine, name)
+
+    # -- reports ----------------------------------------------------------------------------------
+
+    def observe(self, namespace: str, body: Mapping[str, Any], deleted: bool) -> None:
+        """A Stack's watch event: remember it, and bring its conditions and counts up to date."""
+        cache = self.namespaces.cache(namespace)
+        if deleted:
+            cache.forget(STACKS, body)
+            return
+        cache.observe(STACKS, body)
+        self.report(namespace, str(body["metadata"]["name"]))
+        self.status.report_passed_failure(namespace, body)
+
+    def report(self, namespace: str, name: str) -> None:
+        """Conditions and counts of a Stack; an Event and traversal metrics for a new phase.
+
+        Both come from the cache (counts are a report, not a decision); a newer
+        Stack than the cached one makes the write fail, and its event reports again.
+        """
+        engine = self.namespaces.engine(namespace)
+        cache = self.namespaces.cache(namespace)
+        body = cache.get(STACKS, name)
+        stack = engine.store.get_stack(name)
+        if body is None or stack is None or not stack.traversal:
+            return
+        with logs.context(namespace=namespace, stack=name, traversal=stack.traversal):
+            report = stack_report(body, stack, cache.resources_of(name))
+            if report.new_phase and stack.status in (COMPLETE, FAILED) and stack.action != DELETE:
+                # Before the report, so that a reported phase means the revisions are tended
+                # too (marking and pruning are idempotent: a refused report does them again).
+                self.tend_revisions(namespace, stack, StackSpec.of(body))
+            self.status.write_stack(namespace, body, stack, report)
+
+    def tend_revisions(self, namespace: str, stack: StackRecord, spec: StackSpec) -> None:
+        """Mark the last completed template revision; prune beyond spec.revisionHistoryLimit.
+
+        Kept whatever the limit: the current and last completed revisions and
+        every revision a record's state or action in flight refers to.
+        """
+        store = self.namespaces.store(namespace)
+        keep = {r for r in (stack.template, stack.prev_template) if r is not None}
+        for record in store.list_resources(stack.name):
+            keep.update(r for r in (record.template,) if r is not None)
+            if record.pending is not None and record.pending.template is not None:
+                keep.add(record.pending.template)
+        try:
+            pruned = store.revisions.prune(stack.name, keep, spec.revision_history_limit)
+            if pruned:
+                logger.info("stack %s: pruned %d old template revisions", stack.name, len(pruned))
+        except (kubernetes.client.ApiException, NotFound) as exc:
+            logger.warning("could not prune the revisions of stack %s: %s", stack.name, exc)
+        try:
+            store.revisions.mark_last_completed(stack.name, stack.prev_template)
+        except (kubernetes.client.ApiException, NotFound) as exc:
+            logger.warning("could not mark the last completed revision of %s: %s", stack.name, exc)
+
+
+def _refuse(patch: MutableMapping[str, Any], notify: Notify, message: str) -> None:
+    notify("Warning", "OperationRefused", message)
+    patch["statusReason"] = f"Operation refused: {message}"

@@ -1,0 +1,118 @@
+"""What the operator keeps per namespace, and the one work queue its engine steps run from.
+
+The store is namespaced, so each namespace the operator serves gets its own
+Engine (Kubernetes store, reality, objects, secrets) and its own ObjectCache of
+what the watch streams and the operator's writes told of its Stacks and
+StackResources.
+
+The work queue holds two kinds of request, both named by a `RecordKey`:
+(namespace, stack, record id) runs the nodes of one record (the engine's
+dispatcher adds these, as do the watch events); the record id `REPORT` asks
+for a report of the stack's conditions and counts instead, batched over
+`REPORT_DELAY` so that a burst of phase changes is reported once.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+
+import kubernetes
+
+from convergence.operator.engine.definitions import template_definitions
+from convergence.operator.engine.messages import NodeMessage
+from convergence.operator.engine.plugin import TypeRegistry
+from convergence.operator.engine.wiring import Engine
+from convergence.operator.kube.cache import ObjectCache
+from convergence.operator.kube.objects import KubernetesObjects
+from convergence.operator.kube.reality import ConfigMapReality
+from convergence.operator.kube.secrets import KubernetesSecretStore
+from convergence.operator.kube.sources import ParameterSources
+from convergence.operator.kube.store import KubernetesStore
+from convergence.operator.workqueue import WorkQueue
+
+# (namespace, stack, record id); with the record id REPORT, a report of the stack.
+RecordKey = tuple[str, str, str]
+REPORT = ""
+# Seconds a stack's report waits for more StackResource phase changes to batch up.
+REPORT_DELAY = 1.0
+
+
+class QueueDispatcher:
+    """The engine's Dispatcher: a node message wakes its record in the work queue."""
+
+    def __init__(self, namespace: str, queue: WorkQueue[RecordKey]) -> None:
+        self.namespace = namespace
+        self.queue = queue
+
+    def trigger(self, message: NodeMessage) -> None:
+        self.queue.add((self.namespace, message.stack, message.node.record_id))
+
+
+class Namespaces:
+    """One Engine and one ObjectCache per namespace, made when first asked for; the queue."""
+
+    def __init__(
+        self,
+        api: kubernetes.client.ApiClient,
+        types: TypeRegistry,
+        *,
+        require_service_account: bool = False,
+    ) -> None:
+        self.api = api
+        self.types = types
+        # Multi-tenant mode: a Stack must name a ServiceAccount to act as.
+        self.require_service_account = require_service_account
+        self.queue: WorkQueue[RecordKey] = WorkQueue()
+        self._engines: dict[str, Engine] = {}
+        self._stores: dict[str, KubernetesStore] = {}
+        self._sources: dict[str, ParameterSources] = {}
+        self._caches: dict[str, ObjectCache] = {}
+        self._reports_due: set[RecordKey] = set()
+        self._reports_lock = threading.Lock()
+
+    def cache(self, namespace: str) -> ObjectCache:
+        """What the watch streams and our writes told of the namespace's Stacks and resources."""
+        return self._caches.setdefault(namespace, ObjectCache())
+
+    def engine(self, namespace: str) -> Engine:
+        """The engine of the namespace's stacks."""
+        if namespace not in self._engines:
+            cache = self.cache(namespace)
+            store = self._stores[namespace] = KubernetesStore(self.api, namespace, cache)
+            objects = KubernetesObjects(self.api, namespace, self.require_service_account)
+            self._sources[namespace] = ParameterSources(objects)
+            self._engines[namespace] = Engine(
+                store=store,
+                types=self.types,
+                reality=ConfigMapReality(self.api, namespace, cache),
+                dispatcher=QueueDispatcher(namespace, self.queue),
+                objects=objects,
+                secrets=KubernetesSecretStore(self.api, namespace),
+                definitions=functools.partial(template_definitions, project_id=namespace),
+            )
+        return self._engines[namespace]
+
+    def store(self, namespace: str) -> KubernetesStore:
+        """The namespace's store (its graphs and revisions beyond the engine's Store)."""
+        self.engine(namespace)
+        return self._stores[namespace]
+
+    def sources(self, namespace: str) -> ParameterSources:
+        """The namespace's parametersFrom sources, read as each stack's identity."""
+        self.engine(namespace)
+        return self._sources[namespace]
+
+    def schedule_report(self, namespace: str, stack: str) -> None:
+        """Report the stack's counts soon, once for all the changes until then."""
+        key = (namespace, stack, REPORT)
+        with self._reports_lock:
+            if key in self._reports_due:
+                return
+            self._reports_due.add(key)
+        self.queue.add_after(key, REPORT_DELAY)
+
+    def report_taken(self, key: RecordKey) -> None:
+        """The report `key` is being made: a change from now on schedules another."""
+        with self._reports_lock:
+            self._reports_due.discard(key)

@@ -1,0 +1,303 @@
+"""The controllers' decisions, on the simulator's engine instead of the API.
+
+The Stack controller is given its namespace's engine by a stand-in for
+`Namespaces` and reads parametersFrom sources from a dict; the StackResource
+controller's summary and metrics are fed the simulator's step reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, cast
+
+import pytest
+
+from convergence.operator.controllers import Rejected, Requeue
+from convergence.operator.controllers.drift import drift_event
+from convergence.operator.controllers.stack import (
+    CANCEL_ANNOTATION,
+    PARAMETERS_RETRY_DELAY,
+    ROLLBACK_ANNOTATION,
+    StackController,
+    StackRequest,
+    new_value,
+)
+from convergence.operator.controllers.stackresource import StepMetrics, summarize
+from convergence.operator.engine.converger import Drift, StepReport
+from convergence.operator.engine.sim.simulator import Simulator
+from convergence.operator.engine.wiring import Engine
+from convergence.operator.metrics import Metrics
+from convergence.operator.namespaces import Namespaces
+from convergence.operator.spec import REVISION_HISTORY_LIMIT, StackSpec
+from convergence.operator.status import Status
+
+TEMPLATE = {
+    "heat_template_version": "2021-04-16",
+    "parameters": {"word": {"type": "string"}},
+    "resources": {"A": {"type": "OS::Heat::TestResource", "properties": {"value": "a"}}},
+}
+
+# -- the spec ------------------------------------------------------------------------------------
+
+
+def test_the_spec_has_the_crds_defaults() -> None:
+    spec = StackSpec.of({"spec": {"template": TEMPLATE}})
+    assert spec.disable_rollback is True
+    assert spec.repair_drift is True
+    assert spec.revision_history_limit == REVISION_HISTORY_LIMIT
+    assert spec.timeout is None
+    assert spec.parameters_from is None
+    assert spec.service_account_name is None
+
+
+def test_the_spec_reads_camel_case_fields_and_one_timeout_unit() -> None:
+    spec = StackSpec.of(
+        {
+            "spec": {
+                "template": TEMPLATE,
+                "disableRollback": False,
+                "timeoutMinutes": 2,
+                "parametersFrom": [{"kind": "Secret", "name": "x"}],
+                "serviceAccountName": "deployer",
+                "somethingNewer": True,
+            }
+        }
+    )
+    assert spec.disable_rollback is False
+    assert spec.timeout == 120.0
+    assert spec.parameters_from == [{"kind": "Secret", "name": "x"}]
+    assert spec.service_account_name == "deployer"
+    assert StackSpec.of({"spec": {"timeoutSeconds": 7}}).timeout == 7.0
+
+
+# -- the Stack controller ------------------------------------------------------------------------
+
+
+class SimulatedNamespaces:
+    """What the Stack controller asks of Namespaces, answered by one simulator."""
+
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
+
+    def engine(self, namespace: str) -> Engine:
+        return self.sim.engine
+
+
+class Controller(StackController):
+    """The Stack controller with its two API reads answered from memory."""
+
+    def __init__(self, sim: Simulator, sources: Mapping[str, Mapping[str, str]]) -> None:
+        super().__init__(cast(Namespaces, SimulatedNamespaces(sim)), cast(Status, None))
+        self.sources = sources
+
+    def fresh_status(self, request: StackRequest) -> Mapping[str, Any]:
+        return request.status
+
+    def read_source(
+        self, namespace: str, service_account: str | None, kind: str, name: str
+    ) -> Mapping[str, str] | None:
+        return self.sources.get(f"{kind}/{name}")
+
+
+def request(
+    spec: Mapping[str, Any],
+    *,
+    generation: int = 1,
+    annotations: Mapping[str, str] | None = None,
+    **status: Any,
+) -> StackRequest:
+    return StackRequest.of(
+        {
+            "metadata": {
+                "name": "s",
+                "namespace": "ns",
+                "generation": generation,
+                "annotations": dict(annotations or {}),
+            },
+            "spec": dict(spec),
+            "status": status,
+        }
+    )
+
+
+Notices = list[tuple[str, str, str]]
+
+
+def reconcile(controller: StackController, stack: StackRequest) -> tuple[dict[str, Any], Notices]:
+    patch: dict[str, Any] = {}
+    notices: Notices = []
+    controller.reconcile(stack, patch, lambda *notice: notices.append(notice))
+    return patch, notices
+
+
+def test_a_new_generation_starts_a_traversal_with_parameters_from_a_source() -> None:
+    sim = Simulator()
+    controller = Controller(sim, {"ConfigMap/words": {"word": "hello"}})
+    spec = {
+        "template": TEMPLATE,
+        "parametersFrom": [{"kind": "ConfigMap", "name": "words"}],
+    }
+    patch, notices = reconcile(controller, request(spec, generation=4))
+    assert patch == {"observedGeneration": 4}
+    assert notices == [("Normal", "StackUpdate", "Converging to generation 4")]
+    assert sim.stack("s").phase == "CREATE_IN_PROGRESS"
+    assert sim.memory.get_template(sim.stack("s").template or "").parameters == {"word": "hello"}
+
+
+def test_a_converged_generation_starts_nothing() -> None:
+    sim = Simulator()
+    patch, notices = reconcile(
+        Controller(sim, {}), request({"template": TEMPLATE}, observedGeneration=1)
+    )
+    assert (patch, notices) == ({}, [])
+    assert sim.memory.get_stack("s") is None
+
+
+def test_a_missing_source_is_reported_once_and_retried() -> None:
+    sim = Simulator()
+    controller = Controller(sim, {})
+    spec = {"template": TEMPLATE, "parametersFrom": [{"kind": "Secret", "name": "gone"}]}
+    patch: dict[str, Any] = {}
+    notices: Notices = []
+    with pytest.raises(Requeue) as raised:
+        controller.reconcile(request(spec), patch, lambda *notice: notices.append(notice))
+    assert raised.value.delay == PARAMETERS_RETRY_DELAY
+    assert patch["statusReason"] == "parametersFrom: not found: Secret gone"
+    assert [n[:2] for n in notices] == [("Warning", "ParametersNotFound")]
+    assert sim.memory.get_stack("s") is None, "nothing starts"
+    notices.clear()
+    with pytest.raises(Requeue):
+        controller.reconcile(
+            request(spec, statusReason=patch["statusReason"]),
+            {},
+            lambda *notice: notices.append(notice),
+        )
+    assert notices == [], "the same reason is not posted again"
+
+
+def test_an_invalid_template_is_rejected_with_the_generation_observed() -> None:
+    sim = Simulator()
+    patch: dict[str, Any] = {}
+    notices: Notices = []
+    bad = {"template": {"heat_template_version": "2021-04-16", "resources": {"A": {"type": "X"}}}}
+    with pytest.raises(Rejected, match="invalid template"):
+        Controller(sim, {}).reconcile(
+            request(bad, generation=2), patch, lambda *n: notices.append(n)
+        )
+    assert patch["observedGeneration"] == 2
+    assert {c["type"]: c["reason"] for c in patch["conditions"]}["Failed"] == "InvalidTemplate"
+    assert [n[:2] for n in notices] == [("Warning", "InvalidTemplate")]
+
+
+def test_requests_by_annotation_are_carried_out_once_per_value() -> None:
+    sim = Simulator()
+    controller = Controller(sim, {})
+    spec = {"template": TEMPLATE, "parameters": {"word": "w"}}
+    reconcile(controller, request(spec))
+    patch, notices = reconcile(
+        controller,
+        request(spec, observedGeneration=1, annotations={CANCEL_ANNOTATION: "sometimes"}),
+    )
+    assert patch["handledCancel"] == "sometimes"
+    assert patch["statusReason"].startswith("Operation refused: ")
+    assert [n[:2] for n in notices] == [("Warning", "OperationRefused")]
+    handled = request(
+        spec,
+        observedGeneration=1,
+        handledCancel="sometimes",
+        annotations={CANCEL_ANNOTATION: "sometimes"},
+    )
+    assert reconcile(controller, handled) == ({}, [])
+
+
+def test_a_rollback_of_a_stack_never_created_is_refused() -> None:
+    patch, notices = reconcile(
+        Controller(Simulator(), {}),
+        request(
+            {"template": TEMPLATE}, observedGeneration=1, annotations={ROLLBACK_ANNOTATION: "1"}
+        ),
+    )
+    assert patch["handledRollback"] == "1"
+    assert patch["statusReason"] == "Operation refused: Stack s has not been created"
+    assert [n[:2] for n in notices] == [("Warning", "OperationRefused")]
+
+
+def test_an_annotation_value_is_new_until_handled() -> None:
+    assert new_value({"k": "1"}, "k", None) == "1"
+    assert new_value({"k": "1"}, "k", "1") is None
+    assert new_value({}, "k", None) is None
+
+
+# -- the StackResource controller ----------------------------------------------------------------
+
+
+def two_resources(sim: Simulator) -> None:
+    sim.create(
+        "s",
+        {
+            "heat_template_version": "2021-04-16",
+            "resources": {
+                "A": {"type": "OS::Heat::TestResource", "properties": {"wait_secs": 2}},
+                "B": {"type": "OS::Heat::TestResource", "depends_on": ["A"]},
+            },
+        },
+    )
+
+
+def test_a_wake_up_is_summed_up_as_a_poll_what_is_awaited_and_a_deletion() -> None:
+    sim = Simulator()
+    two_resources(sim)
+    records = {r.name: r for r in sim.resources("s")}
+    started = sim.step()
+    assert started is not None
+    assert started.resource == "A"
+    # As a watch event does: B's record is woken while A is still being created.
+    sim.wake("s", records["B"].id)
+    waiting_b = [r for r in sim.run(2) if r.resource == "B"]
+    summary = summarize([started, *waiting_b])
+    assert summary.poll_after == 1.0
+    assert summary.waiting_for == [f"update:{records['A'].id}"]
+    assert not summary.deleted
+    sim.run_until_quiet()
+    sim.delete("s")
+    deleted = [r for r in sim.run(50) if r.resource == "A"]
+    assert summarize(deleted).deleted
+
+
+def test_step_metrics_count_actions_and_waits_on_sync_points() -> None:
+    sim = Simulator()
+    two_resources(sim)
+    recorder = Metrics()
+    counter = StepMetrics(recorder)
+
+    def count(report: StepReport | None, clock: float) -> None:
+        assert report is not None
+        record = next((r for r in sim.resources("s") if r.name == report.resource), None)
+        counter.count(report, record, clock)
+
+    count(sim.step(), 0.0)  # A's create starts
+    # As a watch event does: B's record is woken while A is still being created.
+    sim.wake("s", next(r.id for r in sim.resources("s") if r.name == "B"))
+    for clock, report in enumerate(sim, start=1):
+        count(report, float(clock))
+    value = recorder.registry.get_sample_value
+    labels = {"type": "OS::Heat::TestResource", "action": "CREATE"}
+    assert value("convergence_resource_actions_total", {**labels, "result": "started"}) == 2
+    assert value("convergence_resource_actions_total", {**labels, "result": "success"}) == 2
+    assert value("convergence_resource_action_duration_seconds_count", labels) == 2
+    assert value("convergence_dependency_wait_seconds_count") == 1, "B waited for A once"
+    assert value("convergence_nodes_waiting") == 0
+
+
+# -- the drift check -----------------------------------------------------------------------------
+
+
+def test_a_drift_is_a_warning_saying_what_was_put_back_or_not() -> None:
+    repaired = Drift("web", "r1", "Kubernetes::Object", "ConfigMap ns/web recreated")
+    failed = Drift("web", "r1", "Kubernetes::Object", "repair failed: boom", repaired=False)
+    assert drift_event(repaired) == (
+        "Warning",
+        "DriftRepaired",
+        "web (Kubernetes::Object): ConfigMap ns/web recreated",
+    )
+    assert drift_event(failed)[1] == "DriftRepairFailed"
