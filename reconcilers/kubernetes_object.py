@@ -399,8 +399,10 @@ class KubernetesObject(ResourceType):
         ref = self._target()
         fixed = "name" in _metadata(self.props.manifest)
         self.context.data["replacement"] = DELETE_FIRST if fixed else CREATE_BEFORE_DELETE
-        self._remember(ref, None)
+        # Read before remembering: an identity that may not even read the object
+        # applied nothing, and its record then has nothing to delete.
         live = objects.get(ref)
+        self._remember(ref, None)
         if live is not None and not self._is_mine(live, None):
             if not self._is_previous_version(live):
                 raise ResourceFailure(
