@@ -5,7 +5,7 @@ One stack is updated with a new random manifest per example (kinds the API serve
 ones it does not, cluster-scoped kinds and other namespaces that confinement refuses,
 names the API rejects, odd data), each time waiting for the stack to settle; a second
 resource reads the object's attributes, so what the API made of it flows on. The
-utility types are fuzzed on the simulator (tests/unit/test_fuzz_types.py).
+utility types are fuzzed on the simulator (tests/unit/reconcilers/test_fuzz_types.py).
 """
 
 from __future__ import annotations

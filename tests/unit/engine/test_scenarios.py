@@ -15,7 +15,7 @@ from convergence.operator.engine.sim.scenario import (
 )
 from convergence.operator.engine.sim.simulator import Simulator
 
-SCENARIOS = sorted((Path(__file__).parent.parent / "scenarios").glob("*.yaml"))
+SCENARIOS = sorted((Path(__file__).parents[2] / "scenarios").glob("*.yaml"))
 # Scenarios that stop workers at exact step counts are only meaningful in FIFO order.
 STEP_COUNTED = {
     "create_early_delete",
