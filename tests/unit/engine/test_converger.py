@@ -14,15 +14,9 @@ from convergence.operator.engine.messages import NodeMessage
 from convergence.operator.engine.operations import replacement_id
 from convergence.operator.engine.outcome import ActionResult, Outcome, acted
 from convergence.operator.engine.sim.simulator import Simulator
+from convergence.operator.testing import hot
 
-
-def tmpl(**resources: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "heat_template_version": "2021-04-16",
-        "resources": {
-            name: {"type": "OS::Heat::TestResource", **spec} for name, spec in resources.items()
-        },
-    }
+TYPE = "OS::Heat::TestResource"
 
 
 def record_of(sim: Simulator, name: str, stack: str = "s") -> Any:
@@ -32,7 +26,7 @@ def record_of(sim: Simulator, name: str, stack: str = "s") -> Any:
 
 def test_a_step_starts_an_action_and_a_later_poll_completes_it() -> None:
     sim = Simulator()
-    sim.create("s", tmpl(A={"properties": {"value": "a"}}))
+    sim.create("s", hot.template(hot.resources(TYPE, A={"properties": {"value": "a"}})))
     first = sim.step()
     assert first is not None
     assert first.outcome == acted("CREATE", ActionResult.STARTED)
@@ -46,10 +40,10 @@ def test_a_step_starts_an_action_and_a_later_poll_completes_it() -> None:
 
 def test_stale_traversal_message_without_lock_is_dropped() -> None:
     sim = Simulator()
-    sim.create("s", tmpl(A={}))
+    sim.create("s", hot.template(hot.resources(TYPE, A={})))
     old = sim.stack("s").traversal
     sim.run_until_quiet()
-    sim.update("s", tmpl(A={"properties": {"value": "b"}}))
+    sim.update("s", hot.template(hot.resources(TYPE, A={"properties": {"value": "b"}})))
     record = record_of(sim, "A")
     writes = sim.memory.total_writes
     report = check_resource(sim.engine, NodeMessage("s", old, update_node(record.id)))
@@ -59,9 +53,11 @@ def test_stale_traversal_message_without_lock_is_dropped() -> None:
 
 def test_running_action_of_a_stale_traversal_finishes_then_reenters_the_newest() -> None:
     sim = Simulator()
-    sim.create("s", tmpl(A={"properties": {"value": "a", "wait_secs": 3}}))
+    sim.create(
+        "s", hot.template(hot.resources(TYPE, A={"properties": {"value": "a", "wait_secs": 3}}))
+    )
     sim.step()  # A's create starts
-    sim.update("s", tmpl(A={"properties": {"value": "b"}}))
+    sim.update("s", hot.template(hot.resources(TYPE, A={"properties": {"value": "b"}})))
     new = sim.stack("s").traversal
     reports = [r for r in sim.run(20)]
     outcomes = [r.outcome for r in reports]
@@ -85,7 +81,7 @@ def test_replacement_id_is_stable_per_record_and_traversal() -> None:
 
 def test_worker_crash_after_taking_the_lock_resumes_without_a_duplicate() -> None:
     sim = Simulator()
-    sim.create("s", tmpl(A={"properties": {"value": "a"}}))
+    sim.create("s", hot.template(hot.resources(TYPE, A={"properties": {"value": "a"}})))
     sim.crash_at_write(2)  # dies after the lock write, before the cookie write
     crashed = sim.step()
     assert crashed is not None
@@ -98,7 +94,12 @@ def test_worker_crash_after_taking_the_lock_resumes_without_a_duplicate() -> Non
 
 def test_failure_marks_stack_failed_and_stops_new_work() -> None:
     sim = Simulator()
-    sim.create("s", tmpl(A={"properties": {"fail": True}}, B={"depends_on": ["A"]}))
+    sim.create(
+        "s",
+        hot.template(
+            hot.resources(TYPE, A={"properties": {"fail": True}}, B={"depends_on": ["A"]})
+        ),
+    )
     sim.run_until_quiet()
     stack = sim.stack("s")
     assert stack.phase == "CREATE_FAILED"
@@ -110,9 +111,15 @@ def test_failure_marks_stack_failed_and_stops_new_work() -> None:
 def test_a_rollback_a_restart_cut_off_starts_on_resume_and_a_cancel_stays_failed() -> None:
     """Failing and starting the rollback are two stack writes; a process can die between."""
     sim = Simulator()
-    sim.create("s", tmpl(A={"properties": {"value": "a"}}), disable_rollback=False)
+    sim.create(
+        "s",
+        hot.template(hot.resources(TYPE, A={"properties": {"value": "a"}})),
+        disable_rollback=False,
+    )
     sim.run_until_quiet()
-    sim.update("s", tmpl(A={"properties": {"value": "b", "wait_secs": 5}}))
+    sim.update(
+        "s", hot.template(hot.resources(TYPE, A={"properties": {"value": "b", "wait_secs": 5}}))
+    )
     updating = sim.stack("s").traversal
     # What mark_failed does before it dies: the first of its two writes.
     operations.stop_traversal(sim.engine, "s", updating, "Resource UPDATE failed: boom")
@@ -125,7 +132,9 @@ def test_a_rollback_a_restart_cut_off_starts_on_resume_and_a_cancel_stays_failed
     assert not operations.resume_lost_rollback(sim.engine, "s"), "once rolled back, nothing"
 
     # A cancel without rollback is failed on purpose: it stays failed.
-    sim.update("s", tmpl(A={"properties": {"value": "c", "wait_secs": 5}}))
+    sim.update(
+        "s", hot.template(hot.resources(TYPE, A={"properties": {"value": "c", "wait_secs": 5}}))
+    )
     sim.cancel("s")
     assert sim.stack("s").phase == "UPDATE_FAILED"
     assert not operations.resume_lost_rollback(sim.engine, "s")
@@ -134,9 +143,9 @@ def test_a_rollback_a_restart_cut_off_starts_on_resume_and_a_cancel_stays_failed
 
 def test_type_change_replaces_the_resource() -> None:
     sim = Simulator()
-    sim.create("s", tmpl(A={"properties": {"value": "a"}}))
+    sim.create("s", hot.template(hot.resources(TYPE, A={"properties": {"value": "a"}})))
     sim.run_until_quiet()
-    none = {"heat_template_version": "2021-04-16", "resources": {"A": {"type": "OS::Heat::None"}}}
+    none = hot.template(hot.resources("OS::Heat::None", A={}))
     sim.update("s", none)
     sim.run_until_quiet()
     assert sim.stack("s").phase == "UPDATE_COMPLETE"
@@ -146,7 +155,9 @@ def test_type_change_replaces_the_resource() -> None:
 
 def test_an_invalid_template_stops_the_create_before_anything_is_stored() -> None:
     sim = Simulator()
-    bad = tmpl(A={"properties": {"value": {"str_split": [",", "a,b", 5]}}})
+    bad = hot.template(
+        hot.resources(TYPE, A={"properties": {"value": {"str_split": [",", "a,b", 5]}}})
+    )
     with pytest.raises(TemplateError, match=r"resources\.A"):
         sim.create("s", bad)
     assert sim.memory.total_writes == 0, "a rejected template must not write anything"
@@ -158,14 +169,19 @@ def test_a_replacement_an_older_traversal_made_is_cleaned_up_not_replaced_again(
     an interrupted update made must not stand in for the record it replaces there
     (it would be replaced again, and that new record left behind)."""
     sim = Simulator()
-    base = tmpl(A={"properties": {"value": "a"}}, B={"depends_on": ["A"]})
+    base = hot.template(
+        hot.resources(TYPE, A={"properties": {"value": "a"}}, B={"depends_on": ["A"]})
+    )
     sim.create("s", base)
     sim.run_until_quiet()
     original = record_of(sim, "A").id
     # B's slow update keeps the update from going in service: a rollback returns to `base`.
-    replacing = tmpl(
-        A={"properties": {"value": "a", "update_replace_value": "v2"}},
-        B={"depends_on": ["A"], "properties": {"value": "b", "wait_secs": 5}},
+    replacing = hot.template(
+        hot.resources(
+            TYPE,
+            A={"properties": {"value": "a", "update_replace_value": "v2"}},
+            B={"depends_on": ["A"], "properties": {"value": "b", "wait_secs": 5}},
+        )
     )
     sim.update("s", replacing)
 

@@ -10,6 +10,7 @@ import pytest
 from convergence.operator.engine.hot.definition import ResourceData, StackDefinition, StackIdentity
 from convergence.operator.engine.hot.errors import TemplateError
 from convergence.operator.engine.hot.template import HOT_VERSIONS, Template
+from convergence.operator.testing import hot
 
 LATEST = "2021-04-16"
 IDENTITY = StackIdentity(name="demo", id="1234-abcd", project_id="tenant-9")
@@ -39,16 +40,13 @@ PARAMETERS: dict[str, Any] = {
 
 def template(snippet: Any, version: str = LATEST, **sections: Any) -> Template:
     """A template whose only output `result` is `snippet`."""
-    document: dict[str, Any] = {
-        "heat_template_version": version,
-        "parameters": PARAMETERS,
-        "resources": {
-            "server": {"type": "OS::Heat::None"},
-            "volume": {"type": "OS::Heat::None"},
-        },
-        "outputs": {"result": {"value": snippet}},
+    document = hot.template(
+        hot.resources("OS::Heat::None", server={}, volume={}),
+        version,
+        parameters=PARAMETERS,
+        outputs={"result": {"value": snippet}},
         **sections,
-    }
+    )
     if version >= "2016-10-14":
         document.setdefault(
             "conditions",

@@ -27,22 +27,12 @@ from convergence.operator.engine.operations import replacement_id
 from convergence.operator.engine.plugin import Cookie, PropertiesModel, TypeRegistry
 from convergence.operator.engine.sim.scenario import reality_errors
 from convergence.operator.engine.sim.simulator import Simulator
+from convergence.operator.testing import hot
 from convergence.reconcilers.heat_test_resource import TestResource
 from convergence.reconcilers.none_resource import NoneResource
 
 A, B, C = 6, 1, 4
-
-
-def tmpl(
-    resources: dict[str, dict[str, Any]], outputs: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    return {
-        "heat_template_version": "2021-04-16",
-        "resources": {
-            n: {"type": "OS::Heat::TestResource", **spec} for n, spec in resources.items()
-        },
-        "outputs": outputs or {},
-    }
+TYPE = "OS::Heat::TestResource"
 
 
 def random_dag(size: int, seed: int, value: str = "v", replace_every: int = 0) -> dict[str, Any]:
@@ -57,7 +47,7 @@ def random_dag(size: int, seed: int, value: str = "v", replace_every: int = 0) -
         if replace_every and i % replace_every == 0:
             props["update_replace_value"] = value
         resources[f"r{i}"] = {"properties": props, "depends_on": deps[1:]}
-    return tmpl(resources)
+    return hot.template(hot.resources(TYPE, resources))
 
 
 class Tracker:
@@ -149,31 +139,40 @@ def test_no_resource_is_worked_on_by_two_workers_at_once(counting: TypeRegistry)
         slow = {"wait_secs": 2}
         sim.create(
             "s",
-            tmpl(
-                {
-                    "A": {"properties": {"value": "a", **slow}},
-                    "B": {"properties": {"value": {"get_attr": ["A", "output"]}, **slow}},
-                }
+            hot.template(
+                hot.resources(
+                    TYPE,
+                    {
+                        "A": {"properties": {"value": "a", **slow}},
+                        "B": {"properties": {"value": {"get_attr": ["A", "output"]}, **slow}},
+                    },
+                )
             ),
         )
         sim.run(3)
         sim.update(
             "s",
-            tmpl(
-                {
-                    "A": {"properties": {"value": "a2", **slow}},
-                    "B": {"properties": {"value": {"get_attr": ["A", "output"]}}},
-                }
+            hot.template(
+                hot.resources(
+                    TYPE,
+                    {
+                        "A": {"properties": {"value": "a2", **slow}},
+                        "B": {"properties": {"value": {"get_attr": ["A", "output"]}}},
+                    },
+                )
             ),
         )
         sim.run(4)
         sim.update(
             "s",
-            tmpl(
-                {
-                    "A": {"properties": {"value": "a3"}},
-                    "B": {"properties": {"value": {"get_attr": ["A", "output"]}}},
-                }
+            hot.template(
+                hot.resources(
+                    TYPE,
+                    {
+                        "A": {"properties": {"value": "a3"}},
+                        "B": {"properties": {"value": {"get_attr": ["A", "output"]}}},
+                    },
+                )
             ),
         )
         sim.run_until_quiet()
@@ -188,12 +187,15 @@ def test_each_attribute_is_read_once_per_resource_per_traversal(counting: TypeRe
         "D": {"properties": {"value": {"get_attr": ["C", "output"]}}},
         "E": {"properties": {"value": {"get_attr": ["C", "output"]}}},
     }
-    sim.create("s", tmpl(resources, {"out": {"value": {"get_attr": ["C", "output"]}}}))
+    outputs = {"out": {"value": {"get_attr": ["C", "output"]}}}
+    sim.create("s", hot.template(hot.resources(TYPE, resources), outputs=outputs))
     sim.run_until_quiet()
     c_id = next(r.id for r in sim.resources("s") if r.name == "C")
     assert Tracker.attribute_reads[(c_id, "output")] == 1, Tracker.attribute_reads
     assert sim.stack("s").outputs == {"out": "c"}
-    sim.update("s", tmpl({**resources, "C": {"properties": {"value": "c2"}}}))
+    sim.update(
+        "s", hot.template(hot.resources(TYPE, {**resources, "C": {"properties": {"value": "c2"}}}))
+    )
     sim.run_until_quiet()
     assert Tracker.attribute_reads[(c_id, "output")] == 2, "once more for the second traversal"
     d_id = next(r.id for r in sim.resources("s") if r.name == "D")
@@ -236,29 +238,35 @@ def test_a_step_writes_only_its_own_record_and_its_own_key_in_sync_points() -> N
 
 # -- a worker dying at every store write -------------------------------------------------------
 
-FIVE = tmpl(
-    {
-        "A": {"properties": {"value": "initial"}},
-        "B": {"properties": {"value": "b"}},
-        "C": {
-            "depends_on": ["B"],
-            "properties": {"update_replace_value": {"get_attr": ["A", "output"]}},
+FIVE = hot.template(
+    hot.resources(
+        TYPE,
+        {
+            "A": {"properties": {"value": "initial"}},
+            "B": {"properties": {"value": "b"}},
+            "C": {
+                "depends_on": ["B"],
+                "properties": {"update_replace_value": {"get_attr": ["A", "output"]}},
+            },
+            "D": {"properties": {"value": {"get_resource": "C"}}},
+            "E": {"properties": {"value": {"get_attr": ["C", "output"]}}},
         },
-        "D": {"properties": {"value": {"get_resource": "C"}}},
-        "E": {"properties": {"value": {"get_attr": ["C", "output"]}}},
-    }
+    )
 )
-FIVE_UPDATED = tmpl(
-    {
-        "A": {"properties": {"value": "updated"}},
-        "B": {"properties": {"value": "b"}},
-        "C": {
-            "depends_on": ["B"],
-            "properties": {"update_replace_value": {"get_attr": ["A", "output"]}},
+FIVE_UPDATED = hot.template(
+    hot.resources(
+        TYPE,
+        {
+            "A": {"properties": {"value": "updated"}},
+            "B": {"properties": {"value": "b"}},
+            "C": {
+                "depends_on": ["B"],
+                "properties": {"update_replace_value": {"get_attr": ["A", "output"]}},
+            },
+            "D": {"properties": {"value": {"get_resource": "C"}}},
+            "E": {"properties": {"value": {"get_attr": ["C", "output"]}}},
         },
-        "D": {"properties": {"value": {"get_resource": "C"}}},
-        "E": {"properties": {"value": {"get_attr": ["C", "output"]}}},
-    }
+    )
 )
 
 

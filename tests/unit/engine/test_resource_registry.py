@@ -8,13 +8,9 @@ import pytest
 
 from convergence.operator.engine.hot.errors import TemplateError
 from convergence.operator.engine.sim.simulator import Simulator
+from convergence.operator.testing import hot
 
-HOT = "2021-04-16"
 ALIASES = {"My::TestResource": "OS::Heat::TestResource", "OS::Nova::Server": "OS::Heat::None"}
-
-
-def tmpl(**resources: dict[str, Any]) -> dict[str, Any]:
-    return {"heat_template_version": HOT, "resources": resources}
 
 
 def record_of(sim: Simulator, name: str) -> Any:
@@ -26,9 +22,11 @@ def test_aliases_resolve_to_registered_types_and_stub_out_with_none() -> None:
     sim = Simulator()
     sim.create(
         "s",
-        tmpl(
-            a={"type": "My::TestResource", "properties": {"value": "x"}},
-            server={"type": "OS::Nova::Server", "properties": {"flavor": "m1.small"}},
+        hot.template(
+            {
+                "a": {"type": "My::TestResource", "properties": {"value": "x"}},
+                "server": {"type": "OS::Nova::Server", "properties": {"flavor": "m1.small"}},
+            }
         ),
         environment={"resource_registry": ALIASES},
     )
@@ -45,7 +43,7 @@ def test_an_alias_to_an_unknown_type_is_refused_naming_the_alias_and_stores_noth
     with pytest.raises(TemplateError) as error:
         sim.create(
             "s",
-            tmpl(a={"type": "My::Thing"}),
+            hot.template({"a": {"type": "My::Thing"}}),
             environment={"resource_registry": {"My::Thing": "OS::Heat::Nope"}},
         )
     assert "'OS::Heat::Nope'" in str(error.value)
@@ -57,7 +55,7 @@ def test_an_alias_to_an_unknown_type_is_refused_naming_the_alias_and_stores_noth
 def test_an_unknown_type_without_an_alias_is_still_an_error() -> None:
     sim = Simulator()
     with pytest.raises(TemplateError, match="unknown resource type 'My::Thing'"):
-        sim.create("s", tmpl(a={"type": "My::Thing"}))
+        sim.create("s", hot.template({"a": {"type": "My::Thing"}}))
 
 
 @pytest.mark.parametrize(
@@ -74,13 +72,13 @@ def test_an_environment_we_cannot_honour_is_refused(
 ) -> None:
     sim = Simulator()
     with pytest.raises(TemplateError) as error:
-        sim.create("s", tmpl(a={"type": "OS::Heat::None"}), environment=environment)
+        sim.create("s", hot.template({"a": {"type": "OS::Heat::None"}}), environment=environment)
     assert message in str(error.value)
 
 
 def test_changing_an_alias_target_replaces_and_rollback_uses_the_old_environment() -> None:
     sim = Simulator()
-    template = tmpl(a={"type": "My::Type", "properties": {"value": "x"}})
+    template = hot.template({"a": {"type": "My::Type", "properties": {"value": "x"}}})
     sim.create(
         "s", template, environment={"resource_registry": {"My::Type": "OS::Heat::TestResource"}}
     )
@@ -95,9 +93,15 @@ def test_changing_an_alias_target_replaces_and_rollback_uses_the_old_environment
     assert sim.copies("s", "a") == [], "the TestResource must be cleaned up"
 
     # A failed update rolls back to the revision before it, environment included.
-    failing = tmpl(
-        a={"type": "My::Type", "properties": {"value": "x"}},
-        b={"type": "OS::Heat::TestResource", "properties": {"fail": True}, "depends_on": ["a"]},
+    failing = hot.template(
+        {
+            "a": {"type": "My::Type", "properties": {"value": "x"}},
+            "b": {
+                "type": "OS::Heat::TestResource",
+                "properties": {"fail": True},
+                "depends_on": ["a"],
+            },
+        }
     )
     sim.update(
         "s",
@@ -113,10 +117,8 @@ def test_changing_an_alias_target_replaces_and_rollback_uses_the_old_environment
 
 
 def test_parameter_defaults_fill_declared_parameters_and_given_values_win() -> None:
-    template = {
-        "heat_template_version": HOT,
-        "parameters": {"greeting": {"type": "string"}, "name": {"type": "string", "default": "a"}},
-        "resources": {
+    template = hot.template(
+        {
             "r": {
                 "type": "OS::Heat::TestResource",
                 "properties": {
@@ -126,7 +128,8 @@ def test_parameter_defaults_fill_declared_parameters_and_given_values_win() -> N
                 },
             }
         },
-    }
+        parameters={"greeting": {"type": "string"}, "name": {"type": "string", "default": "a"}},
+    )
     sim = Simulator()
     sim.create(
         "s",

@@ -14,6 +14,7 @@ from convergence.operator.engine.sim.scenario import (
     reality_errors,
 )
 from convergence.operator.engine.sim.simulator import Simulator
+from convergence.operator.testing import hot
 
 SCENARIOS = sorted((Path(__file__).parents[2] / "scenarios").glob("*.yaml"))
 # Scenarios that stop workers at exact step counts are only meaningful in FIFO order.
@@ -52,10 +53,9 @@ def test_reality_check_reports_a_wrong_template() -> None:
     driver = SimulatorDriver()
     Runner(scenario, driver).run()
     observation = driver.observe(scenario.stack)
-    other = {
-        "heat_template_version": "2021-04-16",
-        "resources": {"A": {"type": "OS::Heat::TestResource", "properties": {"value": "zzz"}}},
-    }
+    other = hot.template(
+        hot.resources("OS::Heat::TestResource", A={"properties": {"value": "zzz"}})
+    )
     errors = reality_errors(observation, other, {}, scenario.stack, driver.simulator.engine.types)
     assert any("A: properties" in e for e in errors), errors
     assert any("unexpected physical resource" in e for e in errors), errors

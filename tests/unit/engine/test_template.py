@@ -19,6 +19,7 @@ from convergence.operator.engine.hot.definition import (
 )
 from convergence.operator.engine.hot.errors import TemplateError
 from convergence.operator.engine.hot.template import HOT_VERSIONS, VERSION_NAMES, Template
+from convergence.operator.testing import hot
 
 IDENTITY = StackIdentity(name="shop", id="5e1f", project_id="tenant-1")
 
@@ -41,10 +42,6 @@ def definition_error(
     with pytest.raises(TemplateError) as caught:
         define(source, parameters, **kwargs).validate()
     return caught.value
-
-
-def hot(resources: dict[str, Any], version: str = "2021-04-16", **sections: Any) -> dict[str, Any]:
-    return {"heat_template_version": version, "resources": resources, **sections}
 
 
 def none(**extra: Any) -> dict[str, Any]:
@@ -81,13 +78,13 @@ def test_cfn_templates_are_rejected_clearly() -> None:
 
 
 def test_unknown_section_is_an_error() -> None:
-    error = parse_error(hot({}, mappings={}))
+    error = parse_error(hot.template({}, mappings={}))
     assert error.where == "mappings", error
     assert "unknown template section" in error.message, error
 
 
 def test_conditions_section_needs_2016_10_14() -> None:
-    error = parse_error(hot({}, "2016-04-08", conditions={"c": True}))
+    error = parse_error(hot.template({}, "2016-04-08", conditions={"c": True}))
     assert "conditions need heat_template_version 2016-10-14" in error.message, error
 
 
@@ -120,7 +117,7 @@ def test_numeric_yaml_keys_become_strings_as_in_json() -> None:
 
 
 def test_json_text_and_yaml_text_and_mappings_parse_alike() -> None:
-    document = hot({"a": none(properties={"x": [1, {"get_resource": "b"}]}), "b": none()})
+    document = hot.template({"a": none(properties={"x": [1, {"get_resource": "b"}]}), "b": none()})
     from_json = Template.parse(json.dumps(document))
     from_yaml = Template.parse(
         "heat_template_version: 2021-04-16\n"
@@ -137,7 +134,7 @@ def test_parsing_the_same_text_again_reuses_the_template() -> None:
 
 
 def test_parsing_a_mapping_copies_it() -> None:
-    document = hot({"a": none(properties={"v": [1]})})
+    document = hot.template({"a": none(properties={"v": [1]})})
     template = Template.parse(document)
     document["resources"]["a"]["properties"]["v"].append(2)
     assert template.raw["resources"]["a"]["properties"]["v"] == [1]
@@ -152,7 +149,7 @@ def test_empty_template_has_no_resources_or_outputs() -> None:
 
 def test_description_and_parameter_groups_are_validated() -> None:
     template = Template.parse(
-        hot(
+        hot.template(
             {},
             description="A shop",
             parameters={"size": {"type": "number", "default": 1}},
@@ -160,9 +157,9 @@ def test_description_and_parameter_groups_are_validated() -> None:
         )
     )
     assert template.description == "A shop"
-    error = parse_error(hot({}, parameter_groups=[{"parameters": ["nothing"]}]))
+    error = parse_error(hot.template({}, parameter_groups=[{"parameters": ["nothing"]}]))
     assert error.where == "parameter_groups[0].parameters", error
-    assert "description" in parse_error(hot({}, description=["x"])).where
+    assert "description" in parse_error(hot.template({}, description=["x"])).where
 
 
 # -- resources -----------------------------------------------------------------------------------
@@ -170,7 +167,7 @@ def test_description_and_parameter_groups_are_validated() -> None:
 
 def test_resource_definition_carries_type_policies_and_metadata() -> None:
     definition = define(
-        hot(
+        hot.template(
             {
                 "db": {
                     "type": "OS::Heat::TestResource",
@@ -229,16 +226,16 @@ def test_empty_yaml_sections_of_a_resource_are_empty() -> None:
 def test_malformed_resources_are_errors_that_say_where(
     resource: Any, where: str, message: str
 ) -> None:
-    error = parse_error(hot({"a": resource}))
+    error = parse_error(hot.template({"a": resource}))
     assert error.where == where, error
     assert message in error.message, error
 
 
 def test_lowercase_deletion_policy_needs_2016_10_14() -> None:
-    error = parse_error(hot({"a": none(deletion_policy="delete")}, "2016-04-08"))
+    error = parse_error(hot.template({"a": none(deletion_policy="delete")}, "2016-04-08"))
     assert "expected one of Delete, Retain" in error.message, error
     assert (
-        define(hot({"a": none(deletion_policy="Retain")}, "2013-05-23"))
+        define(hot.template({"a": none(deletion_policy="Retain")}, "2013-05-23"))
         .resources["a"]
         .deletion_policy
         == "Retain"
@@ -246,12 +243,12 @@ def test_lowercase_deletion_policy_needs_2016_10_14() -> None:
 
 
 def test_condition_key_needs_2016_10_14() -> None:
-    error = parse_error(hot({"a": none(condition=True)}, "2016-04-08"))
+    error = parse_error(hot.template({"a": none(condition=True)}, "2016-04-08"))
     assert "unknown key(s) condition" in error.message, error
 
 
 def test_deletion_policy_may_come_from_a_parameter() -> None:
-    document = hot(
+    document = hot.template(
         {"a": none(deletion_policy={"get_param": "policy"})},
         parameters={"policy": {"type": "string", "default": "Retain"}},
     )
@@ -260,7 +257,7 @@ def test_deletion_policy_may_come_from_a_parameter() -> None:
 
 
 def test_resource_names_must_not_contain_slashes() -> None:
-    assert "without '/'" in parse_error(hot({"a/b": none()})).message
+    assert "without '/'" in parse_error(hot.template({"a/b": none()})).message
 
 
 # -- dependencies and cycles ---------------------------------------------------------------------
@@ -268,7 +265,7 @@ def test_resource_names_must_not_contain_slashes() -> None:
 
 def test_dependencies_come_from_depends_on_get_resource_and_get_attr() -> None:
     definition = define(
-        hot(
+        hot.template(
             {
                 "network": none(),
                 "subnet": none(properties={"network": {"get_resource": "network"}}),
@@ -295,7 +292,7 @@ def test_dependencies_come_from_depends_on_get_resource_and_get_attr() -> None:
 
 def test_cycle_is_named_in_dependency_order() -> None:
     error = definition_error(
-        hot(
+        hot.template(
             {
                 "a": none(properties={"x": {"get_resource": "b"}}),
                 "b": none(properties={"x": {"get_attr": ["c", "out"]}}),
@@ -309,12 +306,12 @@ def test_cycle_is_named_in_dependency_order() -> None:
 
 
 def test_self_dependency_is_a_cycle() -> None:
-    error = definition_error(hot({"a": none(properties={"me": {"get_resource": "a"}})}))
+    error = definition_error(hot.template({"a": none(properties={"me": {"get_resource": "a"}})}))
     assert error.message == "dependency cycle: a -> a", error
 
 
 def test_cycle_only_through_a_false_branch_is_no_cycle() -> None:
-    document = hot(
+    document = hot.template(
         {
             "a": none(properties={"x": {"if": ["flip", {"get_resource": "b"}, "none"]}}),
             "b": none(properties={"x": {"if": ["flip", "none", {"get_resource": "a"}]}}),
@@ -329,7 +326,7 @@ def test_cycle_only_through_a_false_branch_is_no_cycle() -> None:
 def test_long_dependency_chains_do_not_hit_the_recursion_limit() -> None:
     resources = {f"r{i}": none(depends_on=f"r{i - 1}") if i else none() for i in range(3000)}
     resources["r0"] = none(depends_on="r2999")
-    error = definition_error(hot(resources))
+    error = definition_error(hot.template(resources))
     assert error.message.startswith("dependency cycle: r0 -> r2999 -> r2998"), error.message[:80]
 
 
@@ -449,20 +446,22 @@ def test_conditions_may_not_refer_to_resources_or_use_value_functions() -> None:
         ({"equals": [{"list_join": [",", []]}, ""]}, "list_join is not allowed in a condition"),
         ({"if": [True, True, False]}, "if is not allowed in a condition"),
     ]:
-        error = parse_error(hot({"a": none()}, conditions={"c": expression}))
+        error = parse_error(hot.template({"a": none()}, conditions={"c": expression}))
         assert error.where.startswith("conditions.c"), error
         assert message in error.message, error
 
 
 def test_circular_conditions_are_named() -> None:
     error = definition_error(
-        hot({}, conditions={"a": {"not": "b"}, "b": {"and": [True, "c"]}, "c": {"or": ["a", True]}})
+        hot.template(
+            {}, conditions={"a": {"not": "b"}, "b": {"and": [True, "c"]}, "c": {"or": ["a", True]}}
+        )
     )
     assert error.message == "circular condition definition: a -> b -> c -> a", error
 
 
 def test_condition_must_evaluate_to_a_boolean() -> None:
-    document = hot(
+    document = hot.template(
         {},
         parameters={"name": {"type": "string", "default": "x"}},
         conditions={"c": {"get_param": "name"}},
@@ -472,12 +471,12 @@ def test_condition_must_evaluate_to_a_boolean() -> None:
     assert "must evaluate to true or false" in error.message, error
     assert (
         "unknown condition 'other'"
-        in parse_error(hot({}, conditions={"c": {"not": "other"}})).message
+        in parse_error(hot.template({}, conditions={"c": {"not": "other"}})).message
     )
 
 
 def test_boolean_parameter_can_be_a_condition() -> None:
-    document = hot(
+    document = hot.template(
         {"extra": none(condition={"get_param": "enabled"})},
         parameters={"enabled": {"type": "boolean", "default": "no"}},
     )
@@ -486,7 +485,7 @@ def test_boolean_parameter_can_be_a_condition() -> None:
 
 
 def test_contains_in_conditions_needs_2017_09_01() -> None:
-    document = hot({}, "2017-02-24", conditions={"c": {"contains": ["a", ["a"]]}})
+    document = hot.template({}, "2017-02-24", conditions={"c": {"contains": ["a", ["a"]]}})
     assert "contains needs heat_template_version 2017-09-01" in parse_error(document).message
 
 
@@ -494,7 +493,7 @@ def test_contains_in_conditions_needs_2017_09_01() -> None:
 
 
 def test_resource_registry_aliases_are_followed() -> None:
-    document = hot(
+    document = hot.template(
         {
             "a": {"type": "My::Server"},
             "b": {"type": "OS::Nova::Server"},
@@ -520,12 +519,12 @@ def test_resource_registry_aliases_are_followed() -> None:
 def test_unknown_type_is_reported_with_its_alias() -> None:
     known = {"OS::Heat::None", "OS::Heat::TestResource"}
     error = definition_error(
-        hot({"web": {"type": "OS::Nova::Server"}}), type_exists=known.__contains__
+        hot.template({"web": {"type": "OS::Nova::Server"}}), type_exists=known.__contains__
     )
     assert error.where == "resources.web.type", error
     assert error.message == "unknown resource type 'OS::Nova::Server'", error
     error = definition_error(
-        hot({"web": {"type": "Web"}}),
+        hot.template({"web": {"type": "Web"}}),
         resource_registry={"Web": "OS::Web"},
         type_exists=known.__contains__,
     )
@@ -533,12 +532,14 @@ def test_unknown_type_is_reported_with_its_alias() -> None:
 
 
 def test_disabled_resources_need_no_known_type() -> None:
-    document = hot({"a": {"type": "Not::Installed", "condition": False}})
+    document = hot.template({"a": {"type": "Not::Installed", "condition": False}})
     assert dict(define(document, type_exists=lambda _: False).resources) == {}
 
 
 def test_alias_loops_are_errors() -> None:
-    error = definition_error(hot({"a": {"type": "A"}}), resource_registry={"A": "B", "B": "A"})
+    error = definition_error(
+        hot.template({"a": {"type": "A"}}), resource_registry={"A": "B", "B": "A"}
+    )
     assert error.message == "alias loop: A -> B -> A", error
 
 
@@ -547,7 +548,7 @@ def test_alias_loops_are_errors() -> None:
 
 def test_required_attributes_are_collected_from_resources_and_outputs() -> None:
     definition = define(
-        hot(
+        hot.template(
             {
                 "server": none(),
                 "lb": none(
@@ -575,7 +576,7 @@ def test_required_attributes_follow_conditions() -> None:
 
 def test_definition_keeps_references_unresolved_until_data_arrives() -> None:
     definition = define(
-        hot(
+        hot.template(
             {
                 "db": none(),
                 "app": none(
@@ -608,7 +609,7 @@ def test_definition_keeps_references_unresolved_until_data_arrives() -> None:
 
 def test_resolved_properties_are_fresh_copies() -> None:
     definition = define(
-        hot(
+        hot.template(
             {"a": none(properties={"list": [1, 2]})},
             parameters={"p": {"type": "json", "default": {"k": [1]}}},
         )
@@ -630,7 +631,7 @@ def test_resolving_an_unknown_or_disabled_resource_is_an_error() -> None:
 
 def test_metadata_is_resolved_like_properties() -> None:
     definition = define(
-        hot({"a": none(), "b": none(metadata={"peer": {"get_resource": "a"}, "n": 1})})
+        hot.template({"a": none(), "b": none(metadata={"peer": {"get_resource": "a"}, "n": 1})})
     )
     assert definition.resolve_metadata("b", {"a": ResourceData("a-1")}) == {"peer": "a-1", "n": 1}
 
@@ -644,17 +645,17 @@ def test_properties_as_a_whole_may_come_from_functions_of_parameters() -> None:
         "parameters": {"base": {"type": "json", "default": {"size": 1}}},
         "conditions": {"never": False},
     }
-    definition = define(hot(resources, **sections))
+    definition = define(hot.template(resources, **sections))
     assert definition.resolve_properties("a", {}) == {"size": 1, "extra": True}
     assert definition.resolve_properties("b", {}) == {}, "a removed properties map is empty"
     resources["c"] = none(properties={"map_merge": [{"ref": {"get_resource": "a"}}]})
-    error = definition_error(hot(resources, **sections))
+    error = definition_error(hot.template(resources, **sections))
     assert error.where == "resources.c.properties", error
     assert "must not depend on other resources as a whole" in error.message, error
 
 
 def test_validate_reports_function_errors_that_depend_on_parameters() -> None:
-    document = hot(
+    document = hot.template(
         {"a": none(properties={"x": {"str_split": [",", {"get_param": "csv"}, 5]}})},
         parameters={"csv": {"type": "string", "default": "a,b"}},
     )
@@ -948,7 +949,9 @@ def test_ten_thousand_resources_are_cheap_to_define_per_worker_step() -> None:
         }
         for i in range(count)
     }
-    template = Template.parse(hot(resources, parameters={"p": {"type": "string", "default": "x"}}))
+    template = Template.parse(
+        hot.template(resources, parameters={"p": {"type": "string", "default": "x"}})
+    )
     started = time.perf_counter()
     definition = StackDefinition(template, {}, IDENTITY, type_exists=lambda _: True)
     data = {f"r{count - 2}": ResourceData("id", {"output": "o"})}
@@ -1009,7 +1012,7 @@ def test_output_condition_needs_2016_10_14() -> None:
 
 
 def test_properties_from_a_parameter_must_be_a_map() -> None:
-    document = hot(
+    document = hot.template(
         {"a": none(properties={"get_param": "props"})},
         parameters={"props": {"type": "json", "default": [1]}},
     )
@@ -1020,13 +1023,13 @@ def test_properties_from_a_parameter_must_be_a_map() -> None:
 
 
 def test_registry_alias_to_itself_is_the_type() -> None:
-    definition = define(hot({"a": {"type": "A"}}), resource_registry={"A": "A"})
+    definition = define(hot.template({"a": {"type": "A"}}), resource_registry={"A": "A"})
     assert definition.resources["a"].type == "A"
 
 
 def test_template_equality_and_names() -> None:
-    template = Template.parse(hot({"a": none(), "b": none(condition=False)}))
+    template = Template.parse(hot.template({"a": none(), "b": none(condition=False)}))
     assert template.resource_names == ("a", "b")
     assert template != "not a template"
     assert "2021-04-16" in repr(template)
-    assert "a" in repr(define(hot({"a": none()})).resources)
+    assert "a" in repr(define(hot.template({"a": none()})).resources)

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 from convergence.operator.engine.plugin import TypeRegistry
 from convergence.operator.engine.sim.simulator import Simulator
+from convergence.operator.testing import hot
 
-HOT = "2021-04-16"
 # Every type registered by entry point, and the property names each one knows.
 TYPES = TypeRegistry.from_entry_points()
 PROPERTY_NAMES: dict[str, list[str]] = {
@@ -143,10 +143,7 @@ def template(type_name: str, properties: dict[str, Any]) -> dict[str, Any]:
         "type": "OS::Heat::Value",
         "properties": {"value": {"list_join": [",", [{"get_resource": "r"}]]}},
     }
-    return {
-        "heat_template_version": HOT,
-        "resources": {"r": {"type": type_name, "properties": properties}, "c": consumer},
-    }
+    return hot.template({"r": {"type": type_name, "properties": properties}, "c": consumer})
 
 
 def check_outcome(sim: Simulator, action: str, properties: dict[str, Any]) -> None:

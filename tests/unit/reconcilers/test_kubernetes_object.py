@@ -20,6 +20,7 @@ from convergence.operator.engine.plugin import (
     short_id,
 )
 from convergence.operator.engine.sim.simulator import Simulator
+from convergence.operator.testing import hot
 from convergence.reconcilers.kubernetes_object import (
     CREATE_BEFORE_DELETE,
     DELETE_FIRST,
@@ -35,6 +36,7 @@ from convergence.reconcilers.kubernetes_readiness import Readiness, readiness
 NAMESPACE = "ns"
 CLUSTER_SCOPED = {"ClusterRole", "Namespace"}
 RECORD = "5d4c1c7e-8d0b-4c1e-9f3a-0d7c2b1a9e11"
+TYPE = "Kubernetes::Object"
 
 
 class FakeObjects:
@@ -117,15 +119,6 @@ class FakeObjects:
 def configmap(name: str | None = None, **data: Any) -> dict[str, Any]:
     metadata = {"name": name} if name else {}
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
-
-
-def tmpl(**resources: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "heat_template_version": "2021-04-16",
-        "resources": {
-            name: {"type": "Kubernetes::Object", **spec} for name, spec in resources.items()
-        },
-    }
 
 
 def simulator(objects: FakeObjects | None = None) -> Simulator:
@@ -348,7 +341,11 @@ def test_readiness_follows_kstatus(live: dict[str, Any], expected: Readiness) ->
 
 def test_without_a_kubernetes_api_the_resource_fails_clearly() -> None:
     sim = simulator(None)
-    outcome = converge(sim, tmpl(cm={"properties": {"manifest": configmap("a")}}), create=True)
+    outcome = converge(
+        sim,
+        hot.template(hot.resources(TYPE, cm={"properties": {"manifest": configmap("a")}})),
+        create=True,
+    )
     assert outcome.startswith("CREATE_FAILED"), outcome
     assert "needs a Kubernetes API" in outcome
 
@@ -356,7 +353,9 @@ def test_without_a_kubernetes_api_the_resource_fails_clearly() -> None:
 def test_an_invalid_manifest_fails_as_a_property_error() -> None:
     sim = simulator(FakeObjects())
     bad = {"apiVersion": "v1", "metadata": {}}
-    outcome = converge(sim, tmpl(cm={"properties": {"manifest": bad}}), create=True)
+    outcome = converge(
+        sim, hot.template(hot.resources(TYPE, cm={"properties": {"manifest": bad}})), create=True
+    )
     assert "Property error: manifest: Value error, kind must be" in outcome, outcome
 
 
@@ -385,7 +384,11 @@ def test_a_manifest_may_not_forge_the_operators_labels_or_owners(
     objects = FakeObjects()
     sim = simulator(objects)
     manifest = {**configmap("forged"), "metadata": {"name": "forged", **metadata}}
-    outcome = converge(sim, tmpl(cm={"properties": {"manifest": manifest}}), create=True)
+    outcome = converge(
+        sim,
+        hot.template(hot.resources(TYPE, cm={"properties": {"manifest": manifest}})),
+        create=True,
+    )
     assert outcome.startswith("CREATE_FAILED"), outcome
     assert refused in outcome, outcome
     assert "operator" in outcome, outcome
@@ -397,7 +400,11 @@ def test_labels_of_other_domains_ending_in_the_group_are_allowed() -> None:
     sim = simulator(objects)
     labels = {"example.convergence.dev/tier": "web"}
     manifest = {**configmap("ok"), "metadata": {"name": "ok", "labels": labels}}
-    outcome = converge(sim, tmpl(cm={"properties": {"manifest": manifest}}), create=True)
+    outcome = converge(
+        sim,
+        hot.template(hot.resources(TYPE, cm={"properties": {"manifest": manifest}})),
+        create=True,
+    )
     assert outcome.startswith("CREATE_COMPLETE"), outcome
 
 
@@ -410,18 +417,21 @@ def test_objects_are_labelled_owned_and_feed_their_dependents() -> None:
         "metadata": {"name": "web"},
         "spec": {"clusterIP": "10.0.0.7"},
     }
-    template = tmpl(
-        svc={"properties": {"manifest": service}},
-        cm={
-            "properties": {
-                "manifest": configmap(
-                    "settings",
-                    ip={"get_attr": ["svc", "spec", "clusterIP"]},
-                    svc={"get_resource": "svc"},
-                    uid={"get_attr": ["svc", "uid"]},
-                )
-            }
-        },
+    template = hot.template(
+        hot.resources(
+            TYPE,
+            svc={"properties": {"manifest": service}},
+            cm={
+                "properties": {
+                    "manifest": configmap(
+                        "settings",
+                        ip={"get_attr": ["svc", "spec", "clusterIP"]},
+                        svc={"get_resource": "svc"},
+                        uid={"get_attr": ["svc", "uid"]},
+                    )
+                }
+            },
+        )
     )
     assert converge(sim, template, create=True).startswith("CREATE_COMPLETE")
     made = objects.named("ConfigMap", "settings")
@@ -438,11 +448,15 @@ def test_a_confined_stack_creates_nothing_beyond_its_namespace() -> None:
     objects = FakeObjects()
     sim = simulator(objects)
     role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {}}
-    outcome = converge(sim, tmpl(role={"properties": {"manifest": role}}), create=True)
+    outcome = converge(
+        sim, hot.template(hot.resources(TYPE, role={"properties": {"manifest": role}})), create=True
+    )
     assert "ClusterRole s-role-" in outcome, outcome
     assert "is cluster-scoped" in outcome, outcome
     other = {**configmap("x"), "metadata": {"name": "x", "namespace": "other"}}
-    outcome = converge(sim, tmpl(cm={"properties": {"manifest": other}}))
+    outcome = converge(
+        sim, hot.template(hot.resources(TYPE, cm={"properties": {"manifest": other}}))
+    )
     assert "ConfigMap other/x is in another namespace" in outcome, outcome
     assert objects.objects == {}, "nothing may be created"
 
@@ -452,7 +466,9 @@ def test_a_stack_with_a_service_account_is_not_confined_but_its_rbac_decides() -
     objects.forbidden.add("ClusterRole")
     sim = simulator(objects)
     role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {}}
-    outcome = converge(sim, tmpl(role={"properties": {"manifest": role}}), create=True)
+    outcome = converge(
+        sim, hot.template(hot.resources(TYPE, role={"properties": {"manifest": role}})), create=True
+    )
     assert "cannot apply ClusterRole s-role-" in outcome, outcome
     assert "forbidden" in outcome, outcome
 
@@ -460,11 +476,16 @@ def test_a_stack_with_a_service_account_is_not_confined_but_its_rbac_decides() -
 def test_update_in_place_keeps_the_object() -> None:
     objects = FakeObjects()
     sim = simulator(objects)
-    converge(sim, tmpl(cm={"properties": {"manifest": configmap("a", x="1")}}), create=True)
-    uid = objects.named("ConfigMap", "a")["metadata"]["uid"]
-    assert converge(sim, tmpl(cm={"properties": {"manifest": configmap("a", x="2")}})).startswith(
-        "UPDATE_COMPLETE"
+    converge(
+        sim,
+        hot.template(hot.resources(TYPE, cm={"properties": {"manifest": configmap("a", x="1")}})),
+        create=True,
     )
+    uid = objects.named("ConfigMap", "a")["metadata"]["uid"]
+    assert converge(
+        sim,
+        hot.template(hot.resources(TYPE, cm={"properties": {"manifest": configmap("a", x="2")}})),
+    ).startswith("UPDATE_COMPLETE")
     assert objects.named("ConfigMap", "a")["metadata"]["uid"] == uid
     assert objects.named("ConfigMap", "a")["data"] == {"x": "2"}
 
@@ -473,13 +494,17 @@ def test_generated_names_replace_create_before_delete() -> None:
     objects = FakeObjects()
     objects.immutable["ConfigMap"] = "immutable"
     sim = simulator(objects)
-    converge(sim, tmpl(cm={"properties": {"manifest": configmap(x="1")}}), create=True)
+    converge(
+        sim,
+        hot.template(hot.resources(TYPE, cm={"properties": {"manifest": configmap(x="1")}})),
+        create=True,
+    )
     [old] = objects.of_kind("ConfigMap")
     assert old["metadata"]["name"].startswith("s-cm-")
     changed = {**configmap(x="1"), "immutable": True}
-    assert converge(sim, tmpl(cm={"properties": {"manifest": changed}})).startswith(
-        "UPDATE_COMPLETE"
-    )
+    assert converge(
+        sim, hot.template(hot.resources(TYPE, cm={"properties": {"manifest": changed}}))
+    ).startswith("UPDATE_COMPLETE")
     [new] = objects.of_kind("ConfigMap")
     assert new["metadata"]["name"] != old["metadata"]["name"]
     records = sim.resources("s")
@@ -490,10 +515,16 @@ def test_fixed_names_replace_delete_first() -> None:
     objects = FakeObjects()
     objects.immutable["ConfigMap"] = "immutable"
     sim = simulator(objects)
-    converge(sim, tmpl(cm={"properties": {"manifest": configmap("a", x="1")}}), create=True)
+    converge(
+        sim,
+        hot.template(hot.resources(TYPE, cm={"properties": {"manifest": configmap("a", x="1")}})),
+        create=True,
+    )
     old_uid = objects.named("ConfigMap", "a")["metadata"]["uid"]
     changed = {**configmap("a", x="1"), "immutable": True}
-    outcome = converge(sim, tmpl(cm={"properties": {"manifest": changed}}))
+    outcome = converge(
+        sim, hot.template(hot.resources(TYPE, cm={"properties": {"manifest": changed}}))
+    )
     assert outcome.startswith("UPDATE_COMPLETE"), outcome
     live = objects.named("ConfigMap", "a")
     assert live["metadata"]["uid"] != old_uid
@@ -508,19 +539,27 @@ def test_a_fixed_name_held_by_someone_else_is_never_taken_over() -> None:
     objects.apply({**configmap("a"), "metadata": {"name": "a", "namespace": NAMESPACE}})
     sim = simulator(objects)
     outcome = converge(
-        sim, tmpl(cm={"properties": {"manifest": configmap("a", x="1")}}), create=True
+        sim,
+        hot.template(hot.resources(TYPE, cm={"properties": {"manifest": configmap("a", x="1")}})),
+        create=True,
     )
     assert "ConfigMap ns/a exists already and is not managed by stack" in outcome, outcome
-    converge(sim, {"heat_template_version": "2021-04-16"})
+    converge(sim, hot.template())
     assert "labels" not in objects.named("ConfigMap", "a")["metadata"], "left alone on delete"
 
 
 def test_delete_leaves_nothing_and_retain_strips_the_stack() -> None:
     objects = FakeObjects()
     sim = simulator(objects)
-    template = tmpl(
-        gone={"properties": {"manifest": configmap("gone")}},
-        kept={"properties": {"manifest": configmap("kept", x="1")}, "deletion_policy": "Retain"},
+    template = hot.template(
+        hot.resources(
+            TYPE,
+            gone={"properties": {"manifest": configmap("gone")}},
+            kept={
+                "properties": {"manifest": configmap("kept", x="1")},
+                "deletion_policy": "Retain",
+            },
+        )
     )
     converge(sim, template, create=True)
     sim.delete("s")
@@ -536,7 +575,11 @@ def test_delete_leaves_nothing_and_retain_strips_the_stack() -> None:
 def test_repair_drift_recreates_and_restores() -> None:
     objects = FakeObjects()
     sim = simulator(objects)
-    converge(sim, tmpl(cm={"properties": {"manifest": configmap("a", x="1")}}), create=True)
+    converge(
+        sim,
+        hot.template(hot.resources(TYPE, cm={"properties": {"manifest": configmap("a", x="1")}})),
+        create=True,
+    )
     assert repair_drift(sim.engine, "s") == []
     objects.named("ConfigMap", "a")["data"] = {"x": "changed"}
     [drift] = repair_drift(sim.engine, "s")
@@ -554,7 +597,7 @@ def test_repair_drift_recreates_and_restores() -> None:
     new_uid = objects.named("ConfigMap", "a")["metadata"]["uid"]
     [record] = sim.resources("s")
     assert record.data["object"]["uid"] == new_uid, "the new uid is recorded"
-    converge(sim, {"heat_template_version": "2021-04-16"})
+    converge(sim, hot.template())
     assert objects.objects == {}, "the recreated object is deleted with the stack"
 
 
@@ -567,9 +610,12 @@ def test_a_secrets_data_is_never_an_attribute() -> None:
         "metadata": {"name": "p"},
         "data": {"k": "dg=="},
     }
-    template = tmpl(
-        sec={"properties": {"manifest": secret}},
-        cm={"properties": {"manifest": configmap("c", v={"get_attr": ["sec", "data", "k"]})}},
+    template = hot.template(
+        hot.resources(
+            TYPE,
+            sec={"properties": {"manifest": secret}},
+            cm={"properties": {"manifest": configmap("c", v={"get_attr": ["sec", "data", "k"]})}},
+        )
     )
     converge(sim, template, create=True)
     assert objects.named("ConfigMap", "c")["data"] == {"v": None}
@@ -580,7 +626,9 @@ def test_timeout_fails_naming_what_it_waited_for() -> None:
     sim = simulator(objects)
     outcome = converge(
         sim,
-        tmpl(web={"properties": {"manifest": deployment(), "timeout": 5}}),
+        hot.template(
+            hot.resources(TYPE, web={"properties": {"manifest": deployment(), "timeout": 5}})
+        ),
         create=True,
     )
     assert "timed out after 5s waiting for Deployment ns/web" in outcome, outcome

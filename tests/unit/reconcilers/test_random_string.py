@@ -19,20 +19,12 @@ from convergence.operator.engine.sim.simulator import (
     Simulator,
     VirtualClock,
 )
+from convergence.operator.testing import hot
 from convergence.reconcilers.random_string import (
     RandomString,
     RandomStringProperties,
     generate,
 )
-
-HOT = "2021-04-16"
-
-
-def tmpl(resources: dict[str, Any], outputs: dict[str, Any] | None = None) -> dict[str, Any]:
-    document: dict[str, Any] = {"heat_template_version": HOT, "resources": resources}
-    if outputs:
-        document["outputs"] = outputs
-    return document
 
 
 def random_string(**properties: Any) -> dict[str, Any]:
@@ -71,7 +63,7 @@ def converge(sim: Simulator, template: dict[str, Any], *, update: bool = False) 
 
 def test_default_string_is_32_letters_and_digits_kept_in_the_secret_store() -> None:
     sim = Simulator()
-    converge(sim, tmpl({"pw": random_string()}))
+    converge(sim, hot.template({"pw": random_string()}))
     assert sim.stack("s").phase == "CREATE_COMPLETE"
     value = the_string(sim)
     assert len(value) == 32
@@ -137,7 +129,7 @@ def test_invalid_properties_fail_the_resource_with_a_clear_reason(
     properties: dict[str, Any], message: str
 ) -> None:
     sim = Simulator()
-    converge(sim, tmpl({"pw": random_string(**properties)}))
+    converge(sim, hot.template({"pw": random_string(**properties)}))
     assert sim.stack("s").phase == "CREATE_FAILED"
     reason = record_of(sim, "pw").status_reason
     assert reason.startswith("Property error"), reason
@@ -149,7 +141,7 @@ def test_dependents_get_the_string_while_status_sync_points_and_outputs_hold_a_r
     sim = Simulator()
     converge(
         sim,
-        tmpl(
+        hot.template(
             {
                 "pw": random_string(length=24),
                 "copy": {
@@ -184,7 +176,7 @@ def test_a_failure_reason_never_shows_the_string() -> None:
     sim = Simulator()
     converge(
         sim,
-        tmpl(
+        hot.template(
             {
                 "pw": random_string(character_classes=[{"class": "letters"}]),
                 "n": {
@@ -206,10 +198,10 @@ def test_a_failure_reason_never_shows_the_string() -> None:
 def test_salt_change_replaces_and_the_old_string_is_deleted_after_dependents_moved() -> None:
     sim = Simulator()
     consumer = {"type": "OS::Heat::TestResource", "properties": {"value": {"get_resource": "pw"}}}
-    converge(sim, tmpl({"pw": random_string(salt="1"), "conf": consumer}))
+    converge(sim, hot.template({"pw": random_string(salt="1"), "conf": consumer}))
     old_record = record_of(sim, "pw")
     old_value = the_string(sim)
-    converge(sim, tmpl({"pw": random_string(salt="2"), "conf": consumer}), update=True)
+    converge(sim, hot.template({"pw": random_string(salt="2"), "conf": consumer}), update=True)
     assert sim.stack("s").phase == "UPDATE_COMPLETE"
     new_record = record_of(sim, "pw")
     assert new_record.id != old_record.id
@@ -222,32 +214,34 @@ def test_salt_change_replaces_and_the_old_string_is_deleted_after_dependents_mov
 
 def test_any_property_change_replaces() -> None:
     sim = Simulator()
-    converge(sim, tmpl({"pw": random_string(length=8)}))
+    converge(sim, hot.template({"pw": random_string(length=8)}))
     first = record_of(sim, "pw").id
-    converge(sim, tmpl({"pw": random_string(length=9)}), update=True)
+    converge(sim, hot.template({"pw": random_string(length=9)}), update=True)
     assert record_of(sim, "pw").id != first
     assert len(the_string(sim)) == 9
 
 
 def test_unchanged_properties_keep_the_string() -> None:
     sim = Simulator()
-    converge(sim, tmpl({"pw": random_string(salt="x")}))
+    converge(sim, hot.template({"pw": random_string(salt="x")}))
     value = the_string(sim)
     converge(
-        sim, tmpl({"pw": random_string(salt="x"), "other": {"type": "OS::Heat::None"}}), update=True
+        sim,
+        hot.template({"pw": random_string(salt="x"), "other": {"type": "OS::Heat::None"}}),
+        update=True,
     )
     assert the_string(sim) == value
 
 
 def test_stack_delete_deletes_the_entry_and_retain_releases_it() -> None:
     sim = Simulator()
-    converge(sim, tmpl({"pw": random_string()}))
+    converge(sim, hot.template({"pw": random_string()}))
     sim.delete("s")
     sim.run_until_quiet()
     assert sim.secrets.entries == {}
 
     sim = Simulator()
-    converge(sim, tmpl({"pw": {**random_string(), "deletion_policy": "Retain"}}))
+    converge(sim, hot.template({"pw": {**random_string(), "deletion_policy": "Retain"}}))
     name = record_of(sim, "pw").resource_id
     sim.delete("s")
     sim.run_until_quiet()
@@ -259,12 +253,13 @@ def test_stack_delete_deletes_the_entry_and_retain_releases_it() -> None:
 
 def test_a_handmade_reference_to_another_stacks_secret_is_refused() -> None:
     sim = Simulator()
-    sim.create("other", tmpl({"pw": random_string()}))
+    sim.create("other", hot.template({"pw": random_string()}))
     sim.run_until_quiet()
     victim = record_of(sim, "pw", "other")
     token = secret_token(victim.resource_id, "value")
     sim.create(
-        "s", tmpl({"spy": {"type": "OS::Heat::TestResource", "properties": {"value": token}}})
+        "s",
+        hot.template({"spy": {"type": "OS::Heat::TestResource", "properties": {"value": token}}}),
     )
     sim.run_until_quiet()
     assert sim.stack("s").phase == "CREATE_FAILED"

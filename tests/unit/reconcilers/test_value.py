@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 
 from convergence.operator.engine.sim.simulator import Simulator
-
-HOT = "2021-04-16"
+from convergence.operator.testing import hot
 
 
 def tmpl(value_properties: dict[str, Any], *, consumer: bool = True) -> dict[str, Any]:
@@ -25,11 +24,7 @@ def tmpl(value_properties: dict[str, Any], *, consumer: bool = True) -> dict[str
                 }
             },
         }
-    return {
-        "heat_template_version": HOT,
-        "resources": resources,
-        "outputs": {"value": {"value": {"get_attr": ["v", "value"]}}},
-    }
+    return hot.template(resources, outputs={"value": {"value": {"get_attr": ["v", "value"]}}})
 
 
 def record_of(sim: Simulator, name: str) -> Any:
@@ -110,11 +105,10 @@ def test_reference_id_is_the_physical_name() -> None:
     sim = Simulator()
     sim.create(
         "s",
-        {
-            "heat_template_version": HOT,
-            "resources": {"v": {"type": "OS::Heat::Value", "properties": {"value": 1}}},
-            "outputs": {"ref": {"value": {"get_resource": "v"}}},
-        },
+        hot.template(
+            {"v": {"type": "OS::Heat::Value", "properties": {"value": 1}}},
+            outputs={"ref": {"value": {"get_resource": "v"}}},
+        ),
     )
     sim.run_until_quiet()
     record = record_of(sim, "v")
