@@ -23,6 +23,8 @@ from convergence_e2e import (
     wait_until,
 )
 
+from convergence.operator.testing import hot
+
 TENANT = "deployer"
 
 
@@ -81,27 +83,15 @@ def web_stack(name: str, service_account: str | None) -> dict[str, Any]:
         "kind": "Service",
         "spec": {"selector": labels, "ports": [{"port": 80}]},
     }
-    spec: dict[str, Any] = {
-        "template": {
-            "heat_template_version": "2021-04-16",
-            "resources": {
-                "app": {"type": "Kubernetes::Object", "properties": {"manifest": deployment}},
-                "front": {
-                    "type": "Kubernetes::Object",
-                    "depends_on": "app",
-                    "properties": {"manifest": service},
-                },
-            },
-        }
-    }
-    if service_account:
-        spec["serviceAccountName"] = service_account
-    return {
-        "apiVersion": "convergence.dev/v1alpha1",
-        "kind": "Stack",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
+    template = hot.template(
+        hot.resources(
+            "Kubernetes::Object",
+            app={"properties": {"manifest": deployment}},
+            front={"depends_on": "app", "properties": {"manifest": service}},
+        )
+    )
+    spec = {"serviceAccountName": service_account} if service_account else {}
+    return hot.stack(name, template, **spec)
 
 
 def failed_with(kube: Kube, namespace: str, name: str, *words: str) -> bool:

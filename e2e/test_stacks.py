@@ -25,17 +25,8 @@ from convergence_e2e import (
     wait_until,
 )
 
-
-def converged(kube: Kube, operator: Operator, namespace: str, jsonpath: str) -> None:
-    """Wait until `stack/hello` matches `jsonpath`; fail with the operator's log if it does not."""
-    try:
-        kube.wait("stack/hello", f"jsonpath={jsonpath}", namespace)
-    except AssertionError as exc:
-        stack = kube.get("stack", "hello", namespace=namespace)
-        pytest.fail(
-            f"{exc}\nstatus: {json.dumps(stack.get('status', {}))[:2000]}\n"
-            f"operator log:\n{operator.tail()}"
-        )
+from convergence.operator.testing import hot
+from convergence.operator.testing.cluster import wait_for_stack
 
 
 def assert_nothing_left(kube: Kube, namespace: str) -> None:
@@ -63,7 +54,7 @@ def test_a_stack_is_created_replaced_and_deleted(
         kube.wait("stack/hello", "condition=Ready", namespace)
     except AssertionError:
         pytest.fail(f"hello did not become Ready; operator log:\n{operator.tail()}")
-    converged(kube, operator, namespace, "{.status.phase}=CREATE_COMPLETE")
+    wait_for_stack(kube.cluster, namespace, "hello", "CREATE_COMPLETE", operator=operator)
     stack = kube.get("stack", "hello", namespace=namespace)
     assert stack["status"]["outputs"] == {"message": "hello, world"}
     assert stack["metadata"]["finalizers"] == ["convergence.dev/stack-cleanup"]
@@ -91,7 +82,7 @@ def test_a_stack_is_created_replaced_and_deleted(
     kube.kubectl(
         "patch", f"--namespace={namespace}", "stack/hello", "--type=merge", "-p", json.dumps(patch)
     )
-    converged(kube, operator, namespace, "{.status.phase}=UPDATE_COMPLETE")
+    wait_for_stack(kube.cluster, namespace, "hello", "UPDATE_COMPLETE", operator=operator)
     after = physical(kube, namespace)
     assert after["first"]["id"] != reality["first"]["id"], "first must have been replaced"
     assert after["second"]["id"] == reality["second"]["id"], "second is updated in place"
@@ -110,33 +101,25 @@ def test_a_stack_is_created_replaced_and_deleted(
 
 def rolling_back_stack(fail: bool, value: str) -> dict[str, Any]:
     resource = {"type": "OS::Heat::TestResource", "properties": {"value": value, "fail": fail}}
-    return {
-        "apiVersion": "convergence.dev/v1alpha1",
-        "kind": "Stack",
-        "metadata": {"name": "hello"},
-        "spec": {
-            "disableRollback": False,
-            "template": {
-                "heat_template_version": "2021-04-16",
-                "resources": {
-                    "base": {"type": "OS::Heat::TestResource", "properties": {"value": "a"}},
-                    "flaky": {**resource, "depends_on": "base"},
-                },
-            },
-        },
-    }
+    template = hot.template(
+        {
+            "base": {"type": "OS::Heat::TestResource", "properties": {"value": "a"}},
+            "flaky": {**resource, "depends_on": "base"},
+        }
+    )
+    return hot.stack("hello", template, disableRollback=False)
 
 
 def test_a_failed_update_rolls_back_to_the_last_good_template(
     kube: Kube, operator: Operator, namespace: str
 ) -> None:
     kube.apply([rolling_back_stack(fail=False, value="good")], namespace=namespace)
-    converged(kube, operator, namespace, "{.status.phase}=CREATE_COMPLETE")
+    wait_for_stack(kube.cluster, namespace, "hello", "CREATE_COMPLETE", operator=operator)
     before = physical(kube, namespace)
     assert before["flaky"]["value"] == "good"
 
     kube.apply([rolling_back_stack(fail=True, value="bad")], namespace=namespace)
-    converged(kube, operator, namespace, "{.status.phase}=ROLLBACK_COMPLETE")
+    wait_for_stack(kube.cluster, namespace, "hello", "ROLLBACK_COMPLETE", operator=operator)
     stack = kube.get("stack", "hello", namespace=namespace)
     assert condition(stack, "Ready").get("status") == "True", stack["status"]
     after = physical(kube, namespace)

@@ -36,7 +36,7 @@ def resources(
 
 
 def stack(
-    name: str, template: Mapping[str, Any], /, namespace: str | None = None, **spec: Any
+    name: str, template: Mapping[str, Any], namespace: str | None = None, **spec: Any
 ) -> dict[str, Any]:
     """A Stack object of `template`; `spec` holds its other fields as the CRD spells them
     (parameters, parametersFrom, environment, disableRollback, timeoutSeconds, ...). Without

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from convergence.operator.engine.sim.simulator import Simulator
+from convergence.operator.testing import hot
 
 
 def random_dag(size: int, seed: int, value: str, replace_every: int = 0) -> dict[str, Any]:
@@ -34,12 +35,8 @@ def random_dag(size: int, seed: int, value: str, replace_every: int = 0) -> dict
             props["update_replace_value"] = value if i % replace_every == 0 else "keep"
         else:
             props["update_replace_value"] = "keep"
-        resources[f"r{i}"] = {
-            "type": "OS::Heat::TestResource",
-            "properties": props,
-            "depends_on": deps[1:],
-        }
-    return {"heat_template_version": "2021-04-16", "resources": resources}
+        resources[f"r{i}"] = {"properties": props, "depends_on": deps[1:]}
+    return hot.template(hot.resources("OS::Heat::TestResource", resources))
 
 
 def measure(label: str, sim: Simulator, start: Callable[[], object]) -> None:

@@ -44,6 +44,7 @@ from typing import Any, NamedTuple, cast
 
 import kubernetes
 
+from convergence.operator.testing import hot
 from convergence.operator.testing.cluster import Cluster
 from convergence.operator.testing.controlplane import REPO_ROOT, ControlPlane
 from convergence.operator.testing.operator_process import CLI, OperatorProcess
@@ -86,7 +87,7 @@ def random_dag(size: int, seed: int, suffix: str = "") -> tuple[dict[str, Any], 
             parts: list[Any] = [{"get_attr": [f"r{d}", "output"]} for d in deps]
             value = {"list_join": ["-", [*parts, suffix] if suffix else parts]}
         resources[name] = {"type": "OS::Heat::TestResource", "properties": {"value": value}}
-    return {"heat_template_version": "2021-04-16", "resources": resources}, edges
+    return hot.template(resources), edges
 
 
 def chain(length: int) -> dict[str, Any]:
@@ -95,16 +96,7 @@ def chain(length: int) -> dict[str, Any]:
     for index in range(1, length):
         value = {"get_attr": [f"r{index - 1}", "output"]}
         resources[f"r{index}"] = {"type": "OS::Heat::TestResource", "properties": {"value": value}}
-    return {"heat_template_version": "2021-04-16", "resources": resources}
-
-
-def stack_manifest(namespace: str, name: str, template: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "Stack",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"template": template},
-    }
+    return hot.template(resources)
 
 
 # --- what the API server counted ----------------------------------------------
@@ -337,7 +329,7 @@ class Bench:
         resources = len(template["resources"])
         budget = (2 if phase == "UPDATE_COMPLETE" else 3) * resources + edges
         with self.phase(name, resources, edges, budget) as measured:
-            self.apply(stack_manifest(namespace, "bench", template))
+            self.apply(hot.stack("bench", template, namespace))
             self.poll(
                 measured,
                 f"{namespace}/bench {phase}",
@@ -434,7 +426,7 @@ class Bench:
                     "metadata": {"name": namespace, "labels": labels},
                 }
             )
-            manifest = stack_manifest(namespace, "warm", random_dag(size, seed=index)[0])
+            manifest = hot.stack("warm", random_dag(size, seed=index)[0], namespace)
             manifest["metadata"]["labels"] = labels
             items.append(manifest)
         self.apply({"apiVersion": "v1", "kind": "List", "items": items})

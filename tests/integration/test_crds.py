@@ -7,23 +7,13 @@ from typing import Any
 
 import pytest
 
+from convergence.operator.testing import hot
 from convergence.operator.testing.cluster import Cluster
 from convergence.operator.testing.controlplane import REPO_ROOT
 
 pytestmark = pytest.mark.controlplane
 
 HELLO = REPO_ROOT / "examples" / "hello-stack.yaml"
-
-
-def stack(name: str, template: dict[str, Any]) -> str:
-    return json.dumps(
-        {
-            "apiVersion": "convergence.dev/v1alpha1",
-            "kind": "Stack",
-            "metadata": {"name": name},
-            "spec": {"template": template},
-        }
-    )
 
 
 def stack_resource(name: str, **spec: str) -> str:
@@ -156,7 +146,7 @@ def test_malformed_stack_is_rejected_naming_the_field(cluster: Cluster, namespac
             f"--namespace={namespace}",
             "-f",
             "-",
-            input=stack("bad", template),
+            input=json.dumps(hot.stack("bad", template)),
             check=False,
         )
         assert result.returncode != 0, f"a stack with a bad {field} was accepted"

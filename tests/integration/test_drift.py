@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from convergence.operator.testing import hot
 from convergence.operator.testing.cluster import Cluster
 from convergence.operator.testing.operator_process import OperatorProcess
 
@@ -27,30 +28,18 @@ def operator_env() -> dict[str, str]:
 
 
 def _apply(cluster: Cluster, namespace: str, name: str, **spec: Any) -> None:
-    body = {
-        "apiVersion": "convergence.dev/v1alpha1",
-        "kind": "Stack",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "template": {
-                "heat_template_version": "2021-04-16",
-                "resources": {
-                    "settings": {
-                        "type": "Kubernetes::Object",
-                        "properties": {
-                            "manifest": {
-                                "apiVersion": "v1",
-                                "kind": "ConfigMap",
-                                "metadata": {"name": f"{name}-settings"},
-                                "data": {"colour": "blue"},
-                            }
-                        },
-                    }
-                },
-            },
-            **spec,
+    settings = {
+        "type": "Kubernetes::Object",
+        "properties": {
+            "manifest": {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": f"{name}-settings"},
+                "data": {"colour": "blue"},
+            }
         },
     }
+    body = hot.stack(name, hot.template({"settings": settings}), namespace, **spec)
     cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
     cluster.kubectl(
         "wait",

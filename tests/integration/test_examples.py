@@ -14,14 +14,13 @@ import base64
 import copy
 import json
 import time
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import pytest
 import yaml
 
-from convergence.operator.testing.cluster import Cluster
+from convergence.operator.testing.cluster import Cluster, settled_status, wait_for_stack
 from convergence.operator.testing.controlplane import REPO_ROOT
 from convergence.operator.testing.operator_process import OperatorProcess
 
@@ -52,27 +51,6 @@ def patch_parameters(cluster: Cluster, namespace: str, stack: str, **parameters:
         "patch", "stack", stack, f"--namespace={namespace}", "--type=merge",
         "-p", json.dumps({"spec": {"parameters": parameters}}),
     )  # fmt: skip
-
-
-def finished(cluster: Cluster, namespace: str, stack: str) -> Callable[[], dict[str, Any] | None]:
-    """A probe: the Stack's status once its latest generation is *_COMPLETE or *_FAILED."""
-
-    def probe() -> dict[str, Any] | None:
-        body = cluster.get_json(namespace, "stack", stack) or {}
-        status = body.get("status") or {}
-        if body.get("metadata", {}).get("generation") != status.get("observedGeneration"):
-            return None
-        return status if status.get("phase", "").endswith(("_COMPLETE", "_FAILED")) else None
-
-    return probe
-
-
-def converged(
-    cluster: Cluster, namespace: str, stack: str, operator: OperatorProcess, expect: str
-) -> dict[str, Any]:
-    status = operator.eventually(f"stack {stack} to finish", finished(cluster, namespace, stack))
-    assert status["phase"] == expect, f"{stack} is {status['phase']}: {status.get('statusReason')}"
-    return dict(status)
 
 
 def records(cluster: Cluster, namespace: str) -> dict[str, list[dict[str, Any]]]:
@@ -151,7 +129,7 @@ def test_webapp_example_lives_its_whole_life(
     # Readiness gates dependents: while the Deployment is not Available, the Service
     # (depends_on: web) has not started.
     seen_waiting = False
-    while (status := finished(cluster, namespace, "webapp")()) is None:
+    while (status := settled_status(cluster, namespace, "webapp")) is None:
         now = phases(cluster, namespace)
         if now.get("web") != "CREATE_COMPLETE":
             assert now.get("frontend", "INIT_COMPLETE") == "INIT_COMPLETE", (
@@ -190,7 +168,7 @@ def test_webapp_example_lives_its_whole_life(
     config_uid = uid(cluster, namespace, "configmap", config_name)
     deployment_uid = deployment["metadata"]["uid"]
     patch_parameters(cluster, namespace, "webapp", greeting="Bonjour")
-    converged(cluster, namespace, "webapp", operator_process, "UPDATE_COMPLETE")
+    wait_for_stack(cluster, namespace, "webapp", "UPDATE_COMPLETE", operator=operator_process)
     config = cluster.get_json(namespace, "configmap", config_name)
     assert config["metadata"]["uid"] == config_uid, "the ConfigMap was replaced, not updated"
     assert config["data"]["GREETING"] == "Bonjour"
@@ -204,7 +182,7 @@ def test_webapp_example_lives_its_whole_life(
     resources["credentials"]["properties"]["manifest"]["type"] = "example.com/credentials"
     apply(cluster, namespace, changed)
     both_seen = False
-    while (status := finished(cluster, namespace, "webapp")()) is None:
+    while (status := settled_status(cluster, namespace, "webapp")) is None:
         names = cluster.kubectl(
             "get", f"--namespace={namespace}", "secrets", "-o", "name"
         ).stdout.split()
@@ -227,7 +205,9 @@ def test_webapp_example_lives_its_whole_life(
     service_uid = service["metadata"]["uid"]
     resources["frontend"]["properties"]["manifest"]["spec"]["clusterIP"] = "None"
     apply(cluster, namespace, changed)
-    status = converged(cluster, namespace, "webapp", operator_process, "UPDATE_COMPLETE")
+    status = wait_for_stack(
+        cluster, namespace, "webapp", "UPDATE_COMPLETE", operator=operator_process
+    )
     service = cluster.get_json(namespace, "service", "webapp")
     assert service["metadata"]["uid"] != service_uid, "the Service was not replaced"
     assert status["outputs"]["cluster_ip"] == "None"
@@ -266,7 +246,9 @@ def test_heat_utility_example_lives_its_whole_life(
 ) -> None:
     body = example("heat-utility")
     apply(cluster, namespace, body)
-    status = converged(cluster, namespace, "heat-utility", operator_process, "CREATE_COMPLETE")
+    status = wait_for_stack(
+        cluster, namespace, "heat-utility", "CREATE_COMPLETE", operator=operator_process
+    )
     outputs = status["outputs"]
     assert outputs["nodes"] == ["demo-a", "demo-b", "demo-c"]
     assert outputs["settings"] == {
@@ -287,7 +269,9 @@ def test_heat_utility_example_lives_its_whole_life(
 
     # Update in place: a new size flows through the Values into the config.
     patch_parameters(cluster, namespace, "heat-utility", node_count="5")
-    status = converged(cluster, namespace, "heat-utility", operator_process, "UPDATE_COMPLETE")
+    status = wait_for_stack(
+        cluster, namespace, "heat-utility", "UPDATE_COMPLETE", operator=operator_process
+    )
     assert status["outputs"]["settings"]["size"] == 5
     assert status["outputs"]["config"].startswith("cluster=demo size=5 ")
     config = current(cluster, namespace, "config")
@@ -300,7 +284,9 @@ def test_heat_utility_example_lives_its_whole_life(
     resources = changed["spec"]["template"]["resources"]
     resources["config"]["properties"]["update_replace_value"] = "v2"
     apply(cluster, namespace, changed)
-    status = converged(cluster, namespace, "heat-utility", operator_process, "UPDATE_COMPLETE")
+    status = wait_for_stack(
+        cluster, namespace, "heat-utility", "UPDATE_COMPLETE", operator=operator_process
+    )
     new_secret = status["outputs"]["token_secret"]
     assert new_secret != token_secret
     assert cluster.get_json(namespace, "secret", token_secret) is None, "the old token is left"

@@ -11,14 +11,14 @@ utility types are fuzzed on the simulator (tests/unit/reconcilers/test_fuzz_type
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from convergence.operator.testing.cluster import Cluster
+from convergence.operator.testing import hot
+from convergence.operator.testing.cluster import Cluster, wait_for_stack
 from convergence.operator.testing.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.controlplane
@@ -73,48 +73,18 @@ def manifests(draw: st.DrawFn) -> dict[str, Any]:
 
 
 def stack(namespace: str, manifest: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "convergence.dev/v1alpha1",
-        "kind": "Stack",
-        "metadata": {"name": "fuzz", "namespace": namespace},
-        "spec": {
-            "template": {
-                "heat_template_version": "2021-04-16",
-                "resources": {
-                    "obj": {
-                        "type": "Kubernetes::Object",
-                        # Bounded: a kind that never becomes ready fails in time.
-                        "properties": {"manifest": manifest, "timeout": 15},
-                    },
-                    "reader": {
-                        "type": "OS::Heat::Value",
-                        "properties": {
-                            "value": {
-                                "name": {"get_resource": "obj"},
-                                "metadata": {"get_attr": ["obj", "metadata"]},
-                            }
-                        },
-                    },
-                },
-            }
-        },
-    }
-
-
-def settled(cluster: Cluster, namespace: str, operator: OperatorProcess) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert operator.process is not None
-        assert operator.process.poll() is None, f"the operator died:\n{operator.tail()}"
-        result = cluster.kubectl("get", "stack", "fuzz", f"--namespace={namespace}", "-o", "json")
-        body = json.loads(result.stdout)
-        status = body.get("status") or {}
-        if status.get("observedGeneration") == body["metadata"]["generation"] and status.get(
-            "phase", ""
-        ).endswith(("_COMPLETE", "_FAILED")):
-            return dict(status)
-        time.sleep(0.3)
-    pytest.fail(f"the stack did not settle; operator log:\n{operator.tail()}")
+    reads = {"name": {"get_resource": "obj"}, "metadata": {"get_attr": ["obj", "metadata"]}}
+    template = hot.template(
+        {
+            "obj": {
+                "type": "Kubernetes::Object",
+                # Bounded: a kind that never becomes ready fails in time.
+                "properties": {"manifest": manifest, "timeout": 15},
+            },
+            "reader": {"type": "OS::Heat::Value", "properties": {"value": reads}},
+        }
+    )
+    return hot.stack("fuzz", template, namespace)
 
 
 def test_random_manifests_end_complete_or_clearly_failed(
@@ -139,7 +109,11 @@ def test_random_manifests_end_complete_or_clearly_failed(
             # The CRD's schema refused it (e.g. a null): nothing reached the operator.
             outcomes.append("refused by the API")
             return
-        status = settled(cluster, namespace, operator_process)
+        assert operator_process.process is not None
+        assert operator_process.process.poll() is None, (
+            f"the operator died:\n{operator_process.tail()}"
+        )
+        status = wait_for_stack(cluster, namespace, "fuzz", operator=operator_process, timeout=60)
         outcomes.append(status["phase"])
         if status["phase"].endswith("_FAILED"):
             assert status.get("statusReason"), f"{status['phase']} without a reason: {manifest}"

@@ -65,6 +65,7 @@ from convergence.operator.kube.names import (
     STACKS,
     VERSION,
 )
+from convergence.operator.testing import hot
 from convergence.operator.testing.cluster import Cluster
 from convergence.operator.testing.kube_driver import KubernetesDriver
 from convergence.operator.testing.operator_process import OperatorProcess
@@ -130,10 +131,6 @@ def _copy(resources: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-def _template(resources: Mapping[str, Any]) -> Template:
-    return {"heat_template_version": "2021-04-16", "resources": dict(resources)}
-
-
 def _edit(rng: random.Random, resources: dict[str, dict[str, Any]], suffix: str) -> None:
     """Edit the value of some resources in place (those whose value is no get_* of another)."""
     for name in rng.sample(sorted(resources), EDITED_RESOURCES):
@@ -194,9 +191,9 @@ def random_plan(rng: random.Random, mode: str) -> Plan:
     else:
         culprit_properties["action_wait_secs"] = {"update": SLOW_UPDATE_SECS}
     return Plan(
-        base=_template(resources),
-        updated=_template(updated),
-        rolled_back=_template(bad),
+        base=hot.template(resources),
+        updated=hot.template(updated),
+        rolled_back=hot.template(bad),
         mode=mode,
         replaced=frozenset(replaced),
         may_change_in_rollback=frozenset(replaced_again | {culprit}),

@@ -50,13 +50,11 @@ from convergence.operator.kube.names import GROUP, STACK_RESOURCES, STACKS, VERS
 from convergence.operator.kube.reality import ConfigMapReality, configmap_name
 from convergence.operator.kube.revisions import TemplateRevisions
 from convergence.operator.kube.store import KubernetesStore
+from convergence.operator.testing import hot
 from convergence.operator.testing.cluster import Cluster
 from convergence.reconcilers.heat_test_resource import TestResource
 
-TEMPLATE: dict[str, Any] = {
-    "heat_template_version": "2021-04-16",
-    "resources": {"first": {"type": "OS::Heat::None"}},
-}
+TEMPLATE = hot.template({"first": {"type": "OS::Heat::None"}})
 
 
 @pytest.fixture(scope="session")
@@ -103,12 +101,7 @@ def kubernetes_kit(api: ApiClient, namespace: str) -> StoreKit:
 
 
 def create_stack_object(api: ApiClient, namespace: str, name: str) -> dict[str, Any]:
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "Stack",
-        "metadata": {"name": name},
-        "spec": {"template": TEMPLATE},
-    }
+    body = hot.stack(name, TEMPLATE)
     created = CustomObjectsApi(api).create_namespaced_custom_object(
         GROUP, VERSION, namespace, STACKS, body
     )

@@ -4,12 +4,12 @@ confinement and impersonation (a stack acts only with its ServiceAccount's right
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from convergence.operator.testing.cluster import Cluster
+from convergence.operator.testing import hot
+from convergence.operator.testing.cluster import Cluster, settled_status, wait_for_stack
 from convergence.operator.testing.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.controlplane
@@ -20,37 +20,8 @@ MANAGED = "app.kubernetes.io/managed-by=convergence"
 def apply_stack(
     cluster: Cluster, namespace: str, name: str, resources: dict[str, Any], **spec: Any
 ) -> None:
-    body = {
-        "apiVersion": "convergence.dev/v1alpha1",
-        "kind": "Stack",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "template": {"heat_template_version": "2021-04-16", "resources": resources},
-            **spec,
-        },
-    }
+    body = hot.stack(name, hot.template(resources), namespace, **spec)
     cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
-
-
-def phase(cluster: Cluster, namespace: str, name: str) -> Callable[[], str | None]:
-    def probe() -> str | None:
-        body = cluster.get_json(namespace, "stack", name) or {}
-        status = body.get("status") or {}
-        if body.get("metadata", {}).get("generation") != status.get("observedGeneration"):
-            return None
-        found = status.get("phase", "")
-        return found if found.endswith(("_COMPLETE", "_FAILED")) else None
-
-    return probe
-
-
-def converged(
-    cluster: Cluster, namespace: str, name: str, operator: OperatorProcess, expect: str
-) -> dict[str, Any]:
-    found = operator.eventually(f"stack {name} to finish", phase(cluster, namespace, name))
-    status = cluster.get_json(namespace, "stack", name)["status"]
-    assert found == expect, f"{name} is {found}: {status.get('statusReason')}"
-    return dict(status)
 
 
 def obj(kind: str, name: str, **rest: Any) -> dict[str, Any]:
@@ -139,12 +110,12 @@ def test_objects_flow_update_replace_and_delete(
     resources["web"]["depends_on"] = ["settings"]
     apply_stack(cluster, namespace, "app", resources)
 
-    def web_ready() -> str | None:
+    def web_ready() -> dict[str, Any] | None:
         make_available(cluster, namespace, "web")
-        return phase(cluster, namespace, "app")()
+        return settled_status(cluster, namespace, "app")
 
-    operator_process.eventually("the Deployment to become available", web_ready)
-    converged(cluster, namespace, "app", operator_process, "CREATE_COMPLETE")
+    status = operator_process.eventually("the Deployment to become available", web_ready)
+    assert status["phase"] == "CREATE_COMPLETE", status.get("statusReason")
     ip = cluster.get_json(namespace, "service", "web")["spec"]["clusterIP"]
     config = cluster.get_json(namespace, "configmap", "settings")
     assert config["data"] == {"SERVICE_IP": ip, "SERVICE_NAME": "web"}
@@ -168,8 +139,8 @@ def test_objects_flow_update_replace_and_delete(
     config_uid = config["metadata"]["uid"]
     service_uid = cluster.get_json(namespace, "service", "web")["metadata"]["uid"]
     apply_stack(cluster, namespace, "app", resources)
-    operator_process.eventually("the update to finish", web_ready)
-    converged(cluster, namespace, "app", operator_process, "UPDATE_COMPLETE")
+    status = operator_process.eventually("the update to finish", web_ready)
+    assert status["phase"] == "UPDATE_COMPLETE", status.get("statusReason")
     config = cluster.get_json(namespace, "configmap", "settings")
     assert config["metadata"]["uid"] == config_uid, "updated in place"
     assert config["data"]["EXTRA"] == "1"
@@ -211,7 +182,7 @@ def test_a_stack_without_service_account_is_confined_to_its_namespace(
         },
     }
     apply_stack(cluster, namespace, "grab", {"role": role})
-    status = converged(cluster, namespace, "grab", operator_process, "CREATE_FAILED")
+    status = wait_for_stack(cluster, namespace, "grab", "CREATE_FAILED", operator=operator_process)
     assert f"ClusterRole {namespace}-escalate is cluster-scoped" in status["statusReason"]
     assert cluster.get_json("default", "clusterrole", f"{namespace}-escalate") is None
 
@@ -230,7 +201,7 @@ def test_a_stack_acts_only_with_its_service_accounts_rights(
     )  # fmt: skip
     allowed = obj("ConfigMap", "allowed", data={"a": "1"})
     apply_stack(cluster, namespace, "ok", {"cm": allowed}, serviceAccountName="deployer")
-    converged(cluster, namespace, "ok", operator_process, "CREATE_COMPLETE")
+    wait_for_stack(cluster, namespace, "ok", "CREATE_COMPLETE", operator=operator_process)
     assert cluster.get_json(namespace, "configmap", "allowed")["data"] == {"a": "1"}
 
     role = {
@@ -245,7 +216,7 @@ def test_a_stack_acts_only_with_its_service_accounts_rights(
         },
     }
     apply_stack(cluster, namespace, "role", {"role": role}, serviceAccountName="deployer")
-    status = converged(cluster, namespace, "role", operator_process, "CREATE_FAILED")
+    status = wait_for_stack(cluster, namespace, "role", "CREATE_FAILED", operator=operator_process)
     reason = status["statusReason"]
     assert f"ClusterRole {namespace}-escalate: " in reason, reason
     assert "is forbidden" in reason, reason
@@ -255,7 +226,7 @@ def test_a_stack_acts_only_with_its_service_accounts_rights(
     elsewhere = obj("Secret", "stolen", stringData={"k": "v"})
     elsewhere["properties"]["manifest"]["metadata"]["namespace"] = "default"
     apply_stack(cluster, namespace, "away", {"s": elsewhere}, serviceAccountName="deployer")
-    status = converged(cluster, namespace, "away", operator_process, "CREATE_FAILED")
+    status = wait_for_stack(cluster, namespace, "away", "CREATE_FAILED", operator=operator_process)
     reason = status["statusReason"]
     assert "Secret default/stolen: " in reason, reason
     assert "is forbidden" in reason, reason

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from convergence.operator.testing.cluster import Cluster
+from convergence.operator.testing import hot
+from convergence.operator.testing.cluster import Cluster, wait_for_stack
 from convergence.operator.testing.controlplane import REPO_ROOT
 from convergence.operator.testing.operator_process import OperatorProcess
 
@@ -49,11 +50,8 @@ def test_stack_lifecycle_on_the_real_control_plane(
 ) -> None:
     ns = f"--namespace={namespace}"
     cluster.kubectl("apply", ns, "-f", str(HELLO))
-    try:
-        wait(cluster, namespace, "condition=Ready")
-        wait(cluster, namespace, "jsonpath={.status.phase}=CREATE_COMPLETE")
-    except AssertionError:
-        pytest.fail(f"create did not converge; operator log:\n{operator_process.tail()}")
+    wait_for_stack(cluster, namespace, "hello", "CREATE_COMPLETE", operator=operator_process)
+    wait(cluster, namespace, "condition=Ready")
     stack = get(cluster, namespace, "stack", "hello")
     assert stack["status"]["outputs"] == {"message": "hello, world"}
     assert stack["status"]["resources"]["total"] == 3
@@ -89,10 +87,7 @@ def test_stack_lifecycle_on_the_real_control_plane(
             }
         ),
     )
-    try:
-        wait(cluster, namespace, "jsonpath={.status.phase}=UPDATE_COMPLETE")
-    except AssertionError:
-        pytest.fail(f"update did not converge; operator log:\n{operator_process.tail()}")
+    wait_for_stack(cluster, namespace, "hello", "UPDATE_COMPLETE", operator=operator_process)
     after = physical(cluster, namespace)
     assert after["first"]["id"] != reality["first"]["id"], "first must have been replaced"
     assert after["second"]["id"] == reality["second"]["id"], "second is updated in place"
@@ -112,22 +107,8 @@ def test_stack_lifecycle_on_the_real_control_plane(
 def test_an_invalid_template_is_reported_in_status_and_creates_nothing(
     cluster: Cluster, namespace: str, operator_process: OperatorProcess
 ) -> None:
-    bad = {
-        "apiVersion": "convergence.dev/v1alpha1",
-        "kind": "Stack",
-        "metadata": {"name": "hello"},
-        "spec": {
-            "template": {
-                "heat_template_version": "2021-04-16",
-                "resources": {
-                    "a": {
-                        "type": "OS::Heat::TestResource",
-                        "properties": {"value": {"get_attr": ["nope", "output"]}},
-                    },
-                },
-            }
-        },
-    }
+    nope = {"properties": {"value": {"get_attr": ["nope", "output"]}}}
+    bad = hot.stack("hello", hot.template(hot.resources("OS::Heat::TestResource", a=nope)))
     cluster.kubectl("apply", f"--namespace={namespace}", "-f", "-", input=json.dumps(bad))
     wait(cluster, namespace, "jsonpath={.status.observedGeneration}=1")
     stack = get(cluster, namespace, "stack", "hello")
@@ -144,26 +125,16 @@ def test_pseudo_parameters_name_the_stack_and_its_namespace(
     cluster: Cluster, namespace: str, operator_process: OperatorProcess
 ) -> None:
     """OS::project_id is the Stack's namespace (the tenancy unit); OS::stack_id its stackId."""
-    body = {
-        "apiVersion": "convergence.dev/v1alpha1",
-        "kind": "Stack",
-        "metadata": {"name": "hello", "namespace": namespace},
-        "spec": {
-            "template": {
-                "heat_template_version": "2021-04-16",
-                "resources": {"none": {"type": "OS::Heat::None"}},
-                "outputs": {
-                    name: {"value": {"get_param": f"OS::{name}"}}
-                    for name in ("project_id", "stack_name", "stack_id")
-                },
-            }
+    template = hot.template(
+        {"none": {"type": "OS::Heat::None"}},
+        outputs={
+            name: {"value": {"get_param": f"OS::{name}"}}
+            for name in ("project_id", "stack_name", "stack_id")
         },
-    }
+    )
+    body = hot.stack("hello", template, namespace)
     cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
-    try:
-        wait(cluster, namespace, "jsonpath={.status.phase}=CREATE_COMPLETE")
-    except AssertionError:
-        pytest.fail(f"create did not converge; operator log:\n{operator_process.tail()}")
+    wait_for_stack(cluster, namespace, "hello", "CREATE_COMPLETE", operator=operator_process)
     stack = get(cluster, namespace, "stack", "hello")
     assert stack["status"]["outputs"] == {
         "project_id": namespace,
@@ -176,10 +147,7 @@ def test_log_lines_are_json_naming_stack_resource_and_traversal(
     cluster: Cluster, namespace: str, operator_process: OperatorProcess
 ) -> None:
     cluster.kubectl("apply", f"--namespace={namespace}", "-f", str(HELLO))
-    try:
-        wait(cluster, namespace, "jsonpath={.status.phase}=CREATE_COMPLETE")
-    except AssertionError:
-        pytest.fail(f"create did not converge; operator log:\n{operator_process.tail()}")
+    wait_for_stack(cluster, namespace, "hello", "CREATE_COMPLETE", operator=operator_process)
     traversal = get(cluster, namespace, "stack", "hello")["status"]["traversal"]
 
     def mine() -> list[dict[str, Any]]:

@@ -6,12 +6,13 @@ import functools
 import json
 import socket
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from convergence.operator.testing.cluster import Cluster
+from convergence.operator.testing import hot
+from convergence.operator.testing.cluster import Cluster, settled_status, wait_for_stack
 from convergence.operator.testing.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.controlplane
@@ -49,16 +50,6 @@ def stack_status(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
     return dict(get(cluster, namespace, "stack", name).get("status") or {})
 
 
-def phase_is(
-    cluster: Cluster, namespace: str, name: str, phase: str
-) -> Callable[[], dict[str, Any] | None]:
-    def probe() -> dict[str, Any] | None:
-        status = stack_status(cluster, namespace, name)
-        return status if status.get("phase") == phase else None
-
-    return probe
-
-
 def physical(cluster: Cluster, namespace: str) -> dict[str, dict[str, Any]]:
     """Reality: the ConfigMaps standing for TestResources, by logical name."""
     items = get(cluster, namespace, "configmaps", "-l", "app.kubernetes.io/managed-by=convergence")
@@ -76,21 +67,8 @@ def events(cluster: Cluster, namespace: str, reason: str, name: str) -> list[dic
 
 
 def apply_stack(cluster: Cluster, namespace: str, name: str, spec: dict[str, Any]) -> None:
-    body = {
-        "apiVersion": "convergence.dev/v1alpha1",
-        "kind": "Stack",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
+    body = hot.stack(name, **spec)
     cluster.kubectl("apply", f"--namespace={namespace}", "-f", "-", input=json.dumps(body))
-
-
-def template(resources: dict[str, Any], parameters: dict[str, Any] | None = None) -> Any:
-    return {
-        "heat_template_version": "2021-04-16",
-        "parameters": parameters or {},
-        "resources": resources,
-    }
 
 
 def test_metrics_and_events_report_a_create(
@@ -101,7 +79,7 @@ def test_metrics_and_events_report_a_create(
         namespace,
         "counted",
         {
-            "template": template(
+            "template": hot.template(
                 {
                     "a": {"type": "OS::Heat::TestResource", "properties": {"value": "x"}},
                     "b": {
@@ -112,9 +90,7 @@ def test_metrics_and_events_report_a_create(
             )
         },
     )
-    operator_process.eventually(
-        "CREATE_COMPLETE", phase_is(cluster, namespace, "counted", "CREATE_COMPLETE")
-    )
+    wait_for_stack(cluster, namespace, "counted", "CREATE_COMPLETE", operator=operator_process)
 
     def scrape() -> dict[str, float]:
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as response:
@@ -160,12 +136,12 @@ def test_metrics_and_events_report_a_create(
     cluster.kubectl("delete", f"--namespace={namespace}", "stack", "counted", "--timeout=60s")
 
 
-PARAMETERISED = template(
+PARAMETERISED = hot.template(
     {
         "a": {"type": "OS::Heat::TestResource", "properties": {"value": {"get_param": "greeting"}}},
         "b": {"type": "OS::Heat::TestResource", "properties": {"value": {"get_param": "password"}}},
     },
-    {
+    parameters={
         "greeting": {"type": "string"},
         "size": {"type": "string", "default": "none"},
         "password": {"type": "string", "hidden": True},
@@ -194,8 +170,8 @@ def test_parameters_from_a_config_map_and_a_secret(
             ],
         },
     )
-    status = operator_process.eventually(
-        "CREATE_COMPLETE", phase_is(cluster, namespace, "fromsources", "CREATE_COMPLETE")
+    status = wait_for_stack(
+        cluster, namespace, "fromsources", "CREATE_COMPLETE", operator=operator_process
     )
     reality = physical(cluster, namespace)
     assert reality["a"]["value"] == "hi"
@@ -238,10 +214,7 @@ def test_missing_parameter_source_is_reported_then_picked_up(
     assert get(cluster, namespace, "stackresources")["items"] == [], "nothing may be created"
 
     cluster.kubectl("create", ns, "configmap", "later", "--from-literal=greeting=late")
-    operator_process.eventually(
-        "CREATE_COMPLETE once the ConfigMap exists",
-        phase_is(cluster, namespace, "waiting", "CREATE_COMPLETE"),
-    )
+    wait_for_stack(cluster, namespace, "waiting", "CREATE_COMPLETE", operator=operator_process)
     assert physical(cluster, namespace)["a"]["value"] == "late"
 
 
@@ -260,13 +233,13 @@ def test_cancel_without_rollback_by_annotation(
     def spec(value: str, wait: int) -> dict[str, Any]:
         slow = {"value": value, "wait_secs": wait}
         return {
-            "template": template({"slow": {"type": "OS::Heat::TestResource", "properties": slow}})
+            "template": hot.template(
+                {"slow": {"type": "OS::Heat::TestResource", "properties": slow}}
+            )
         }
 
     apply_stack(cluster, namespace, "cancelled", spec("v1", 0))
-    operator_process.eventually(
-        "CREATE_COMPLETE", phase_is(cluster, namespace, "cancelled", "CREATE_COMPLETE")
-    )
+    wait_for_stack(cluster, namespace, "cancelled", "CREATE_COMPLETE", operator=operator_process)
     apply_stack(cluster, namespace, "cancelled", spec("v2", 12))
 
     def updating() -> bool:
@@ -277,11 +250,14 @@ def test_cancel_without_rollback_by_annotation(
     cluster.kubectl(
         "annotate", ns, "--overwrite", "stack", "cancelled", "convergence.dev/cancel=no-rollback"
     )
-    failed = phase_is(cluster, namespace, "cancelled", "UPDATE_FAILED")
     # The engine's cancel and the handler's own status patch are two writes.
     status = operator_process.eventually(
         "UPDATE_FAILED after cancel, the annotation handled",
-        lambda: (status := failed()) and "handledCancel" in status and status,
+        lambda: (
+            (status := settled_status(cluster, namespace, "cancelled", "UPDATE_FAILED"))
+            and "handledCancel" in status
+            and status
+        ),
     )
     assert status["statusReason"] == "Stack UPDATE cancelled", status
     assert status["handledCancel"] == "no-rollback"
@@ -304,25 +280,21 @@ def test_rollback_by_annotation_and_a_refused_cancel(
         properties = {"value": value, "fail": fail}
         return {
             "disableRollback": True,
-            "template": template(
+            "template": hot.template(
                 {"a": {"type": "OS::Heat::TestResource", "properties": properties}}
             ),
         }
 
     apply_stack(cluster, namespace, "rolled", spec("v1", False))
-    operator_process.eventually(
-        "CREATE_COMPLETE", phase_is(cluster, namespace, "rolled", "CREATE_COMPLETE")
-    )
+    wait_for_stack(cluster, namespace, "rolled", "CREATE_COMPLETE", operator=operator_process)
     apply_stack(cluster, namespace, "rolled", spec("v2", True))
-    operator_process.eventually(
-        "UPDATE_FAILED", phase_is(cluster, namespace, "rolled", "UPDATE_FAILED")
-    )
+    wait_for_stack(cluster, namespace, "rolled", "UPDATE_FAILED", operator=operator_process)
     operator_process.eventually(
         "an UpdateFailed Warning", lambda: events(cluster, namespace, "UpdateFailed", "rolled")
     )
     cluster.kubectl("annotate", ns, "--overwrite", "stack", "rolled", "convergence.dev/rollback=1")
-    status = operator_process.eventually(
-        "ROLLBACK_COMPLETE", phase_is(cluster, namespace, "rolled", "ROLLBACK_COMPLETE")
+    status = wait_for_stack(
+        cluster, namespace, "rolled", "ROLLBACK_COMPLETE", operator=operator_process
     )
     assert status["handledRollback"] == "1"
     assert physical(cluster, namespace)["a"]["value"] == "v1"

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from convergence.operator.testing.cluster import Cluster
+from convergence.operator.testing import hot
+from convergence.operator.testing.cluster import Cluster, wait_for_stack
 from convergence.operator.testing.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.controlplane
@@ -83,40 +83,12 @@ def install_package(where: Path) -> Path:
 
 
 def stack(namespace: str, name: str, language: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "convergence.dev/v1alpha1",
-        "kind": "Stack",
-        "metadata": {"name": "greeter", "namespace": namespace},
-        "spec": {
-            "template": {
-                "heat_template_version": "2021-04-16",
-                "resources": {
-                    "hello": {
-                        "type": "Example::Greeting",
-                        "properties": {"name": name, "language": language},
-                    }
-                },
-                "outputs": {"greeting": {"value": {"get_attr": ["hello", "greeting"]}}},
-            }
-        },
-    }
-
-
-def settle(cluster: Cluster, namespace: str, operator: OperatorProcess) -> dict[str, Any]:
-    """The Stack's status once its latest generation finished."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        result = cluster.kubectl(
-            "get", "stack", "greeter", f"--namespace={namespace}", "-o", "json"
-        )
-        body = json.loads(result.stdout)
-        status = body.get("status") or {}
-        if status.get("observedGeneration") == body["metadata"]["generation"] and status.get(
-            "phase", ""
-        ).endswith(("_COMPLETE", "_FAILED")):
-            return dict(status)
-        time.sleep(0.3)
-    pytest.fail(f"the stack did not finish; operator log:\n{operator.tail()}")
+    greeting = {"type": "Example::Greeting", "properties": {"name": name, "language": language}}
+    template = hot.template(
+        {"hello": greeting},
+        outputs={"greeting": {"value": {"get_attr": ["hello", "greeting"]}}},
+    )
+    return hot.stack("greeter", template, namespace)
 
 
 def record_ids(cluster: Cluster, namespace: str) -> list[str]:
@@ -144,27 +116,23 @@ def test_a_type_installed_by_entry_point_converges_a_stack(
             cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
 
         apply(stack(namespace, "world", "en"))
-        status = settle(cluster, namespace, operator)
-        assert status["phase"] == "CREATE_COMPLETE", status.get("statusReason")
+        status = wait_for_stack(cluster, namespace, "greeter", "CREATE_COMPLETE", operator=operator)
         assert status["outputs"] == {"greeting": "Hello, world!"}
         [created] = record_ids(cluster, namespace)
 
         # `name` is update-allowed: in place; `language` is not: replaced.
         apply(stack(namespace, "Kubernetes", "en"))
-        status = settle(cluster, namespace, operator)
-        assert status["phase"] == "UPDATE_COMPLETE", status.get("statusReason")
+        status = wait_for_stack(cluster, namespace, "greeter", "UPDATE_COMPLETE", operator=operator)
         assert status["outputs"] == {"greeting": "Hello, Kubernetes!"}
         assert record_ids(cluster, namespace) == [created], "updated in place"
         apply(stack(namespace, "Kubernetes", "fr"))
-        status = settle(cluster, namespace, operator)
-        assert status["phase"] == "UPDATE_COMPLETE", status.get("statusReason")
+        status = wait_for_stack(cluster, namespace, "greeter", "UPDATE_COMPLETE", operator=operator)
         assert status["outputs"] == {"greeting": "Bonjour, Kubernetes!"}
         assert created not in record_ids(cluster, namespace), "replaced"
 
         # The type's own failure is the stack's reason.
         apply(stack(namespace, "Kubernetes", "xx"))
-        status = settle(cluster, namespace, operator)
-        assert status["phase"] == "UPDATE_FAILED"
+        status = wait_for_stack(cluster, namespace, "greeter", "UPDATE_FAILED", operator=operator)
         assert "no greeting in 'xx'" in status["statusReason"], status["statusReason"]
         assert operator.process is not None
         assert operator.process.poll() is None, "the operator died"

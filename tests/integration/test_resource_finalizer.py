@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from convergence.operator.testing.cluster import Cluster
+from convergence.operator.testing import hot
+from convergence.operator.testing.cluster import Cluster, wait_for_stack
 from convergence.operator.testing.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.controlplane
@@ -41,23 +42,12 @@ def _condition(cluster: Cluster, namespace: str, kind: str) -> dict[str, Any] | 
 def test_a_stackresource_deleted_by_hand_is_kept_reported_and_replaced_by_the_next_update(
     cluster: Cluster, namespace: str, operator_process: OperatorProcess
 ) -> None:
-    stack = {
-        "apiVersion": "convergence.dev/v1alpha1",
-        "kind": "Stack",
-        "metadata": {"name": "held", "namespace": namespace},
-        "spec": {
-            "template": {
-                "heat_template_version": "2021-04-16",
-                "resources": {
-                    "a": {"type": "OS::Heat::TestResource", "properties": {"value": "one"}},
-                    "b": {
-                        "type": "OS::Heat::TestResource",
-                        "properties": {"value": {"get_resource": "a"}},
-                    },
-                },
-            }
-        },
-    }
+    resources = hot.resources(
+        "OS::Heat::TestResource",
+        a={"properties": {"value": "one"}},
+        b={"properties": {"value": {"get_resource": "a"}}},
+    )
+    stack = hot.stack("held", hot.template(resources), namespace)
     cluster.kubectl("apply", "-f", "-", input=json.dumps(stack))
     cluster.kubectl(
         "wait", f"--namespace={namespace}", "--for=condition=Ready", "stack/held", "--timeout=60s"
@@ -107,13 +97,7 @@ def test_a_stackresource_deleted_by_hand_is_kept_reported_and_replaced_by_the_ne
             )
         ),
     )
-    operator_process.eventually(
-        "the stack at rest again",
-        lambda: (
-            (cluster.get_json(namespace, "stack", "held") or {}).get("status", {}).get("phase")
-            == "UPDATE_COMPLETE"
-        ),
-    )
+    wait_for_stack(cluster, namespace, "held", "UPDATE_COMPLETE", operator=operator_process)
     (replacement,) = _configmaps(cluster, namespace, "a")
     assert replacement != physical
     (b_physical,) = _configmaps(cluster, namespace, "b")

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from convergence.operator.testing.cluster import Cluster
+from convergence.operator.testing import hot
+from convergence.operator.testing.cluster import Cluster, wait_for_stack
 from convergence.operator.testing.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.controlplane
@@ -21,43 +22,35 @@ HIDDEN = "s3cret-value-never-shown"
 
 
 def _apply(cluster: Cluster, namespace: str, value: str, fail: bool = False) -> None:
-    body = {
-        "apiVersion": "convergence.dev/v1alpha1",
-        "kind": "Stack",
-        "metadata": {"name": "revs", "namespace": namespace},
-        "spec": {
-            "revisionHistoryLimit": 1,
-            "disableRollback": not fail,
-            "parameters": {"password": HIDDEN, "value": value},
-            "template": {
-                "heat_template_version": "2021-04-16",
-                "parameters": {
-                    "password": {"type": "string", "hidden": True},
-                    "value": {"type": "string"},
-                },
-                "resources": {
-                    "a": {
-                        "type": "OS::Heat::TestResource",
-                        "properties": {"value": {"get_param": "value"}, "fail": fail},
-                    }
-                },
-            },
+    template = hot.template(
+        {
+            "a": {
+                "type": "OS::Heat::TestResource",
+                "properties": {"value": {"get_param": "value"}, "fail": fail},
+            }
         },
-    }
+        parameters={"password": {"type": "string", "hidden": True}, "value": {"type": "string"}},
+    )
+    body = hot.stack(
+        "revs",
+        template,
+        namespace,
+        revisionHistoryLimit=1,
+        disableRollback=not fail,
+        parameters={"password": HIDDEN, "value": value},
+    )
     cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
 
 
-def _complete(cluster: Cluster, namespace: str, operator: OperatorProcess) -> None:
-    def probe() -> bool:
-        body = cluster.get_json(namespace, "stack", "revs") or {}
-        status = body.get("status") or {}
-        return bool(
-            status.get("observedGeneration") == body.get("metadata", {}).get("generation")
-            and str(status.get("phase", "")).endswith("_COMPLETE")
-            and status.get("reportedPhase", "").startswith(status.get("phase", "-"))
-        )
+def _complete(cluster: Cluster, namespace: str, operator: OperatorProcess, phase: str) -> None:
+    """The stack in `phase`, and that phase reported (revisions are marked and pruned then)."""
+    wait_for_stack(cluster, namespace, "revs", phase, operator=operator)
 
-    operator.eventually("the stack complete", probe)
+    def reported() -> bool:
+        status = (cluster.get_json(namespace, "stack", "revs") or {}).get("status") or {}
+        return str(status.get("reportedPhase", "")).startswith(phase)
+
+    operator.eventually(f"{phase} reported", reported)
 
 
 def _revisions(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
@@ -68,9 +61,14 @@ def _revisions(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
 def test_revisions_are_pruned_marked_and_keep_parameter_values_out_of_sight(
     cluster: Cluster, namespace: str, operator_process: OperatorProcess
 ) -> None:
-    for value in ("one", "two", "three", "four"):
+    for value, phase in [
+        ("one", "CREATE_COMPLETE"),
+        ("two", "UPDATE_COMPLETE"),
+        ("three", "UPDATE_COMPLETE"),
+        ("four", "UPDATE_COMPLETE"),
+    ]:
         _apply(cluster, namespace, value)
-        _complete(cluster, namespace, operator_process)
+        _complete(cluster, namespace, operator_process, phase)
 
     stack = cluster.get_json(namespace, "stack", "revs")
     current = stack["status"]["currentRevision"]
@@ -102,9 +100,7 @@ def test_revisions_are_pruned_marked_and_keep_parameter_values_out_of_sight(
     # A failed update rolls back to the last completed template, whose parameter
     # values the operator reads back from its Secret.
     _apply(cluster, namespace, "five", fail=True)
-    _complete(cluster, namespace, operator_process)
-    stack = cluster.get_json(namespace, "stack", "revs")
-    assert stack["status"]["phase"] == "ROLLBACK_COMPLETE", stack["status"]
+    _complete(cluster, namespace, operator_process, "ROLLBACK_COMPLETE")
     configmaps = cluster.get_json(namespace, "configmaps", "-l=convergence.dev/resource=a")
     (physical,) = configmaps["items"]
     assert json.loads(physical["data"]["attributes"])["output"] == "four", physical["data"]

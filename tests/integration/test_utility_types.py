@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 import yaml
 
-from convergence.operator.testing.cluster import Cluster
+from convergence.operator.testing import hot
+from convergence.operator.testing.cluster import Cluster, wait_for_stack
 from convergence.operator.testing.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.controlplane
 
-HOT = "2021-04-16"
 MANAGED = "app.kubernetes.io/managed-by=convergence"
 
 
@@ -26,26 +25,8 @@ def get(cluster: Cluster, namespace: str, *what: str) -> Any:
 
 
 def apply_stack(cluster: Cluster, namespace: str, name: str, spec: dict[str, Any]) -> None:
-    manifest = {
-        "apiVersion": "convergence.dev/v1alpha1",
-        "kind": "Stack",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }
+    manifest = hot.stack(name, namespace=namespace, **spec)
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest))
-
-
-def phase_is(
-    cluster: Cluster, namespace: str, name: str, phase: str, generation: int
-) -> Callable[[], dict[str, Any] | None]:
-    def probe() -> dict[str, Any] | None:
-        stack = get(cluster, namespace, "stack", name)
-        status = stack.get("status") or {}
-        if status.get("observedGeneration") == generation and status.get("phase") == phase:
-            return dict(status)
-        return None
-
-    return probe
 
 
 def secrets_of(cluster: Cluster, namespace: str) -> dict[str, dict[str, Any]]:
@@ -67,9 +48,8 @@ def stack_resources(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
 
 
 def template(salt: str) -> dict[str, Any]:
-    return {
-        "heat_template_version": HOT,
-        "resources": {
+    return hot.template(
+        {
             "pw": {
                 "type": "OS::Heat::RandomString",
                 "properties": {"length": 20, "salt": salt},
@@ -84,11 +64,11 @@ def template(salt: str) -> dict[str, Any]:
             },
             "server": {"type": "OS::Nova::Server", "properties": {"flavor": "m1.tiny"}},
         },
-        "outputs": {
+        outputs={
             "secret": {"value": {"get_attr": ["pw", "secret_name"]}},
             "password": {"value": {"get_attr": ["copy", "value"]}},
         },
-    }
+    )
 
 
 ENVIRONMENT = {
@@ -103,8 +83,8 @@ def test_random_string_lives_in_an_owned_secret_and_nowhere_else(
     cluster: Cluster, namespace: str, operator_process: OperatorProcess
 ) -> None:
     apply_stack(cluster, namespace, "util", {"template": template("1"), "environment": ENVIRONMENT})
-    status = operator_process.eventually(
-        "CREATE_COMPLETE", phase_is(cluster, namespace, "util", "CREATE_COMPLETE", 1)
+    status = wait_for_stack(
+        cluster, namespace, "util", "CREATE_COMPLETE", operator=operator_process
     )
 
     # The Secret: owned by the RandomString's StackResource, labelled like a ConfigMap.
@@ -143,9 +123,7 @@ def test_random_string_lives_in_an_owned_secret_and_nowhere_else(
 
     # A new salt replaces: a new string in a new Secret, the old Secret cleaned up.
     apply_stack(cluster, namespace, "util", {"template": template("2"), "environment": ENVIRONMENT})
-    operator_process.eventually(
-        "UPDATE_COMPLETE", phase_is(cluster, namespace, "util", "UPDATE_COMPLETE", 2)
-    )
+    wait_for_stack(cluster, namespace, "util", "UPDATE_COMPLETE", operator=operator_process)
     (new_secret,) = operator_process.eventually(
         "the old Secret to be deleted",
         lambda: (
@@ -177,7 +155,7 @@ def test_an_alias_to_an_unknown_type_is_reported_and_nothing_is_created(
         namespace,
         "bad",
         {
-            "template": {"heat_template_version": HOT, "resources": {"a": {"type": "My::A"}}},
+            "template": hot.template({"a": {"type": "My::A"}}),
             "environment": {"resource_registry": {"My::A": "OS::Heat::Missing"}},
         },
     )

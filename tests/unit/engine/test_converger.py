@@ -207,9 +207,15 @@ def test_nodes_run_again_after_an_update_write_nothing_and_wake_no_one() -> None
     # runs again must not wake its successors again: after an update, A's update
     # node would wake B, B's cleanup node would wake A, and so on for ever.
     sim = Simulator()
-    sim.create("s", tmpl(A={"properties": {"value": "a"}}, B={"depends_on": "A"}))
+    sim.create(
+        "s",
+        hot.template(hot.resources(TYPE, A={"properties": {"value": "a"}}, B={"depends_on": "A"})),
+    )
     sim.run_until_quiet()
-    sim.update("s", tmpl(A={"properties": {"value": "a2"}}, B={"depends_on": "A"}))
+    sim.update(
+        "s",
+        hot.template(hot.resources(TYPE, A={"properties": {"value": "a2"}}, B={"depends_on": "A"})),
+    )
     sim.run_until_quiet()
     assert sim.stack("s").phase == "UPDATE_COMPLETE"
     traversal = sim.stack("s").traversal
