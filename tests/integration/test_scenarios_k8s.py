@@ -4,6 +4,12 @@ One operator subprocess serves the module; each scenario gets its own
 namespace. A scenario with a simulator-only step (holding or crashing one
 worker) is skipped with its reason;
 `KubernetesDriver` documents how `run: N` and `run: quiet` are read here.
+A scenario's own `metadata` may skip it here (`kubernetes_skip`: its checks
+depend on the simulator's exact interleaving and mean nothing through the
+API) or mark it a strict xfail (`kubernetes_xfail`: what the operator gets
+wrong today, with the evidence), each with its reason. None does today:
+scenarios that watch a moment in progress give the resource concerned a wait
+time, so that the moment lasts long enough to be seen through the API.
 """
 
 from __future__ import annotations
@@ -26,15 +32,6 @@ pytestmark = pytest.mark.controlplane
 
 SCENARIOS = sorted((REPO_ROOT / "tests" / "scenarios").glob("*.yaml"))
 
-# Scenarios whose checks depend on the simulator's exact interleaving and have no
-# observable meaning on the operator: skipped, with why. (None today: scenarios that
-# watch a moment in progress give the resource concerned a wait time, so that the
-# moment lasts long enough to be seen through the API.)
-TIMING_ONLY: dict[str, str] = {}
-
-# Scenarios the operator gets wrong today: strict xfail, with the evidence in the reason.
-KNOWN_FAILURES: dict[str, str] = {}
-
 
 def _log_of(operator: OperatorProcess, namespace: str, lines: int = 60) -> str:
     """The operator log lines about `namespace` (the whole tail if none name it)."""
@@ -47,8 +44,9 @@ def _params() -> list[object]:
     params: list[object] = []
     for path in SCENARIOS:
         marks: list[pytest.MarkDecorator] = []
-        if path.stem in KNOWN_FAILURES:
-            marks.append(pytest.mark.xfail(reason=KNOWN_FAILURES[path.stem], strict=True))
+        known_failure = Scenario.load(path).metadata.get("kubernetes_xfail")
+        if known_failure is not None:
+            marks.append(pytest.mark.xfail(reason=known_failure, strict=True))
         params.append(pytest.param(path, id=path.stem, marks=marks))
     return params
 
@@ -58,7 +56,7 @@ def test_scenario_converges_on_the_operator_as_on_the_simulator(
     path: Path, cluster: Cluster, namespace: str, operator_process: OperatorProcess
 ) -> None:
     scenario = Scenario.load(path)
-    reason = unsupported_reason(scenario) or TIMING_ONLY.get(scenario.name)
+    reason = unsupported_reason(scenario) or scenario.metadata.get("kubernetes_skip")
     if reason is not None:
         pytest.skip(f"{scenario.name}: {reason}")
     steps: list[str] = []

@@ -24,6 +24,9 @@ resolved against the physical resources, and nothing else), copies,
 resources (phase by name), outputs, `remember` a resource's physical id and
 compare later with `same_physical` / `replaced`.
 
+A top-level `metadata` mapping says how the test suites treat the story (e.g. in FIFO
+order only); the runner carries it and reads none of it.
+
 The runner talks to a `Driver`; `SimulatorDriver` runs on the simulator.
 `python -m convergence.operator.engine.sim.scenario FILE [--trace]` runs a file.
 """
@@ -273,6 +276,7 @@ class Scenario:
     stack: str
     templates: dict[str, Mapping[str, Any]]
     steps: list[Mapping[str, Any]]
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> Scenario:
@@ -285,6 +289,7 @@ class Scenario:
             stack=str(raw.get("stack", "foo")),
             templates=dict(raw.get("templates") or {}),
             steps=list(raw["steps"]),
+            metadata=dict(raw.get("metadata") or {}),
         )
 
 
