@@ -10,7 +10,8 @@ from convergence.operator.engine.sim.simulator import Simulator
 from convergence.operator.testing import hot
 
 
-def tmpl(value_properties: dict[str, Any], *, consumer: bool = True) -> dict[str, Any]:
+def value_template(value_properties: dict[str, Any], *, consumer: bool = True) -> dict[str, Any]:
+    """An OS::Heat::Value `v` as output `value`, read by a TestResource `c` if `consumer`."""
     resources: dict[str, Any] = {"v": {"type": "OS::Heat::Value", "properties": value_properties}}
     if consumer:
         resources["c"] = {
@@ -34,7 +35,7 @@ def record_of(sim: Simulator, name: str) -> Any:
 
 def created(properties: dict[str, Any], *, consumer: bool = False) -> Simulator:
     sim = Simulator()
-    sim.create("s", tmpl(properties, consumer=consumer))
+    sim.create("s", value_template(properties, consumer=consumer))
     sim.run_until_quiet()
     return sim
 
@@ -91,7 +92,7 @@ def test_value_and_type_update_in_place_and_dependents_follow() -> None:
     sim = created({"value": "1"}, consumer=True)
     first = record_of(sim, "v").id
     assert sim.copies("s", "c")[0].properties == {"value": "got 1"}
-    sim.update("s", tmpl({"value": "2", "type": "number"}))
+    sim.update("s", value_template({"value": "2", "type": "number"}))
     sim.run_until_quiet()
     assert sim.stack("s").phase == "UPDATE_COMPLETE"
     record = record_of(sim, "v")
