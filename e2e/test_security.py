@@ -21,6 +21,9 @@ from typing import Any
 import pytest
 from convergence_e2e import Helm, Kube, Operator, multi_tenant, wait_until
 
+from convergence.operator.testing import hot
+from convergence.operator.testing.cluster import settled_status
+
 SINGLE, MULTI = "single-tenant", "multi-tenant"
 AUTHOR, DEPLOYER = "author", "deployer"
 PRECIOUS_DATA = {"owner": "platform-team"}
@@ -110,19 +113,14 @@ class Tenant:
         **spec: Any,
     ) -> dict[str, Any]:
         """A Stack of `resources`, with template parameters `declare` and `outputs`."""
-        template: dict[str, Any] = {"heat_template_version": "2021-04-16", "resources": resources}
+        template = hot.template(resources)
         if declare:
             template["parameters"] = declare
         if outputs:
             template["outputs"] = outputs
         if self.mode == MULTI:
             spec.setdefault("serviceAccountName", DEPLOYER)
-        return {
-            "apiVersion": "convergence.dev/v1alpha1",
-            "kind": "Stack",
-            "metadata": {"name": name, "namespace": self.namespace},
-            "spec": {"template": template, **spec},
-        }
+        return hot.stack(name, template, self.namespace, **spec)
 
     def apply(self, stack: dict[str, Any], check: bool = True) -> Any:
         return self.kube.cluster.kubectl(
@@ -142,16 +140,14 @@ class Tenant:
         def done() -> bool:
             stack = self.kube.get("stack", name, namespace=self.namespace)
             generation = stack["metadata"]["generation"]
-            status = stack.get("status", {})
             refused = any(
                 c.get("type") == "Failed"
                 and c.get("status") == "True"
                 and c.get("observedGeneration") == generation
-                for c in status.get("conditions", [])
+                for c in stack.get("status", {}).get("conditions", [])
             )
-            phase = str(status.get("phase", ""))
-            ended = phase.endswith(("_COMPLETE", "_FAILED")) and not phase.startswith("INIT")
-            return refused or (ended and status.get("observedGeneration") == generation)
+            ended = settled_status(self.kube.cluster, self.namespace, name) is not None
+            return refused or ended
 
         settled = wait_until(done, timeout=timeout)
         stack = dict(self.kube.get("stack", name, namespace=self.namespace))

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-# The phases a Stack rests in until its next operation.
+# The phases an operation on a Stack ends in (INIT_COMPLETE, before any, is none of them).
 SETTLED = ("_COMPLETE", "_FAILED")
 
 
@@ -54,7 +54,7 @@ def settled_status(
     cluster: Cluster, namespace: str, name: str, phase: str | None = None
 ) -> dict[str, Any] | None:
     """The Stack's status when it has taken up its latest generation and is in `phase`
-    (without one: in any *_COMPLETE or *_FAILED phase); else None.
+    (without one: in the *_COMPLETE or *_FAILED phase an operation ended in); else None.
 
     The generation check keeps the phase of the operation before an apply from counting. An
     operation started by an annotation changes no generation: ask for its own `phase` then.
@@ -63,7 +63,8 @@ def settled_status(
     status = dict(body.get("status") or {})
     found = str(status.get("phase") or "")
     taken_up = status.get("observedGeneration") == body.get("metadata", {}).get("generation")
-    return status if taken_up and (found == phase if phase else found.endswith(SETTLED)) else None
+    ended = found.endswith(SETTLED) and not found.startswith("INIT_")
+    return status if taken_up and (found == phase if phase else ended) else None
 
 
 def wait_for_stack(
