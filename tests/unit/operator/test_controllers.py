@@ -30,12 +30,12 @@ from convergence.operator.metrics import Metrics
 from convergence.operator.namespaces import Namespaces
 from convergence.operator.spec import REVISION_HISTORY_LIMIT, StackSpec
 from convergence.operator.status import Status
+from convergence.operator.testing import hot
 
-TEMPLATE = {
-    "heat_template_version": "2021-04-16",
-    "parameters": {"word": {"type": "string"}},
-    "resources": {"A": {"type": "OS::Heat::TestResource", "properties": {"value": "a"}}},
-}
+TEMPLATE = hot.template(
+    {"A": {"type": "OS::Heat::TestResource", "properties": {"value": "a"}}},
+    parameters={"word": {"type": "string"}},
+)
 
 # -- the spec ------------------------------------------------------------------------------------
 
@@ -179,7 +179,7 @@ def test_an_invalid_template_is_rejected_with_the_generation_observed() -> None:
     sim = Simulator()
     patch: dict[str, Any] = {}
     notices: Notices = []
-    bad = {"template": {"heat_template_version": "2021-04-16", "resources": {"A": {"type": "X"}}}}
+    bad = {"template": hot.template({"A": {"type": "X"}})}
     with pytest.raises(Rejected, match="invalid template"):
         Controller(sim, {}).reconcile(
             request(bad, generation=2), patch, lambda *n: notices.append(n)
@@ -234,13 +234,13 @@ def test_an_annotation_value_is_new_until_handled() -> None:
 def two_resources(sim: Simulator) -> None:
     sim.create(
         "s",
-        {
-            "heat_template_version": "2021-04-16",
-            "resources": {
-                "A": {"type": "OS::Heat::TestResource", "properties": {"wait_secs": 2}},
-                "B": {"type": "OS::Heat::TestResource", "depends_on": ["A"]},
-            },
-        },
+        hot.template(
+            hot.resources(
+                "OS::Heat::TestResource",
+                A={"properties": {"wait_secs": 2}},
+                B={"depends_on": ["A"]},
+            )
+        ),
     )
 
 

@@ -17,15 +17,9 @@ from convergence.operator.engine.graph import cleanup_node, update_node
 from convergence.operator.engine.messages import NodeMessage
 from convergence.operator.engine.sim.simulator import Simulator
 from convergence.operator.engine.store import DELETE, UPDATE, PendingAction, StackRecord
+from convergence.operator.testing import hot
 
-
-def tmpl(**resources: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "heat_template_version": "2021-04-16",
-        "resources": {
-            name: {"type": "OS::Heat::TestResource", **spec} for name, spec in resources.items()
-        },
-    }
+TYPE = "OS::Heat::TestResource"
 
 
 def only_record(sim: Simulator, name: str) -> Any:
@@ -35,7 +29,7 @@ def only_record(sim: Simulator, name: str) -> Any:
 
 def test_a_record_at_rest_runs_its_update_and_cleanup_nodes_in_the_current_traversal() -> None:
     sim = Simulator()
-    sim.create("s", tmpl(A={}))
+    sim.create("s", hot.template(hot.resources(TYPE, A={})))
     record = only_record(sim, "A")
     stack = sim.stack("s")
     assert messages_for_record(stack, record.id, record) == [
@@ -46,7 +40,7 @@ def test_a_record_at_rest_runs_its_update_and_cleanup_nodes_in_the_current_trave
 
 def test_a_deleted_record_still_runs_its_nodes_so_its_cleanup_pushes_on() -> None:
     sim = Simulator()
-    sim.create("s", tmpl(A={}))
+    sim.create("s", hot.template(hot.resources(TYPE, A={})))
     stack = sim.stack("s")
     messages = messages_for_record(stack, "gone", None)
     assert [m.node for m in messages] == [update_node("gone"), cleanup_node("gone")]
@@ -60,7 +54,7 @@ def test_an_action_of_an_older_traversal_runs_first_in_its_own_traversal(
     action: str, node: Any
 ) -> None:
     sim = Simulator()
-    sim.create("s", tmpl(A={}))
+    sim.create("s", hot.template(hot.resources(TYPE, A={})))
     stack = sim.stack("s")
     held = replace(
         only_record(sim, "A"), lock="older", pending=PendingAction(action=action, traversal="older")
@@ -72,7 +66,7 @@ def test_an_action_of_an_older_traversal_runs_first_in_its_own_traversal(
 
 def test_an_action_of_the_current_traversal_is_not_run_twice() -> None:
     sim = Simulator()
-    sim.create("s", tmpl(A={"properties": {"wait_secs": 3}}))
+    sim.create("s", hot.template(hot.resources(TYPE, A={"properties": {"wait_secs": 3}})))
     sim.step()  # A's create starts and holds the lock in the current traversal
     record = only_record(sim, "A")
     assert record.lock == sim.stack("s").traversal
@@ -85,14 +79,22 @@ def test_nothing_runs_without_a_stack_or_before_its_first_traversal() -> None:
 
 
 def _update_with_replacement(sim: Simulator) -> None:
-    sim.create("s", tmpl(A={"properties": {"value": "a"}}, B={"depends_on": ["A"]}))
+    sim.create(
+        "s",
+        hot.template(
+            hot.resources(TYPE, A={"properties": {"value": "a"}}, B={"depends_on": ["A"]})
+        ),
+    )
     sim.run_until_quiet()
     sim.update(
         "s",
-        tmpl(
-            A={"properties": {"value": "b", "update_replace": True}},
-            B={"depends_on": ["A"], "properties": {"value": "b"}},
-            C={"depends_on": ["B"]},
+        hot.template(
+            hot.resources(
+                TYPE,
+                A={"properties": {"value": "b", "update_replace": True}},
+                B={"depends_on": ["A"], "properties": {"value": "b"}},
+                C={"depends_on": ["B"]},
+            )
         ),
     )
 
