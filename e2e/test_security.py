@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from convergence_e2e import Helm, Kube, Operator, multi_tenant, wait_until
+from convergence_e2e import MANAGED_BY, Helm, Kube, Operator, multi_tenant, wait_until
 
 from convergence.operator.testing import hot
 from convergence.operator.testing.cluster import settled_status
@@ -72,7 +72,7 @@ CONFIGMAPS = rule("", ["configmaps"], ["get", "list", "create", "patch", "delete
 
 
 @pytest.fixture
-def tenant(kube: Kube, mode: str, namespace: str) -> Tenant:
+def tenant(kube: Kube, mode: str, namespace: str) -> Iterator[Tenant]:
     """The tenant of a fresh namespace: `author` may write Stacks and nothing else."""
     stacks = rule(
         "convergence.dev", ["stacks"], ["get", "list", "watch", "create", "patch", "delete"]
@@ -88,7 +88,12 @@ def tenant(kube: Kube, mode: str, namespace: str) -> Tenant:
         assert not kube.can_i(verb, resource, namespace, found.user), (
             f"the tenant may {verb} {resource}"
         )
-    return found
+    yield found
+    # Whatever a case refused, its stacks still delete cleanly and leave nothing behind.
+    kube.kubectl("delete", "stacks", "--all", f"--namespace={namespace}", "--timeout=120s")
+    for kind in ("stackresources", "configmaps", "secrets"):
+        left = kube.items(kind, "-l", MANAGED_BY, namespace=namespace)
+        assert left == [], f"{kind} left behind: {[i['metadata']['name'] for i in left]}"
 
 
 class Tenant:
