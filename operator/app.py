@@ -3,7 +3,8 @@
 `convergence run` (cli.py) builds one `Settings`; kopf's startup handler
 builds the `App` from it: the Kubernetes client, the per-namespace engines and
 caches with the one work queue (namespaces.py), the status writer, the three
-controllers, the metrics and their HTTP endpoint. The work queue's requests
+controllers, the watch of StackResources (kube/watch.py: kopf watches only
+Stacks), the metrics and their HTTP endpoint. The work queue's requests
 are routed here: a record's nodes to the StackResource controller, a stack
 report to the Stack controller.
 """
@@ -14,6 +15,7 @@ import asyncio
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import kubernetes
@@ -26,9 +28,12 @@ from convergence.operator.controllers.stackresource import StackResourceControll
 from convergence.operator.engine.plugin import TypeRegistry
 from convergence.operator.engine.store import Conflict
 from convergence.operator.kube.events import EventPoster
+from convergence.operator.kube.watch import RecordWatch
 from convergence.operator.namespaces import REPORT, Namespaces, RecordKey
 from convergence.operator.status import Status
 
+# HTTP connections kept to the API server.
+CONNECTIONS = 32
 # Seconds before a request whose run raised is run again.
 RETRY_AFTER_ERROR = 2.0
 
@@ -47,22 +52,31 @@ class Settings:
     metrics_port: int = 0
     # Multi-tenant mode: every Stack must name a ServiceAccount to act as.
     require_service_account: bool = False
-    # Work-queue workers running engine steps at once.
-    workers: int = 8
+    # Work-queue workers running engine steps at once (mostly waiting on the API).
+    workers: int = 16
     # Seconds between drift checks of a stack at rest.
     drift_interval: float = 30.0
 
 
 def api_client() -> kubernetes.client.ApiClient:
-    """A client for the cluster of $KUBECONFIG, else of the pod the operator runs in."""
+    """A client for the cluster of $KUBECONFIG, else of the pod the operator runs in.
+
+    Its connection pool holds `CONNECTIONS`: the work queue's workers, record
+    creation and the watches all use it at once, and the client's default
+    (5 per core) would open and drop connections under that load.
+    """
+    configuration = kubernetes.client.Configuration()
     kubeconfig = os.environ.get("KUBECONFIG")
     if kubeconfig:
-        client: kubernetes.client.ApiClient = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=kubeconfig
+        kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, client_configuration=configuration
         )
-        return client
-    kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
-    return kubernetes.client.ApiClient()
+    else:
+        kubernetes.config.load_incluster_config(  # type: ignore[no-untyped-call]
+            client_configuration=configuration
+        )
+    configuration.connection_pool_maxsize = CONNECTIONS
+    return kubernetes.client.ApiClient(configuration)
 
 
 class App:
@@ -85,9 +99,15 @@ class App:
         self.drift = DriftController(self.namespaces, self.status, events)
         self.metrics.watch_queue_depth(metrics.STACK_RESOURCE, lambda: len(self.namespaces.queue))
         self._queue_task: asyncio.Task[None] | None = None
+        # StackResources are watched here, not by kopf (see kube/watch.py).
+        self.record_watches = [
+            RecordWatch(api, namespace, self.stack_resources.observe)
+            for namespace in (settings.namespaces or (None,))
+        ]
 
     def start(self) -> None:
-        """Serve /metrics and run the work queue's workers (on the running event loop)."""
+        """Serve /metrics, watch StackResources and run the work queue's workers (on the
+        running event loop)."""
         port = self.settings.metrics_port
         if port:
             try:
@@ -100,9 +120,17 @@ class App:
         async def process(key: RecordKey) -> float | None:
             return await asyncio.to_thread(self.process, key)
 
-        self._queue_task = asyncio.get_running_loop().create_task(
+        loop = asyncio.get_running_loop()
+        # Each worker runs its steps on a thread of the loop's default executor,
+        # whose own default size (cores + 4) would cap them below `workers`.
+        loop.set_default_executor(
+            ThreadPoolExecutor(max_workers=self.settings.workers, thread_name_prefix="step")
+        )
+        self._queue_task = loop.create_task(
             self.namespaces.queue.run(process, self.settings.workers)
         )
+        for watch in self.record_watches:
+            watch.start()
 
     def process(self, key: RecordKey) -> float | None:
         """One request from the work queue, counted; returns when to run it again."""

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         liveness=args.liveness,
         metrics_port=args.metrics_port,
         require_service_account=args.require_service_account,
-        workers=int(os.environ.get("CONVERGENCE_WORKERS", "8")),
+        workers=int(os.environ.get("CONVERGENCE_WORKERS", str(Settings.workers))),
         drift_interval=float(os.environ.get("CONVERGENCE_DRIFT_INTERVAL", "30")),
     )
     logs.configure(args.log_format, verbose=args.verbose)

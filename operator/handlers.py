@@ -27,7 +27,7 @@ from convergence.operator.app import App, Settings, api_client
 from convergence.operator.controllers import Notify, Rejected, Requeue
 from convergence.operator.controllers.stack import StackRequest
 from convergence.operator.engine.plugin import TypeRegistry
-from convergence.operator.kube.names import GROUP, STACK_RESOURCES, STACKS, VERSION
+from convergence.operator.kube.names import GROUP, STACKS, VERSION
 
 KOPF_PREFIX = f"kopf.{GROUP}"
 # Seconds between deadline checks of a stack whose workers are all idle.
@@ -57,7 +57,6 @@ def registry(settings: Settings) -> kopf.OperatorRegistry:
     for cause in (kopf.on.resume, kopf.on.create, kopf.on.update):
         cause(*stacks, registry=registry)(reconcile_stack)
     kopf.on.delete(*stacks, registry=registry)(delete_stack)
-    kopf.on.event(GROUP, VERSION, STACK_RESOURCES, registry=registry)(wake_record)
     kopf.on.event(*stacks, registry=registry)(stack_changed)
     kopf.timer(
         *stacks, interval=TIMEOUT_CHECK_INTERVAL, idle=TIMEOUT_CHECK_INTERVAL, registry=registry
@@ -101,15 +100,6 @@ def delete_stack(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) ->
     app = _app(memo)
     with _reconciling(app, metrics.STACK, namespace, name):
         app.stacks.delete(namespace, name)
-
-
-def wake_record(
-    body: kopf.Body, namespace: str | None, type: str | None, memo: kopf.Memo, **_: Any
-) -> None:
-    """Any change of a StackResource (a push into its sync points, mostly) wakes its nodes."""
-    app = memo.get("app")
-    if isinstance(app, App) and namespace is not None:
-        app.stack_resources.observe(namespace, body, deleted=type == "DELETED")
 
 
 def stack_changed(

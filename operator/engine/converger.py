@@ -478,8 +478,15 @@ class _Step:
                 cookie = plugin.update(before, changed_properties(before, properties))
             else:
                 cookie = plugin.delete()
+            # As Heat does, the first check comes at once: an action done already
+            # (most are) is recorded complete in one write, without waiting a poll.
+            done = _is_complete(plugin, pending.action, cookie)
         except Exception as exc:
             self._fail(stack, record, pending.action, _reason(exc), pending, current, context)
+            return
+        if done:
+            started = replace(pending, started=True, cookie=cookie)
+            self._finish(stack, replace(record, pending=started), plugin_type, plugin, current)
             return
         self.store.update_resource(
             replace(
@@ -517,12 +524,7 @@ class _Step:
         context = self._context(stack, record)
         plugin = plugin_type(context, properties)
         try:
-            if pending.action == CREATE:
-                done = plugin.check_create_complete(pending.cookie)
-            elif pending.action == UPDATE:
-                done = plugin.check_update_complete(pending.cookie)
-            else:
-                done = plugin.check_delete_complete(pending.cookie)
+            done = _is_complete(plugin, pending.action, pending.cookie)
         except Exception as exc:
             self._fail(stack, record, pending.action, _reason(exc), pending, current, context)
             return
@@ -534,6 +536,19 @@ class _Step:
             self.outcome = acted(pending.action, ActionResult.IN_PROGRESS)
             self.poll_after = self.engine.poll_interval
             return
+        self._finish(stack, record, plugin_type, plugin, current)
+
+    def _finish(
+        self,
+        stack: StackRecord,
+        record: ResourceRecord,
+        plugin_type: type[ResourceType],
+        plugin: ResourceType,
+        current: bool,
+    ) -> None:
+        """Record the end of the record's pending action (complete), and push on."""
+        pending = record.pending
+        assert pending is not None
         if pending.action == DELETE:
             # The successors hear of it before the record goes: a worker that dies
             # in between finds the record again and pushes again (pushes are
@@ -759,6 +774,15 @@ def repair_drift(engine: Engine, stack_name: str) -> list[Drift]:
         if message:
             drifts.append(Drift(record.name, record.id, record.type, message))
     return drifts
+
+
+def _is_complete(plugin: ResourceType, action: str, cookie: Any) -> bool:
+    """The type's check_*_complete for `action`."""
+    if action == CREATE:
+        return plugin.check_create_complete(cookie)
+    if action == UPDATE:
+        return plugin.check_update_complete(cookie)
+    return plugin.check_delete_complete(cookie)
 
 
 def _reason(exc: Exception) -> str:

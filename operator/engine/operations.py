@@ -146,21 +146,24 @@ def converge(
         by_name.setdefault(record.name, []).append(record)
 
     chosen: dict[str, str] = {}
+    new_records: list[ResourceRecord] = []
     for name, resource in definition.resources.items():
         best = best_existing_record(by_name.get(name, ()), revision, stack.template)
         if best is None:
-            best = engine.store.create_resource(
-                ResourceRecord(
-                    id=engine.new_id(),
-                    stack=stack.name,
-                    name=name,
-                    type=resource.type,
-                    created_at=now,
-                    template=revision,
-                    deletion_policy=resource.deletion_policy,
-                )
+            best = ResourceRecord(
+                id=engine.new_id(),
+                stack=stack.name,
+                name=name,
+                type=resource.type,
+                created_at=now,
+                template=revision,
+                deletion_policy=resource.deletion_policy,
             )
+            new_records.append(best)
         chosen[name] = best.id
+    # Independent writes: the store may make them at once (a 1000-resource create
+    # would otherwise wait on 1000 round trips here before any node runs).
+    engine.store.create_resources(new_records)
 
     dependencies = definition.dependencies()
     template_dependencies = {

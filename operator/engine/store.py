@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -251,6 +251,10 @@ class Store(Protocol):
         """Store a new record; raise AlreadyExists if its id is taken."""
         ...
 
+    def create_resources(self, records: Sequence[ResourceRecord]) -> list[ResourceRecord]:
+        """Store new records, in `records`' order or at once; raise as create_resource does."""
+        ...
+
     def get_resource(self, record_id: str) -> ResourceRecord | None:
         """The record, if it still exists."""
         ...
@@ -376,6 +380,9 @@ class InMemoryStore:
             self._resources[record.id] = stored
             self._by_stack.setdefault(record.stack, {})[record.id] = None
             return stored
+
+    def create_resources(self, records: Sequence[ResourceRecord]) -> list[ResourceRecord]:
+        return [self.create_resource(record) for record in records]
 
     def get_resource(self, record_id: str) -> ResourceRecord | None:
         return self._resources.get(record_id)

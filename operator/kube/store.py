@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any, cast
 
@@ -88,6 +89,9 @@ from convergence.operator.kube.revisions import TemplateRevisions
 
 # A GET answered as a table of the CRD's printer columns (crds/convergence.dev_stacks.yaml).
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
+# Records created at once when a traversal starts (the API server takes about
+# twice the writes per second from 16 client threads as from one, on 2 cores).
+CREATE_CONCURRENCY = 16
 TRAVERSAL_COLUMN = "Traversal"
 # The Stack status field naming the ConfigMap of its traversal's graph.
 GRAPH_REF = "graphRef"
@@ -309,6 +313,17 @@ class KubernetesStore:
         self.api.count(RESOURCE_WRITE)
         stored = self._write_resource(replace(record, version=0), RESOURCE_STATUS_INIT)
         return stored
+
+    def create_resources(self, records: Sequence[ResourceRecord]) -> list[ResourceRecord]:
+        """Create the records `CREATE_CONCURRENCY` at a time (each its two writes in order).
+
+        They are independent objects, and the traversal waits for all of them:
+        one at a time, a 1000-resource stack spent seconds on round trips here.
+        """
+        if len(records) <= 1:
+            return [self.create_resource(record) for record in records]
+        with ThreadPoolExecutor(max_workers=min(CREATE_CONCURRENCY, len(records))) as pool:
+            return list(pool.map(self.create_resource, records))
 
     def get_resource(self, record_id: str) -> ResourceRecord | None:
         body = self.api.read(STACK_RESOURCES, record_id)

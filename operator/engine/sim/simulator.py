@@ -21,7 +21,7 @@ import hashlib
 import heapq
 import random
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,6 +190,10 @@ class FaultyStore:
     def create_resource(self, record: ResourceRecord) -> ResourceRecord:
         self._write()
         return self.inner.create_resource(record)
+
+    def create_resources(self, records: Sequence[ResourceRecord]) -> list[ResourceRecord]:
+        # One write each, so that a worker can die between any two.
+        return [self.create_resource(record) for record in records]
 
     def get_resource(self, record_id: str) -> ResourceRecord | None:
         return self.inner.get_resource(record_id)
