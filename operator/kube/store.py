@@ -186,25 +186,29 @@ class KubernetesStore:
             return None if record is None else replace(record, graph=graph_from_status(None))
 
     def current_traversal(self, name: str) -> str | None:
-        """The traversal id stored now (never from the cache).
+        """The traversal id stored now (never from the operator's cache).
 
         Read as the Stack's table row without the object (the `Traversal` printer
-        column): as consistent as a GET of the Stack, without sending its template
-        and status, which are as large as the stack and read once per step that acts.
+        column), through a list of the one Stack by name: the API server serves a
+        list from its watch cache once that has caught up with etcd (a consistent
+        read), where a GET decodes the Stack from etcd, template and all. A step
+        that acts reads this once, so with GETs a create of n resources decoded
+        n Stacks of size n: half the API server's CPU time at 1000 resources.
         """
         if not is_object_name(name):
             return None
-        path = f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/{STACKS}/{name}"
-        try:
-            table = request(
-                self.api.client, "GET", path, query=[("includeObject", "None")], accept=TABLE
-            )
-        except ApiException as exc:
-            if is_not_found(exc):
-                return None
-            raise
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/{STACKS}"
+        table = request(
+            self.api.client,
+            "GET",
+            path,
+            query=[("fieldSelector", f"metadata.name={name}"), ("includeObject", "None")],
+            accept=TABLE,
+        )
         columns = [str(c.get("name")) for c in table.get("columnDefinitions") or []]
         rows = table.get("rows") or []
+        if not rows:
+            return None
         if TRAVERSAL_COLUMN not in columns or len(rows) != 1:
             raise StoreError(f"stack {name!r}: no {TRAVERSAL_COLUMN} column in its table")
         return str(rows[0]["cells"][columns.index(TRAVERSAL_COLUMN)] or "")
