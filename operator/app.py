@@ -121,6 +121,8 @@ class App:
             return await asyncio.to_thread(self.process, key)
 
         loop = asyncio.get_running_loop()
+        # The watches below add from their own threads at once.
+        self.namespaces.queue.attach(loop)
         # Each worker runs its steps on a thread of the loop's default executor,
         # whose own default size (cores + 4) would cap them below `workers`.
         loop.set_default_executor(

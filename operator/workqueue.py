@@ -108,6 +108,14 @@ class WorkQueue(Generic[Key]):
             elif again is not None:
                 self.add_after(key, again)
 
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Serve adds from other threads through `loop` from now on, before `run` starts.
+
+        A thread that adds before the loop is known would touch the asyncio queue
+        from the wrong thread, and no worker would ever be woken for that key.
+        """
+        self._loop = loop
+
     async def run(self, process: Callable[[Key], Awaitable[float | None]], workers: int) -> None:
         """Process keys with `workers` concurrent workers until cancelled.
 

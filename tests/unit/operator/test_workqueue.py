@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 from convergence.operator.workqueue import WorkQueue
 
@@ -76,3 +77,20 @@ def test_a_poll_runs_the_key_again_after_its_delay() -> None:
     asyncio.run(main())
     assert len(runs) == 3, runs
     assert runs[1] - runs[0] >= 0.045, f"the poll came too early: {runs}"
+
+
+def test_a_key_another_thread_adds_before_the_workers_start_still_runs() -> None:
+    # The StackResource watch starts listing (and adding) on its own thread as
+    # soon as the operator starts, possibly before the queue's workers run.
+    queue: WorkQueue[str] = WorkQueue()
+    log: list[str] = []
+
+    async def main() -> None:
+        queue.attach(asyncio.get_running_loop())
+        adder = threading.Thread(target=queue.add, args=("early",))
+        adder.start()
+        adder.join()
+        await _drain(queue, log, 0.05)
+
+    asyncio.run(main())
+    assert log == ["early"], log
