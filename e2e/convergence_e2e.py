@@ -281,6 +281,32 @@ def multi_tenant(kube: Kube, helm: Helm, operator: Operator, enabled: bool) -> N
     operator.start(*(["--require-service-account"] if enabled else []))
 
 
+def role(namespace: str, name: str, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A ServiceAccount `name` with a Role of `rules` in `namespace`."""
+    meta = {"name": name, "namespace": namespace}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta,
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        },
+    ]
+
+
+def rule(group: str, resources: list[str], verbs: list[str]) -> dict[str, Any]:
+    """One RBAC rule over one API group."""
+    return {"apiGroups": [group], "resources": resources, "verbs": verbs}
+
+
 def wait_until(predicate: Any, timeout: float, interval: float = 0.5) -> bool:
     """Poll `predicate` until it is truthy or `timeout` seconds passed; return the last answer."""
     deadline = time.monotonic() + timeout

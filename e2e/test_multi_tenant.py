@@ -20,6 +20,7 @@ from convergence_e2e import (
     Operator,
     condition,
     multi_tenant,
+    role,
     wait_until,
 )
 
@@ -39,29 +40,10 @@ def multi_tenant_mode(kube: Kube, helm: Helm, operator: Operator) -> Iterator[No
 
 def tenant_rbac(namespace: str, resources: list[str]) -> list[dict[str, Any]]:
     """A ServiceAccount allowed to manage `resources` (apps and core) in `namespace`."""
-    meta = {"name": TENANT, "namespace": namespace}
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": meta,
-            "rules": [
-                {
-                    "apiGroups": ["", "apps"],
-                    "resources": resources,
-                    "verbs": ["get", "list", "create", "patch", "delete"],
-                }
-            ],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": meta,
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": TENANT},
-            "subjects": [{"kind": "ServiceAccount", "name": TENANT, "namespace": namespace}],
-        },
-    ]
+    verbs = ["get", "list", "create", "patch", "delete"]
+    return role(
+        namespace, TENANT, [{"apiGroups": ["", "apps"], "resources": resources, "verbs": verbs}]
+    )
 
 
 def web_stack(name: str, service_account: str | None) -> dict[str, Any]:

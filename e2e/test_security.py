@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from convergence_e2e import MANAGED_BY, Helm, Kube, Operator, multi_tenant, wait_until
+from convergence_e2e import MANAGED_BY, Helm, Kube, Operator, multi_tenant, role, rule, wait_until
 
 from convergence.operator.testing import hot
 from convergence.operator.testing.cluster import settled_status
@@ -41,31 +41,6 @@ def mode(
     finally:
         if request.param == MULTI:
             multi_tenant(kube, helm, operator, enabled=False)
-
-
-def role(namespace: str, name: str, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A ServiceAccount `name` with a Role of `rules` in `namespace`."""
-    meta = {"name": name, "namespace": namespace}
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": meta,
-            "rules": rules,
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": meta,
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
-        },
-    ]
-
-
-def rule(group: str, resources: list[str], verbs: list[str]) -> dict[str, Any]:
-    return {"apiGroups": [group], "resources": resources, "verbs": verbs}
 
 
 CONFIGMAPS = rule("", ["configmaps"], ["get", "list", "create", "patch", "delete"])

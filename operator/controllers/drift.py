@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from convergence.operator.engine.converger import Drift, repair_drift
+from convergence.operator.engine.drift import Drift, repair_drift
 from convergence.operator.kube.events import EventPoster
 from convergence.operator.namespaces import Namespaces
 from convergence.operator.spec import StackSpec

@@ -23,8 +23,8 @@ successors), and the old record is deleted later by its cleanup node.
 
 Retain: a cleanup node whose record has `deletion_policy: Retain` does not
 delete the physical resource; it calls the type's `retain` hook (e.g. strip
-what ties it to the stack) and drops the record. `repair_drift` (below) is not
-a step: the operator calls it periodically on stacks at rest.
+what ties it to the stack) and drops the record. `repair_drift` (drift.py) is not
+a step (drift.py): the operator calls it periodically on stacks at rest.
 
 Secrets: properties are stored as resolved, with secret references in them;
 a type is given them with the references revealed (`_validated`, see
@@ -33,41 +33,31 @@ engine/sensitive.py), and a failure reason never shows a revealed value.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from convergence.operator.engine import operations, sync_point
-from convergence.operator.engine.graph import Graph, Node, cleanup_node, update_node
-from convergence.operator.engine.hot.definition import ALL_ATTRIBUTES, ResourceData
+from convergence.operator.engine.actions import ResourceActions, failure_reason
+from convergence.operator.engine.graph import Node, cleanup_node, update_node
+from convergence.operator.engine.hot.definition import ResourceData
 from convergence.operator.engine.messages import NodeMessage
 from convergence.operator.engine.operations import replacement_id
 from convergence.operator.engine.outcome import (
-    ActionResult,
     Outcome,
     StepOutcome,
-    acted,
 )
 from convergence.operator.engine.plugin import (
-    PropertiesModel,
-    ResourceContext,
-    ResourceFailure,
-    ResourceType,
     changed_properties,
 )
-from convergence.operator.engine.sensitive import Revealed, reveal
 from convergence.operator.engine.store import (
     COMPLETE,
     CREATE,
     DELETE,
     FAILED,
-    IN_PROGRESS,
     INIT,
     UPDATE,
     Conflict,
     NodeData,
-    NotFound,
     PendingAction,
     ResourceRecord,
     StackRecord,
@@ -138,23 +128,8 @@ def messages_for_record(
     return messages
 
 
-class _Step:
-    """The state of one check_resource step (one message, read once)."""
-
-    def __init__(self, engine: Engine, message: NodeMessage) -> None:
-        self.engine = engine
-        self.store = engine.store
-        self.message = message
-        self.traversal = message.traversal
-        # What the step did, reported by finished().
-        self.outcome: StepOutcome | None = None
-        self.resource: str | None = None
-        self.inputs: dict[str, str | None] = {}
-        self.pushed: list[str] = []
-        self.triggered: list[str] = []
-        self.poll_after: float | None = None
-        # Secret values put into properties in this step (scrubbed out of failure reasons).
-        self.revealed = Revealed()
+class _Step(ResourceActions):
+    """One check_resource step: which node runs, and what it decides (see the module)."""
 
     # -- entry ---------------------------------------------------------------------------------
 
@@ -237,23 +212,6 @@ class _Step:
         else:
             self._check_cleanup(stack, record, graph_node)
 
-    def _graph_node(self, graph: Graph, node: Node, record: ResourceRecord | None) -> Node | None:
-        if node in graph:
-            return node
-        # A replacement made in this traversal stands in for the update node of the
-        # record it replaces (only update nodes: its cleanup belongs to a later traversal).
-        # One an older traversal made does not: it is only cleaned up, if at all.
-        if (
-            node.is_update
-            and record is not None
-            and record.replaces is not None
-            and operations.replaced_in(record, self.traversal)
-        ):
-            stand_in = Node(record.replaces, node.is_update)
-            if stand_in in graph:
-                return stand_in
-        return None
-
     # -- update nodes --------------------------------------------------------------------------
 
     def _check_update(
@@ -292,7 +250,7 @@ class _Step:
             raw = definition.resolve_properties(record.name, data)
             properties = self._validated(plugin_type, raw, stack.name)
         except Exception as exc:
-            self._fail(stack, record, action, _reason(exc), pending, current=True)
+            self._fail(stack, record, action, failure_reason(exc), pending, current=True)
             return
         pending = replace(pending, properties=raw)
 
@@ -323,25 +281,6 @@ class _Step:
         # Nothing to change: record that the record is at this template, then move on.
         unchanged = StepOutcome(Outcome.UNCHANGED)
         self._complete(stack, record, pending, plugin_type, plugin, True, unchanged)
-
-    def _validated(
-        self, plugin_type: type[ResourceType], raw: Mapping[str, Any], stack_name: str
-    ) -> PropertiesModel:
-        """Resolved properties as the type gets them: secret references revealed, validated.
-
-        What is stored stays `raw`, with the references (see engine/sensitive.py).
-        """
-        return plugin_type.validate_properties(
-            reveal(raw, stack_name, self.engine.secrets, self.revealed)
-        )
-
-    def _applied_properties(
-        self, plugin_type: type[ResourceType], record: ResourceRecord
-    ) -> PropertiesModel | None:
-        try:
-            return self._validated(plugin_type, record.properties or {}, record.stack)
-        except Exception:
-            return None  # what was applied no longer fits the type: replace
 
     def _replace(self, stack: StackRecord, record: ResourceRecord, type_name: str) -> None:
         """Mark the record replaced in this traversal, then make its replacement.
@@ -395,397 +334,6 @@ class _Step:
             stack, record, pending, plugin_type, self._delete_properties(plugin_type, record)
         )
 
-    def _retain(self, stack: StackRecord, record: ResourceRecord) -> bool:
-        """Let the type release a resource it keeps (Retain); False if that failed."""
-        plugin_type = self.engine.types.get(record.type)
-        context = self._context(stack, record)
-        plugin = plugin_type(context, self._delete_properties(plugin_type, record))
-        try:
-            plugin.retain()
-        except Exception as exc:
-            pending = PendingAction(action=DELETE, traversal=self.traversal)
-            self._fail(stack, record, DELETE, _reason(exc), pending, True, context)
-            return False
-        return True
-
-    def _delete_properties(
-        self, plugin_type: type[ResourceType], record: ResourceRecord
-    ) -> PropertiesModel:
-        try:
-            return self._validated(plugin_type, record.properties or {}, record.stack)
-        except Exception:
-            # A delete must still run with whatever was applied.
-            return plugin_type.Properties.model_construct(**dict(record.properties or {}))
-
     # -- actions -------------------------------------------------------------------------------
 
-    def _context(self, stack: StackRecord, record: ResourceRecord) -> ResourceContext:
-        return ResourceContext(
-            stack=operations.stack_ref(stack),
-            name=record.name,
-            record_id=record.id,
-            clock=self.engine.clock,
-            reality=self.engine.reality,
-            data=dict(record.data),
-            resource_id=record.resource_id,
-            objects=self.engine.objects.for_stack(stack.name) if self.engine.objects else None,
-            secrets=self.engine.secrets,
-        )
-
-    def _start(
-        self,
-        stack: StackRecord,
-        record: ResourceRecord,
-        pending: PendingAction,
-        plugin_type: type[ResourceType],
-        properties: PropertiesModel,
-    ) -> None:
-        """Take the lock and record the action, then start it and record its cookie."""
-        locked = replace(
-            record,
-            action=pending.action,
-            status=IN_PROGRESS,
-            status_reason="state changed",
-            lock=self.traversal,
-            pending=pending,
-            requires=pending.requires | record.requires
-            if pending.action == UPDATE
-            else (pending.requires if pending.action == CREATE else record.requires),
-            replaced_by=None if pending.action == UPDATE else record.replaced_by,
-        )
-        locked = self.store.update_resource(locked)
-        self._begin(stack, locked, plugin_type, properties, current=True)
-
-    def _begin(
-        self,
-        stack: StackRecord,
-        record: ResourceRecord,
-        plugin_type: type[ResourceType],
-        properties: PropertiesModel,
-        *,
-        current: bool,
-    ) -> None:
-        pending = record.pending
-        assert pending is not None
-        context = self._context(stack, record)
-        plugin = plugin_type(context, properties)
-        try:
-            if pending.action == CREATE:
-                cookie = plugin.create()
-            elif pending.action == UPDATE:
-                before = self._applied_properties(plugin_type, record)
-                assert before is not None
-                cookie = plugin.update(before, changed_properties(before, properties))
-            else:
-                cookie = plugin.delete()
-            # As Heat does, the first check comes at once: an action done already
-            # (most are) is recorded complete in one write, without waiting a poll.
-            done = _is_complete(plugin, pending.action, cookie)
-        except Exception as exc:
-            self._fail(stack, record, pending.action, _reason(exc), pending, current, context)
-            return
-        if done:
-            started = replace(pending, started=True, cookie=cookie)
-            self._finish(stack, replace(record, pending=started), plugin_type, plugin, current)
-            return
-        self.store.update_resource(
-            replace(
-                record,
-                pending=replace(pending, started=True, cookie=cookie),
-                data=dict(context.data),
-                resource_id=context.resource_id,
-            )
-        )
-        self.outcome = acted(pending.action, ActionResult.STARTED)
-        self.poll_after = self.engine.poll_interval
-
-    def _continue_action(
-        self, stack: StackRecord, record: ResourceRecord, *, current: bool
-    ) -> None:
-        pending = record.pending
-        assert pending is not None
-        plugin_type = self.engine.types.get(record.type)
-        if pending.action == DELETE:
-            properties = self._delete_properties(plugin_type, record)
-        else:
-            try:
-                properties = self._validated(plugin_type, pending.properties or {}, record.stack)
-            except Exception as exc:
-                self._fail(stack, record, pending.action, _reason(exc), pending, current)
-                return
-        if not pending.started:
-            # The worker died after taking the lock: start again (creates are idempotent).
-            self._begin(stack, record, plugin_type, properties, current=current)
-            if self.outcome is not None and self.outcome.action is not None:
-                self.outcome = replace(
-                    self.outcome, action=replace(self.outcome.action, again=True)
-                )
-            return
-        context = self._context(stack, record)
-        plugin = plugin_type(context, properties)
-        try:
-            done = _is_complete(plugin, pending.action, pending.cookie)
-        except Exception as exc:
-            self._fail(stack, record, pending.action, _reason(exc), pending, current, context)
-            return
-        if not done:
-            if dict(context.data) != dict(record.data) or context.resource_id != record.resource_id:
-                self.store.update_resource(
-                    replace(record, data=dict(context.data), resource_id=context.resource_id)
-                )
-            self.outcome = acted(pending.action, ActionResult.IN_PROGRESS)
-            self.poll_after = self.engine.poll_interval
-            return
-        self._finish(stack, record, plugin_type, plugin, current)
-
-    def _finish(
-        self,
-        stack: StackRecord,
-        record: ResourceRecord,
-        plugin_type: type[ResourceType],
-        plugin: ResourceType,
-        current: bool,
-    ) -> None:
-        """Record the end of the record's pending action (complete), and push on."""
-        pending = record.pending
-        assert pending is not None
-        if pending.action == DELETE:
-            # The successors hear of it before the record goes: a worker that dies
-            # in between finds the record again and pushes again (pushes are
-            # idempotent), whereas a deleted record would never wake this node.
-            if current:
-                self._propagate(stack, cleanup_node(record.id), None)
-            self.store.delete_resource(record)
-            self.outcome = acted(DELETE, ActionResult.COMPLETE)
-            if not current:
-                self._reenter_newest(stack.name, record)
-            return
-        self._complete(
-            stack,
-            record,
-            pending,
-            plugin_type,
-            plugin,
-            current,
-            acted(pending.action, ActionResult.COMPLETE),
-        )
-
-    def _complete(
-        self,
-        stack: StackRecord,
-        record: ResourceRecord,
-        pending: PendingAction,
-        plugin_type: type[ResourceType],
-        plugin: ResourceType,
-        current: bool,
-        outcome: StepOutcome,
-    ) -> None:
-        """Record a finished create/update (reading the referenced attributes once), push on."""
-        context = plugin.context
-        wanted = self.engine.definition(operations.stack_ref(stack), pending.template)
-        names = wanted.required_attributes(record.name) if record.name in wanted.resources else ()
-        if ALL_ATTRIBUTES in names:
-            names = frozenset(plugin_type.attributes_schema)
-        # A value revealed to the type in this step is stored as its reference again.
-        attributes = self.revealed.hide(
-            {name: plugin.get_attribute(name) for name in sorted(names)}
-        )
-        completed = self.store.update_resource(
-            replace(
-                record,
-                status=COMPLETE,
-                status_reason="state changed",
-                action=record.action if record.action != INIT else CREATE,
-                lock=None,
-                pending=None,
-                template=pending.template,
-                properties=dict(pending.properties or {}),
-                requires=pending.requires,
-                deletion_policy=pending.deletion_policy,
-                replaced_by=None,
-                data=dict(context.data),
-                resource_id=context.resource_id,
-                reference_id=self.revealed.hide(plugin.reference_id()),
-                attributes=attributes,
-                converged=pending.traversal,
-            )
-        )
-        self.outcome = outcome
-        if current:
-            graph_node = self._graph_node(stack.graph, update_node(record.id), record)
-            assert graph_node is not None
-            self._propagate(stack, graph_node, self._node_data(completed))
-        else:
-            self._reenter_newest(stack.name, completed)
-
-    def _fail(
-        self,
-        stack: StackRecord,
-        record: ResourceRecord,
-        action: str,
-        reason: str,
-        pending: PendingAction,
-        current: bool,
-        context: ResourceContext | None = None,
-    ) -> None:
-        """Record the failure on the record, then fail the traversal (or re-enter a newer one)."""
-        reason = self.revealed.scrub(reason)
-        self.store.update_resource(
-            replace(
-                record,
-                action=action,
-                status=FAILED,
-                status_reason=reason,
-                lock=None,
-                pending=None,
-                requires=record.requires | pending.requires,
-                data=dict(context.data) if context else record.data,
-                resource_id=context.resource_id if context else record.resource_id,
-            )
-        )
-        self.outcome = acted(action, ActionResult.FAILED, reason)
-        handled = current and operations.mark_failed(
-            self.engine, stack.name, self.traversal, f"Resource {action} failed: {reason}"
-        )
-        if not handled:
-            self._reenter_newest(stack.name, record)
-
     # -- propagation ---------------------------------------------------------------------------
-
-    @staticmethod
-    def _node_data(record: ResourceRecord) -> NodeData:
-        return NodeData(record.id, record.name, record.reference_id, dict(record.attributes))
-
-    def _propagate(self, stack: StackRecord, graph_node: Node, data: NodeData | None) -> None:
-        """Push to every successor's sync point; trigger those now satisfied; tell the stack.
-
-        A successor that has this node's entry of this traversal already heard of
-        it when that push was made (and was triggered then, or is woken again by
-        a restart's listing): it is neither written nor triggered again. A node
-        that runs again (done already, kept) would otherwise wake its successors
-        again, and with the operator running both nodes of a record per wake-up,
-        an update's update and cleanup nodes would keep waking each other.
-        """
-        graph = stack.graph
-        for successor in sorted(graph.successors(graph_node), key=lambda n: (n.is_update, n)):
-            try:
-                if sync_point.has_pushed(
-                    sync_point.read(self.store, successor), graph_node, self.traversal
-                ):
-                    continue
-                entries = sync_point.push(
-                    self.store,
-                    successor,
-                    graph_node,
-                    self.traversal,
-                    data if successor.is_update else None,
-                )
-            except NotFound:
-                continue  # deleted by an older traversal: it has nothing left to wait for
-            self.pushed.append(str(successor))
-            if sync_point.is_satisfied(entries, graph.predecessors(successor), self.traversal):
-                self._trigger(stack.name, successor)
-        if graph_node in graph.roots or graph_node in graph.update_roots:
-            if not sync_point.has_pushed(
-                self.store.stack_sync_point(stack.name), graph_node, self.traversal
-            ):
-                sync_point.push_stack(self.store, stack.name, graph_node, self.traversal)
-                self.pushed.append("stack")
-            operations.root_done(self.engine, stack.name, self.traversal, graph)
-
-    def _trigger(self, stack_name: str, node: Node, traversal: str | None = None) -> None:
-        message = NodeMessage(stack_name, traversal or self.traversal, node)
-        self.engine.dispatcher.trigger(message)
-        self.triggered.append(str(node))
-
-    def _reenter_newest(self, stack_name: str, record: ResourceRecord) -> None:
-        """After a stale action ended: run this record's node in the newest traversal."""
-        stack = self.store.get_stack(stack_name)
-        if stack is None:
-            return
-        for record_id in (record.id, record.replaces):
-            if record_id is None:
-                continue
-            for node in (update_node(record_id), cleanup_node(record_id)):
-                if node in stack.graph:
-                    self._trigger(stack_name, node, stack.traversal)
-                    return
-
-
-@dataclass(frozen=True)
-class Drift:
-    """What `repair_drift` found on one resource: `message` says what drifted and what was done."""
-
-    resource: str
-    record_id: str
-    type: str
-    message: str
-    repaired: bool = True
-
-
-def repair_drift(engine: Engine, stack_name: str) -> list[Drift]:
-    """Heat's "observe reality" between traversals: put back what others changed.
-
-    Only a stack at rest is looked at (its traversal COMPLETE), and only the
-    records its traversal converged and that no action holds; each type's
-    `repair_drift` compares its physical resource with the applied properties
-    and restores it. The stack is read again before each resource, so a
-    traversal starting meanwhile stops the round (it converges everything
-    anyway). Data a repair changes (e.g. the uid of a recreated object) is
-    recorded. Returns what drifted, for Events and conditions.
-    """
-    drifts: list[Drift] = []
-    stack = engine.store.get_stack(stack_name)
-    if stack is None:
-        return drifts
-    traversal = stack.traversal
-    for record in engine.store.list_resources(stack_name):
-        stack = engine.store.get_stack(stack_name)
-        if stack is None or stack.traversal != traversal or stack.status != COMPLETE:
-            break
-        if (
-            record.status != COMPLETE
-            or record.action not in (CREATE, UPDATE)
-            or record.lock is not None
-            or record.replaced_by is not None
-            or record.converged != traversal
-            or update_node(record.id) not in stack.graph
-        ):
-            continue
-        step = _Step(engine, NodeMessage(stack_name, traversal, update_node(record.id)))
-        context = step._context(stack, record)
-        try:
-            plugin_type = engine.types.get(record.type)
-            plugin = plugin_type(
-                context, step._validated(plugin_type, record.properties or {}, stack_name)
-            )
-            message = plugin.repair_drift()
-        except Exception as exc:
-            drifts.append(
-                Drift(record.name, record.id, record.type, f"repair failed: {_reason(exc)}", False)
-            )
-            continue
-        if dict(context.data) != dict(record.data) or context.resource_id != record.resource_id:
-            # Lost to a concurrent step: the next round looks again.
-            with contextlib.suppress(Conflict, NotFound):
-                engine.store.update_resource(
-                    replace(record, data=dict(context.data), resource_id=context.resource_id)
-                )
-        if message:
-            drifts.append(Drift(record.name, record.id, record.type, message))
-    return drifts
-
-
-def _is_complete(plugin: ResourceType, action: str, cookie: Any) -> bool:
-    """The type's check_*_complete for `action`."""
-    if action == CREATE:
-        return plugin.check_create_complete(cookie)
-    if action == UPDATE:
-        return plugin.check_update_complete(cookie)
-    return plugin.check_delete_complete(cookie)
-
-
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, ResourceFailure):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"

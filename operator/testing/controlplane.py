@@ -4,7 +4,7 @@ etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok.
 
 Tests and the demo run against the real API server, never a mock. The binaries
 are built from the Go module proxy by e2e/controlplane/build.sh (cached outside
-the clone); this module generates certificates, starts the processes on free
+the clone); this module makes certificates (pki.py), starts the processes on free
 127.0.0.1 ports, waits until they are ready, writes a kubeconfig, and stops
 exactly the processes it started, each by its recorded pid.
 
@@ -21,10 +21,7 @@ and Services get endpoints.
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
-import datetime
-import ipaddress
 import json
 import os
 import shutil
@@ -39,6 +36,8 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from convergence.operator.testing.pki import kubeconfig_text, write_certificates
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "e2e" / "controlplane" / "build.sh"
@@ -128,151 +127,6 @@ def port_is_free(port: int) -> bool:
 
 
 # --- certificates -----------------------------------------------------------
-
-
-def _write_certificates(pki: Path) -> None:
-    """A CA, the API server's serving cert, an admin client cert, the SA signing key."""
-    # Imported here: only the launcher needs cryptography (a dev dependency).
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    pki.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
-    validity = datetime.timedelta(days=365)
-
-    def pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
-        return key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-
-    def name(common_name: str, organization: str | None = None) -> x509.Name:
-        attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
-        if organization:
-            attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
-        return x509.Name(attrs)
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(name("convergence-local-ca"))
-        .issuer_name(name("convergence-local-ca"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + validity)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-
-    def leaf(
-        subject: x509.Name, usage: x509.ObjectIdentifier, sans: list[x509.GeneralName]
-    ) -> tuple[bytes, bytes]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + validity)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        )
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        cert = builder.sign(ca_key, hashes.SHA256())
-        return cert.public_bytes(serialization.Encoding.PEM), pem_key(key)
-
-    serving_sans: list[x509.GeneralName] = [
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
-        x509.DNSName("localhost"),
-        x509.DNSName("kubernetes"),
-        x509.DNSName("kubernetes.default"),
-        x509.DNSName("kubernetes.default.svc"),
-        x509.DNSName("kubernetes.default.svc.cluster.local"),
-    ]
-    serving_cert, serving_key = leaf(
-        name("kube-apiserver"), ExtendedKeyUsageOID.SERVER_AUTH, serving_sans
-    )
-    # system:masters: the admin identity of tests and the demo. It bypasses
-    # RBAC, so RBAC tests use ServiceAccount tokens instead.
-    admin_cert, admin_key = leaf(
-        name("convergence-admin", "system:masters"), ExtendedKeyUsageOID.CLIENT_AUTH, []
-    )
-    sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-    files = {
-        "ca.crt": ca_cert.public_bytes(serialization.Encoding.PEM),
-        "apiserver.crt": serving_cert,
-        "apiserver.key": serving_key,
-        "admin.crt": admin_cert,
-        "admin.key": admin_key,
-        "sa.key": pem_key(sa_key),
-        "sa.pub": sa_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ),
-    }
-    for filename, data in files.items():
-        path = pki / filename
-        path.write_bytes(data)
-        path.chmod(0o600)
-
-
-def _kubeconfig(server: str, pki: Path) -> str:
-    def b64(filename: str) -> str:
-        return base64.b64encode((pki / filename).read_bytes()).decode()
-
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "convergence-local",
-                "cluster": {"server": server, "certificate-authority-data": b64("ca.crt")},
-            }
-        ],
-        "users": [
-            {
-                "name": "convergence-admin",
-                "user": {
-                    "client-certificate-data": b64("admin.crt"),
-                    "client-key-data": b64("admin.key"),
-                },
-            }
-        ],
-        "contexts": [
-            {
-                "name": "convergence-local",
-                "context": {"cluster": "convergence-local", "user": "convergence-admin"},
-            }
-        ],
-        "current-context": "convergence-local",
-    }
-    # JSON is valid YAML, and keeps this module free of a YAML dependency.
-    return json.dumps(config, indent=2)
-
-
-# --- processes --------------------------------------------------------------
 
 
 @dataclass
@@ -379,14 +233,14 @@ class ControlPlane:
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
         pki = self.state_dir / "pki"
-        _write_certificates(pki)
+        write_certificates(pki)
         etcd_port, etcd_peer_port, api_port = free_port(), free_port(), free_port()
         scheduler_port = free_port()
         server = f"https://127.0.0.1:{api_port}"
         (self.state_dir / "endpoints.json").write_text(
             json.dumps({"apiserver": server, "etcd": f"http://127.0.0.1:{etcd_port}"})
         )
-        self.kubeconfig.write_text(_kubeconfig(server, pki))
+        self.kubeconfig.write_text(kubeconfig_text(server, pki))
         self.kubeconfig.chmod(0o600)
 
         components: list[Component] = []

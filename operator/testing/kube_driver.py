@@ -55,6 +55,7 @@ from convergence.operator.engine.sim.scenario import (
     Scenario,
     ScenarioError,
 )
+from convergence.operator.kube.api import is_not_found
 from convergence.operator.kube.names import (
     API_VERSION,
     GROUP,
@@ -66,7 +67,6 @@ from convergence.operator.kube.names import (
 from convergence.operator.kube.reality import ConfigMapReality
 from convergence.operator.testing.cluster import Cluster
 
-HTTP_NOT_FOUND = 404
 JSON_PATCH = "application/json-patch+json"
 
 CANCEL_ANNOTATION = f"{GROUP}/cancel"
@@ -253,7 +253,7 @@ class KubernetesDriver:
                 GROUP, VERSION, self.namespace, STACKS, stack
             )
         except ApiException as exc:
-            if exc.status != HTTP_NOT_FOUND:
+            if not is_not_found(exc):
                 raise
         self._deleted.add(stack)
 
@@ -359,7 +359,7 @@ class KubernetesDriver:
                 GROUP, VERSION, self.namespace, STACKS, stack
             )
         except ApiException as exc:
-            if exc.status == HTTP_NOT_FOUND:
+            if is_not_found(exc):
                 return None
             raise
         return cast(Mapping[str, Any], body)

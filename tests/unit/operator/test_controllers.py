@@ -23,7 +23,8 @@ from convergence.operator.controllers.stack import (
     new_value,
 )
 from convergence.operator.controllers.stackresource import StepMetrics, summarize
-from convergence.operator.engine.converger import Drift, StepReport
+from convergence.operator.engine.converger import StepReport
+from convergence.operator.engine.drift import Drift
 from convergence.operator.engine.sim.simulator import Simulator
 from convergence.operator.engine.wiring import Engine
 from convergence.operator.metrics import Metrics

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from convergence.operator.engine.converger import repair_drift
+from convergence.operator.engine.drift import repair_drift
 from convergence.operator.engine.plugin import (
     ObjectConflict,
     ObjectImmutable,

@@ -1,0 +1,434 @@
+"""A step's dealings with one resource's action: lock, start, poll, finish, push on.
+
+`ResourceActions` is the half of a converger step (converger.py) that carries
+out what the step decided about one record: take the record's lock and start
+the type's create, update or delete, check at once whether it is done (as Heat
+does) and otherwise poll it on later steps, record the end (complete or
+failed), and push the node's data to its successors' sync points. Drift repair
+(drift.py) uses the same context and properties helpers between traversals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from convergence.operator.engine import operations, sync_point
+from convergence.operator.engine.graph import Graph, Node, cleanup_node, update_node
+from convergence.operator.engine.hot.definition import ALL_ATTRIBUTES
+from convergence.operator.engine.messages import NodeMessage
+from convergence.operator.engine.outcome import (
+    ActionResult,
+    StepOutcome,
+    acted,
+)
+from convergence.operator.engine.plugin import (
+    PropertiesModel,
+    ResourceContext,
+    ResourceFailure,
+    ResourceType,
+    changed_properties,
+)
+from convergence.operator.engine.sensitive import Revealed, reveal
+from convergence.operator.engine.store import (
+    COMPLETE,
+    CREATE,
+    DELETE,
+    FAILED,
+    IN_PROGRESS,
+    INIT,
+    UPDATE,
+    NodeData,
+    NotFound,
+    PendingAction,
+    ResourceRecord,
+    StackRecord,
+)
+from convergence.operator.engine.wiring import Engine
+
+
+class ResourceActions:
+    """The state of one step (one message, read once) and what it does to a record."""
+
+    def __init__(self, engine: Engine, message: NodeMessage) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.message = message
+        self.traversal = message.traversal
+        # What the step did, reported by finished().
+        self.outcome: StepOutcome | None = None
+        self.resource: str | None = None
+        self.inputs: dict[str, str | None] = {}
+        self.pushed: list[str] = []
+        self.triggered: list[str] = []
+        self.poll_after: float | None = None
+        # Secret values put into properties in this step (scrubbed out of failure reasons).
+        self.revealed = Revealed()
+
+    def _graph_node(self, graph: Graph, node: Node, record: ResourceRecord | None) -> Node | None:
+        if node in graph:
+            return node
+        # A replacement made in this traversal stands in for the update node of the
+        # record it replaces (only update nodes: its cleanup belongs to a later traversal).
+        # One an older traversal made does not: it is only cleaned up, if at all.
+        if (
+            node.is_update
+            and record is not None
+            and record.replaces is not None
+            and operations.replaced_in(record, self.traversal)
+        ):
+            stand_in = Node(record.replaces, node.is_update)
+            if stand_in in graph:
+                return stand_in
+        return None
+
+    def _validated(
+        self, plugin_type: type[ResourceType], raw: Mapping[str, Any], stack_name: str
+    ) -> PropertiesModel:
+        """Resolved properties as the type gets them: secret references revealed, validated.
+
+        What is stored stays `raw`, with the references (see engine/sensitive.py).
+        """
+        return plugin_type.validate_properties(
+            reveal(raw, stack_name, self.engine.secrets, self.revealed)
+        )
+
+    def _applied_properties(
+        self, plugin_type: type[ResourceType], record: ResourceRecord
+    ) -> PropertiesModel | None:
+        try:
+            return self._validated(plugin_type, record.properties or {}, record.stack)
+        except Exception:
+            return None  # what was applied no longer fits the type: replace
+
+    def _retain(self, stack: StackRecord, record: ResourceRecord) -> bool:
+        """Let the type release a resource it keeps (Retain); False if that failed."""
+        plugin_type = self.engine.types.get(record.type)
+        context = self._context(stack, record)
+        plugin = plugin_type(context, self._delete_properties(plugin_type, record))
+        try:
+            plugin.retain()
+        except Exception as exc:
+            pending = PendingAction(action=DELETE, traversal=self.traversal)
+            self._fail(stack, record, DELETE, failure_reason(exc), pending, True, context)
+            return False
+        return True
+
+    def _delete_properties(
+        self, plugin_type: type[ResourceType], record: ResourceRecord
+    ) -> PropertiesModel:
+        try:
+            return self._validated(plugin_type, record.properties or {}, record.stack)
+        except Exception:
+            # A delete must still run with whatever was applied.
+            return plugin_type.Properties.model_construct(**dict(record.properties or {}))
+
+    def _context(self, stack: StackRecord, record: ResourceRecord) -> ResourceContext:
+        return ResourceContext(
+            stack=operations.stack_ref(stack),
+            name=record.name,
+            record_id=record.id,
+            clock=self.engine.clock,
+            reality=self.engine.reality,
+            data=dict(record.data),
+            resource_id=record.resource_id,
+            objects=self.engine.objects.for_stack(stack.name) if self.engine.objects else None,
+            secrets=self.engine.secrets,
+        )
+
+    def _start(
+        self,
+        stack: StackRecord,
+        record: ResourceRecord,
+        pending: PendingAction,
+        plugin_type: type[ResourceType],
+        properties: PropertiesModel,
+    ) -> None:
+        """Take the lock and record the action, then start it and record its cookie."""
+        locked = replace(
+            record,
+            action=pending.action,
+            status=IN_PROGRESS,
+            status_reason="state changed",
+            lock=self.traversal,
+            pending=pending,
+            requires=pending.requires | record.requires
+            if pending.action == UPDATE
+            else (pending.requires if pending.action == CREATE else record.requires),
+            replaced_by=None if pending.action == UPDATE else record.replaced_by,
+        )
+        locked = self.store.update_resource(locked)
+        self._begin(stack, locked, plugin_type, properties, current=True)
+
+    def _begin(
+        self,
+        stack: StackRecord,
+        record: ResourceRecord,
+        plugin_type: type[ResourceType],
+        properties: PropertiesModel,
+        *,
+        current: bool,
+    ) -> None:
+        pending = record.pending
+        assert pending is not None
+        context = self._context(stack, record)
+        plugin = plugin_type(context, properties)
+        try:
+            if pending.action == CREATE:
+                cookie = plugin.create()
+            elif pending.action == UPDATE:
+                before = self._applied_properties(plugin_type, record)
+                assert before is not None
+                cookie = plugin.update(before, changed_properties(before, properties))
+            else:
+                cookie = plugin.delete()
+            # As Heat does, the first check comes at once: an action done already
+            # (most are) is recorded complete in one write, without waiting a poll.
+            done = is_complete(plugin, pending.action, cookie)
+        except Exception as exc:
+            self._fail(
+                stack, record, pending.action, failure_reason(exc), pending, current, context
+            )
+            return
+        if done:
+            started = replace(pending, started=True, cookie=cookie)
+            self._finish(stack, replace(record, pending=started), plugin_type, plugin, current)
+            return
+        self.store.update_resource(
+            replace(
+                record,
+                pending=replace(pending, started=True, cookie=cookie),
+                data=dict(context.data),
+                resource_id=context.resource_id,
+            )
+        )
+        self.outcome = acted(pending.action, ActionResult.STARTED)
+        self.poll_after = self.engine.poll_interval
+
+    def _continue_action(
+        self, stack: StackRecord, record: ResourceRecord, *, current: bool
+    ) -> None:
+        pending = record.pending
+        assert pending is not None
+        plugin_type = self.engine.types.get(record.type)
+        if pending.action == DELETE:
+            properties = self._delete_properties(plugin_type, record)
+        else:
+            try:
+                properties = self._validated(plugin_type, pending.properties or {}, record.stack)
+            except Exception as exc:
+                self._fail(stack, record, pending.action, failure_reason(exc), pending, current)
+                return
+        if not pending.started:
+            # The worker died after taking the lock: start again (creates are idempotent).
+            self._begin(stack, record, plugin_type, properties, current=current)
+            if self.outcome is not None and self.outcome.action is not None:
+                self.outcome = replace(
+                    self.outcome, action=replace(self.outcome.action, again=True)
+                )
+            return
+        context = self._context(stack, record)
+        plugin = plugin_type(context, properties)
+        try:
+            done = is_complete(plugin, pending.action, pending.cookie)
+        except Exception as exc:
+            self._fail(
+                stack, record, pending.action, failure_reason(exc), pending, current, context
+            )
+            return
+        if not done:
+            if dict(context.data) != dict(record.data) or context.resource_id != record.resource_id:
+                self.store.update_resource(
+                    replace(record, data=dict(context.data), resource_id=context.resource_id)
+                )
+            self.outcome = acted(pending.action, ActionResult.IN_PROGRESS)
+            self.poll_after = self.engine.poll_interval
+            return
+        self._finish(stack, record, plugin_type, plugin, current)
+
+    def _finish(
+        self,
+        stack: StackRecord,
+        record: ResourceRecord,
+        plugin_type: type[ResourceType],
+        plugin: ResourceType,
+        current: bool,
+    ) -> None:
+        """Record the end of the record's pending action (complete), and push on."""
+        pending = record.pending
+        assert pending is not None
+        if pending.action == DELETE:
+            # The successors hear of it before the record goes: a worker that dies
+            # in between finds the record again and pushes again (pushes are
+            # idempotent), whereas a deleted record would never wake this node.
+            if current:
+                self._propagate(stack, cleanup_node(record.id), None)
+            self.store.delete_resource(record)
+            self.outcome = acted(DELETE, ActionResult.COMPLETE)
+            if not current:
+                self._reenter_newest(stack.name, record)
+            return
+        self._complete(
+            stack,
+            record,
+            pending,
+            plugin_type,
+            plugin,
+            current,
+            acted(pending.action, ActionResult.COMPLETE),
+        )
+
+    def _complete(
+        self,
+        stack: StackRecord,
+        record: ResourceRecord,
+        pending: PendingAction,
+        plugin_type: type[ResourceType],
+        plugin: ResourceType,
+        current: bool,
+        outcome: StepOutcome,
+    ) -> None:
+        """Record a finished create/update (reading the referenced attributes once), push on."""
+        context = plugin.context
+        wanted = self.engine.definition(operations.stack_ref(stack), pending.template)
+        names = wanted.required_attributes(record.name) if record.name in wanted.resources else ()
+        if ALL_ATTRIBUTES in names:
+            names = frozenset(plugin_type.attributes_schema)
+        # A value revealed to the type in this step is stored as its reference again.
+        attributes = self.revealed.hide(
+            {name: plugin.get_attribute(name) for name in sorted(names)}
+        )
+        completed = self.store.update_resource(
+            replace(
+                record,
+                status=COMPLETE,
+                status_reason="state changed",
+                action=record.action if record.action != INIT else CREATE,
+                lock=None,
+                pending=None,
+                template=pending.template,
+                properties=dict(pending.properties or {}),
+                requires=pending.requires,
+                deletion_policy=pending.deletion_policy,
+                replaced_by=None,
+                data=dict(context.data),
+                resource_id=context.resource_id,
+                reference_id=self.revealed.hide(plugin.reference_id()),
+                attributes=attributes,
+                converged=pending.traversal,
+            )
+        )
+        self.outcome = outcome
+        if current:
+            graph_node = self._graph_node(stack.graph, update_node(record.id), record)
+            assert graph_node is not None
+            self._propagate(stack, graph_node, self._node_data(completed))
+        else:
+            self._reenter_newest(stack.name, completed)
+
+    def _fail(
+        self,
+        stack: StackRecord,
+        record: ResourceRecord,
+        action: str,
+        reason: str,
+        pending: PendingAction,
+        current: bool,
+        context: ResourceContext | None = None,
+    ) -> None:
+        """Record the failure on the record, then fail the traversal (or re-enter a newer one)."""
+        reason = self.revealed.scrub(reason)
+        self.store.update_resource(
+            replace(
+                record,
+                action=action,
+                status=FAILED,
+                status_reason=reason,
+                lock=None,
+                pending=None,
+                requires=record.requires | pending.requires,
+                data=dict(context.data) if context else record.data,
+                resource_id=context.resource_id if context else record.resource_id,
+            )
+        )
+        self.outcome = acted(action, ActionResult.FAILED, reason)
+        handled = current and operations.mark_failed(
+            self.engine, stack.name, self.traversal, f"Resource {action} failed: {reason}"
+        )
+        if not handled:
+            self._reenter_newest(stack.name, record)
+
+    @staticmethod
+    def _node_data(record: ResourceRecord) -> NodeData:
+        return NodeData(record.id, record.name, record.reference_id, dict(record.attributes))
+
+    def _propagate(self, stack: StackRecord, graph_node: Node, data: NodeData | None) -> None:
+        """Push to every successor's sync point; trigger those now satisfied; tell the stack.
+
+        A successor that has this node's entry of this traversal already heard of
+        it when that push was made (and was triggered then, or is woken again by
+        a restart's listing): it is neither written nor triggered again. A node
+        that runs again (done already, kept) would otherwise wake its successors
+        again, and with the operator running both nodes of a record per wake-up,
+        an update's update and cleanup nodes would keep waking each other.
+        """
+        graph = stack.graph
+        for successor in sorted(graph.successors(graph_node), key=lambda n: (n.is_update, n)):
+            try:
+                if sync_point.has_pushed(
+                    sync_point.read(self.store, successor), graph_node, self.traversal
+                ):
+                    continue
+                entries = sync_point.push(
+                    self.store,
+                    successor,
+                    graph_node,
+                    self.traversal,
+                    data if successor.is_update else None,
+                )
+            except NotFound:
+                continue  # deleted by an older traversal: it has nothing left to wait for
+            self.pushed.append(str(successor))
+            if sync_point.is_satisfied(entries, graph.predecessors(successor), self.traversal):
+                self._trigger(stack.name, successor)
+        if graph_node in graph.roots or graph_node in graph.update_roots:
+            if not sync_point.has_pushed(
+                self.store.stack_sync_point(stack.name), graph_node, self.traversal
+            ):
+                sync_point.push_stack(self.store, stack.name, graph_node, self.traversal)
+                self.pushed.append("stack")
+            operations.root_done(self.engine, stack.name, self.traversal, graph)
+
+    def _trigger(self, stack_name: str, node: Node, traversal: str | None = None) -> None:
+        message = NodeMessage(stack_name, traversal or self.traversal, node)
+        self.engine.dispatcher.trigger(message)
+        self.triggered.append(str(node))
+
+    def _reenter_newest(self, stack_name: str, record: ResourceRecord) -> None:
+        """After a stale action ended: run this record's node in the newest traversal."""
+        stack = self.store.get_stack(stack_name)
+        if stack is None:
+            return
+        for record_id in (record.id, record.replaces):
+            if record_id is None:
+                continue
+            for node in (update_node(record_id), cleanup_node(record_id)):
+                if node in stack.graph:
+                    self._trigger(stack_name, node, stack.traversal)
+                    return
+
+
+def is_complete(plugin: ResourceType, action: str, cookie: Any) -> bool:
+    """The type's check_*_complete for `action`."""
+    if action == CREATE:
+        return plugin.check_create_complete(cookie)
+    if action == UPDATE:
+        return plugin.check_update_complete(cookie)
+    return plugin.check_delete_complete(cookie)
+
+
+def failure_reason(exc: Exception) -> str:
+    if isinstance(exc, ResourceFailure):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
