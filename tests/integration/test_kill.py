@@ -181,7 +181,10 @@ def random_plan(rng: random.Random, mode: str) -> Plan:
     bad = _copy(updated)
     replaced_again = _replace(rng, bad, "v3")
     _edit(rng, bad, "edited-again")
-    culprit = rng.choice(names)
+    # The culprit is updated in place, never replaced: its slow update is what
+    # keeps the update in progress until the rollback is asked for (a replaced
+    # one is created, and the whole update may be in service before that).
+    culprit = rng.choice([name for name in names if name not in replaced_again])
     culprit_properties = bad[culprit]["properties"]
     # A changed value makes the update of the culprit wait (and fail).
     culprit_properties["value"] = f"{culprit}-{mode}"
