@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -54,8 +55,6 @@ class RecordWatch:
         self.api = api
         self.namespace = namespace
         self.observe = observe
-        self.stopped = threading.Event()
-        self._thread: threading.Thread | None = None
 
     @property
     def path(self) -> str:
@@ -63,26 +62,23 @@ class RecordWatch:
         return f"/apis/{GROUP}/{VERSION}{scope}/{STACK_RESOURCES}"
 
     def start(self) -> None:
-        self._thread = threading.Thread(
+        """Watch on a daemon thread for as long as the process lives."""
+        threading.Thread(
             target=self.run, name=f"watch-{self.namespace or 'all'}", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.stopped.set()
+        ).start()
 
     def run(self) -> None:
-        """List, then watch, until stopped."""
-        while not self.stopped.is_set():
+        """List, then watch, for ever."""
+        while True:
             try:
                 version = self.observe_all()
-                while not self.stopped.is_set():
+                while True:
                     version = self.watch(version)
             except Gone:
                 logger.info("StackResource watch of %s expired; listing again", self.path)
             except Exception:
                 logger.exception("StackResource watch of %s failed; listing again", self.path)
-                self.stopped.wait(RETRY_DELAY)
+                time.sleep(RETRY_DELAY)
 
     def observe_all(self) -> str:
         """Observe every object; the list's resourceVersion."""
@@ -134,8 +130,6 @@ class RecordWatch:
                 for line in lines:
                     if line.strip():
                         yield json.loads(line)
-                if self.stopped.is_set():
-                    return
         finally:
             raw.release_conn()
 
