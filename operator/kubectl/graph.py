@@ -71,7 +71,8 @@ def _fill(record: ResourceRecord) -> str:
 
 
 def _label(name: str, kind: str, record_id: str, phase: str) -> str:
-    return f"{name}\n{kind} · {snapshot.short(record_id)}\n{phase}"
+    # "\\n" is DOT's own line break (a centred line).
+    return f"{name}\\n{kind} · {snapshot.short(record_id)}\\n{phase}"
 
 
 class Drawing:
@@ -83,7 +84,8 @@ class Drawing:
         traversal = str(status.get("traversal") or "")
         title = (
             f"Stack {found.namespace}/{found.name} · {status.get('phase') or 'no phase'}"
-            f" · traversal {snapshot.short(traversal) if traversal else 'none'}"
+            f" · traversal {snapshot.short(traversal) if traversal else 'none'}\\n"
+            f"boxes: update nodes · ellipses: cleanup nodes · colour: the record's phase"
         )
         self.dot = graphviz.Digraph(
             name=found.name,
@@ -100,6 +102,8 @@ class Drawing:
         )
         # Record id -> the DOT id of the node standing for it (its update node first).
         self.drawn: dict[str, str] = {}
+        # A record that is gone is named by the record that replaced it, if one is left.
+        self.gone_names = {r.replaces: r.name for r in found.records.values() if r.replaces}
 
     def draw(self) -> graphviz.Digraph:
         graph = self.found.graph
@@ -122,7 +126,8 @@ class Drawing:
         shape = "box" if node.is_update else "ellipse"
         style = "rounded,filled" if node.is_update else "filled"
         if record is None:
-            label = _label("(gone)", node.kind, node.record_id, "cleaned up")
+            name = self.gone_names.get(node.record_id, "(gone)")
+            label = _label(name, node.kind, node.record_id, "cleaned up")
             self.dot.node(
                 node_id(node), label, shape=shape, style="dashed", fillcolor="white",
                 tooltip=f"{node.key()}: its StackResource is gone",

@@ -28,7 +28,7 @@ from convergence.operator.engine.plugin import (
     ResourceFailure,
     label_value,
 )
-from convergence.operator.engine.store import IN_PROGRESS, ResourceRecord
+from convergence.operator.engine.store import COMPLETE, IN_PROGRESS, ResourceRecord
 from convergence.operator.kube.api import ApiError, as_object, if_present, request
 from convergence.operator.kube.names import STACK_KIND
 from convergence.operator.kube.objects import Discovery
@@ -46,6 +46,7 @@ class Branch:
 
     kind: str
     name: str
+    # None for a cluster-scoped object.
     namespace: str | None = None
     resource: str = ""
     phase: str = ""
@@ -87,15 +88,14 @@ def _message(found: Mapping[str, Any] | None) -> str:
     return str(found.get("message") or found.get("reason") or "") if found is not None else ""
 
 
-def live_branch(live: Mapping[str, Any], namespace: str) -> Branch:
+def live_branch(live: Mapping[str, Any]) -> Branch:
     """A physical object found live, with its readiness."""
     metadata = live.get("metadata") or {}
     state = readiness(live)
-    where = metadata.get("namespace")
     return Branch(
         kind=str(live.get("kind", "")),
         name=str(metadata.get("name", "")),
-        namespace=where if where and where != namespace else None,
+        namespace=metadata.get("namespace") or None,
         ready="True" if state.ready else "False",
         status=("failed: " if state.failed else "") + state.message,
     )
@@ -146,15 +146,13 @@ class PhysicalObjects:
                 and STACK_RESOURCE_LABEL not in labels
                 and annotations.get(PHYSICAL_NAME_ANNOTATION) == record.resource_id
             ):
-                yield live_branch(body, self.namespace)
+                yield live_branch(body)
 
     def _applied(self, applied: Mapping[str, Any]) -> Branch:
         """The object a Kubernetes::Object applied, read live."""
         kind, name = str(applied.get("kind")), str(applied.get("name"))
         namespace = applied.get("namespace")
-        missing = Branch(
-            kind, name, namespace if namespace != self.namespace else None, ready="False"
-        )
+        missing = Branch(kind, name, namespace or None, ready="False")
         try:
             resource = self.discovery.resource(str(applied.get("apiVersion")), kind)
             live = if_present(request, self.api, "GET", resource.path(namespace, name))
@@ -167,7 +165,7 @@ class PhysicalObjects:
         if live is None:
             missing.status = "not found"
             return missing
-        return live_branch(as_object(live), self.namespace)
+        return live_branch(as_object(live))
 
 
 def resource_branch(found: snapshot.Snapshot, record: ResourceRecord) -> Branch:
@@ -175,7 +173,9 @@ def resource_branch(found: snapshot.Snapshot, record: ResourceRecord) -> Branch:
     body = found.bodies[record.id]
     ready = snapshot.condition(body, "Ready")
     waiting = str(record.data.get("waitingFor") or "")
-    status = record.status_reason or (waiting if record.status == IN_PROGRESS else "")
+    # A completed resource's reason ("state changed") tells nothing in a tree.
+    status = "" if record.status == COMPLETE else record.status_reason
+    status = status or (waiting if record.status == IN_PROGRESS else "")
     if not status and ready is not None and ready.get("status") != "True":
         status = _message(ready)
     if record.replaced_by:
@@ -185,6 +185,7 @@ def resource_branch(found: snapshot.Snapshot, record: ResourceRecord) -> Branch:
     return Branch(
         kind="StackResource",
         name=record.id,
+        namespace=found.namespace,
         resource=record.name,
         phase=record.phase,
         ready=_ready(ready),
@@ -199,6 +200,7 @@ def tree(where: Target, found: snapshot.Snapshot) -> Branch:
     root = Branch(
         kind=STACK_KIND,
         name=found.name,
+        namespace=found.namespace,
         phase=str(status.get("phase") or ""),
         ready=_ready(ready),
         status=str(status.get("statusReason") or _message(ready)),
@@ -211,15 +213,18 @@ def tree(where: Target, found: snapshot.Snapshot) -> Branch:
     return root
 
 
-def rows(branch: Branch, lead: str = "", tail: str = "") -> Iterator[list[str]]:
-    """The tree as table rows, the NAME column drawn with box characters."""
-    where = f"{branch.namespace}/" if branch.namespace else ""
+def rows(branch: Branch, home: str, lead: str = "", tail: str = "") -> Iterator[list[str]]:
+    """The tree as table rows, the NAME column drawn with box characters; objects outside
+    the stack's namespace `home` are named with their namespace."""
+    where = f"{branch.namespace}/" if branch.namespace not in (None, home) else ""
     name = snapshot.short(branch.name) if branch.kind == "StackResource" else branch.name
     yield [f"{lead}{branch.kind}/{where}{name}", branch.resource, branch.phase, branch.ready,
            branch.status]  # fmt: skip
     for i, child in enumerate(branch.children):
         last = i == len(branch.children) - 1
-        yield from rows(child, tail + ("└─ " if last else "├─ "), tail + ("   " if last else "│  "))
+        yield from rows(
+            child, home, tail + ("└─ " if last else "├─ "), tail + ("   " if last else "│  ")
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -228,5 +233,5 @@ def run(args: argparse.Namespace) -> int:
     if args.output != output.TABLE:
         output.emit(output.dump(root.as_data(), args.output))
     else:
-        output.emit(output.table(HEADERS, list(rows(root))))
+        output.emit(output.table(HEADERS, list(rows(root, where.namespace))))
     return 0
