@@ -9,7 +9,7 @@ Graphviz's `dot` program.
   logical name, the record and its phase; an arrow goes from a node to the
   nodes that wait for it (the order the traversal runs them in);
 - the fill is the phase of the node's record: green COMPLETE, yellow
-  IN_PROGRESS, red FAILED, grey INIT; a white dashed node's record is gone
+  IN_PROGRESS, red FAILED, grey INIT; an unfilled dashed node's record is gone
   (cleaned up in this traversal);
 - a replacement made in this traversal stands in for the update node of the
   record it replaces (DESIGN.md): it is drawn beside it, joined by a blue
@@ -129,7 +129,7 @@ class Drawing:
             name = self.gone_names.get(node.record_id, "(gone)")
             label = _label(name, node.kind, node.record_id, "cleaned up")
             self.dot.node(
-                node_id(node), label, shape=shape, style="dashed", fillcolor="white",
+                node_id(node), label, shape=shape, style="dashed", fillcolor="none",
                 tooltip=f"{node.key()}: its StackResource is gone",
             )  # fmt: skip
             return

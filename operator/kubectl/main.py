@@ -61,15 +61,30 @@ def parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Stacks of the Convergence operator, seen and steered from kubectl.",
     )
-    top.add_argument("-n", "--namespace", help="the Stack's namespace (default: the context's)")
-    top.add_argument(
-        "--kubeconfig", help="the kubeconfig file (default: $KUBECONFIG, ~/.kube/config)"
-    )
-    top.add_argument("--context", help="the kubeconfig context to use (default: the current one)")
+    add_global_options(top, None)
     subparsers = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(subparsers)
+    # Where kubectl users put them too: after the command (`resources web -n prod`). Given
+    # there, they win; not given, they leave the value given before the command alone.
+    for command_parser in subparsers.choices.values():
+        add_global_options(command_parser, argparse.SUPPRESS)
     return top
+
+
+def add_global_options(parser: argparse.ArgumentParser, default: str | None) -> None:
+    """-n/--namespace, --kubeconfig and --context, as kubectl spells them."""
+    parser.add_argument(
+        "-n", "--namespace", default=default, help="the Stack's namespace (default: the context's)"
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        default=default,
+        help="the kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)",
+    )
+    parser.add_argument(
+        "--context", default=default, help="the kubeconfig context (default: the current one)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
