@@ -60,12 +60,13 @@ def condition(body: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
 
 
 def short(record_id: str) -> str:
-    """A record id as a table shows it: a UUID's first 8 characters, any other name whole."""
+    """A record id as a table shows it: a UUID's last 8 characters (as `make demo` prints
+    them), any other name whole."""
     try:
         uuid.UUID(record_id)
     except ValueError:
         return record_id
-    return record_id[:8]
+    return record_id[-8:]
 
 
 def read_stack_body(target: Target, name: str) -> Mapping[str, Any]:

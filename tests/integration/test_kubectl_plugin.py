@@ -141,7 +141,7 @@ def test_resources_lists_every_record_like_openstack_stack_resource_list(
         "RESOURCE", "RECORD", "TYPE", "PHASE", "PHYSICAL", "ID", "REPLACED", "BY", "REASON",
     ], lines[0]  # fmt: skip
     assert len(lines) == 4, table
-    first = ["first", by_name["first"]["record"][:8], "OS::Heat::TestResource", "CREATE_COMPLETE"]
+    first = ["first", by_name["first"]["record"][-8:], "OS::Heat::TestResource", "CREATE_COMPLETE"]
     assert lines[1].split()[:4] == first, lines[1]
 
 
