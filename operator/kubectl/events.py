@@ -1,9 +1,11 @@
 """`kubectl convergence events STACK`: the Events of the stack and of its resources, oldest first.
 
-A resource's Events are those of its StackResources: the ones that exist now
-and the ones the current traversal's graph still names (a record cleaned up
-in this traversal is gone, its Events not yet). Events of a Stack of the same
-name that was deleted and made again are left out (another uid).
+Events are ordered by when they last happened, to the second, and within a
+second in the order the API stored them. A resource's Events are those of its
+StackResources: the ones that exist now and the ones the current traversal's
+graph still names (a record cleaned up in this traversal is gone, its Events
+not yet). Events of a Stack of the same name that was deleted and made again
+are left out (another uid).
 """
 
 from __future__ import annotations
@@ -62,7 +64,14 @@ def of_stack(found: snapshot.Snapshot, events: Iterable[CoreV1Event]) -> list[Co
                 mine.append(event)
         elif involved.kind == RESOURCE_KIND and involved.name in record_ids:
             mine.append(event)
-    return sorted(mine, key=lambda e: (when(e), e.metadata.creation_timestamp or _EPOCH))
+    # Timestamps have whole seconds: within one, the order the API stored them in decides.
+    return sorted(mine, key=lambda e: (when(e), _stored_order(e)))
+
+
+def _stored_order(event: CoreV1Event) -> int:
+    """The etcd revision of the Event's last write (resourceVersion; 0 if it is not a number)."""
+    version = event.metadata.resource_version if event.metadata is not None else None
+    return int(version) if version and version.isdigit() else 0
 
 
 def describe(found: snapshot.Snapshot, event: CoreV1Event) -> dict[str, Any]:
