@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -219,6 +220,8 @@ def test_graph_draws_the_current_traversal_as_dot_svg_and_png(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    if shutil.which("dot") is None:
+        pytest.fail("Graphviz's dot program is missing: `make graphviz-bin` installs it")
     records, old_first = replaced_stack["records"], replaced_stack["old_first"]
     graph_map = cluster.get_json(namespace, "stack", "chain")["status"]["graphRef"]
     stored = json.loads(cluster.get_json(namespace, "configmap", graph_map)["data"]["graph"])
