@@ -181,7 +181,7 @@ class _Step(ResourceActions):
             return
         if record is None:
             if node.is_update:
-                self.outcome = StepOutcome(Outcome.RECORD_GONE)
+                self._update_record_gone(stack, node)
             else:
                 # Deleted already (by this step before it died, or by an older traversal).
                 self.outcome = StepOutcome(Outcome.ALREADY_DELETED)
@@ -213,6 +213,22 @@ class _Step(ResourceActions):
             self._check_cleanup(stack, record, graph_node)
 
     # -- update nodes --------------------------------------------------------------------------
+
+    def _update_record_gone(self, stack: StackRecord, node: Node) -> None:
+        """An update node whose record no longer exists.
+
+        Replaced in this traversal, the record's replacement stands in for it and
+        the message is stale. Otherwise a step of an older traversal that had passed
+        its traversal fence deleted the record after this traversal chose it (a
+        cleanup's delete is never interrupted): this node can never push, so the
+        traversal would wait for ever. The operation starts again, choosing among
+        the records there are now (the rest of it is converged already).
+        """
+        if self.store.get_resource(replacement_id(node.record_id, self.traversal)) is not None:
+            self.outcome = StepOutcome(Outcome.RECORD_GONE)
+            return
+        operations.restart_operation(self.engine, stack.name, self.traversal)
+        self.outcome = StepOutcome(Outcome.RECORD_LOST)
 
     def _check_update(
         self,
