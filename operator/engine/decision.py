@@ -93,7 +93,9 @@ def decide_update(
     if plugin.needs_replace(before, changed):
         names = ", ".join(sorted(changed))
         return UpdateDecision(
-            UpdateKind.REPLACE, changed, reason=f"{type_name} replaces on this change of {names}"
+            UpdateKind.REPLACE,
+            changed,
+            reason=f"{type_name} replaces it on a change of {names}",
         )
     if changed:
         return UpdateDecision(UpdateKind.UPDATE, changed)

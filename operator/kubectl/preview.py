@@ -99,8 +99,10 @@ def run(args: argparse.Namespace) -> int:
     except kubernetes.client.ApiException as exc:
         print(f"error: {api_error(exc)}", file=sys.stderr)
         return 1
+    ready = status.get("phase") == "Ready"
     if args.output == TABLE:
-        sys.stdout.write(table(status))
+        # No preview, no table: the error below says why.
+        sys.stdout.write(table(status) if ready else "")
     else:
         answer = {key: status[key] for key in ANSWER_FIELDS if key in status}
         if args.output == JSON:
@@ -108,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             sys.stdout.write(yaml.safe_dump(answer, sort_keys=False))
     sys.stdout.flush()
-    if status.get("phase") != "Ready":
+    if not ready:
         print(
             f"error: no preview ({status.get('reason')}): {status.get('message')}",
             file=sys.stderr,

@@ -175,7 +175,7 @@ def test_replacement_and_unknown_values_are_explained(
     replaced = {r["name"]: r for r in answer["replaced"]}
     assert replaced["consumer"]["forcedBy"] == ["update_replace_value"]
     assert replaced["consumer"]["unknown"] == ["update_replace_value"]
-    assert replaced["source"]["reason"] == f"{TYPE} replaces on this change of value"
+    assert replaced["source"]["reason"] == f"{TYPE} replaces it on a change of value"
     assert replaced["source"]["properties"] == ["value"]
     assert answer["updated"][0]["unknown"] == ["value"]
 
@@ -322,6 +322,10 @@ def test_kubectl_convergence_preview_prints_the_operators_answer(
             hot.stack("web", template_of(a={"properties": {"value": {"get_attr": ["b", "x"]}}}))
         )
     )
+    assert command.run(plugin_args(cluster, namespace, "-f", str(invalid))) == 1
+    out, err = capsys.readouterr()
+    assert out == "", "no preview, no table"
+    assert "unknown resource 'b'" in err, err
     assert command.run(plugin_args(cluster, namespace, "-f", str(invalid), "-o", "json")) == 1
     out, err = capsys.readouterr()
     assert json.loads(out)["reason"] == "InvalidTemplate"

@@ -116,7 +116,9 @@ def test_update_replace_previews_a_replacement_with_its_reason() -> None:
     change = preview.replaced[0]
     assert change.properties == ("update_replace", "value")
     assert change.forced_by == ()
-    assert "replaces on this change" in change.reason, change.reason
+    assert change.reason == f"{TYPE} replaces it on a change of update_replace, value", (
+        change.reason
+    )
 
 
 def test_removing_a_resource_previews_it_deleted() -> None:
