@@ -437,7 +437,7 @@ def root_done(engine: Engine, name: str, traversal: str, graph: Graph) -> StackR
             # Made by a step of an older traversal that had not yet seen this one
             # start: no node of this traversal cleans them up, so a new traversal
             # of the same operation does (the rest is converged already).
-            return _retry(lambda s: _reconverge(engine, s, traversal), engine, name)
+            return restart_operation(engine, name, traversal)
         return _finish(engine, name, traversal, complete=True)
     if graph.update_roots and all(root.key() in senders for root in graph.update_roots):
         return _finish(engine, name, traversal, complete=False)
@@ -456,6 +456,11 @@ def stray_records(engine: Engine, name: str, traversal: str, graph: Graph) -> li
         and cleanup_node(record.id) not in graph
         and not replaced_in(record, traversal)
     ]
+
+
+def restart_operation(engine: Engine, name: str, traversal: str) -> StackRecord:
+    """Start `traversal`'s operation again in a new traversal, unless it is over or superseded."""
+    return _retry(lambda s: _reconverge(engine, s, traversal), engine, name)
 
 
 def _reconverge(engine: Engine, stack: StackRecord, traversal: str) -> StackRecord:

@@ -36,6 +36,9 @@ class Outcome(enum.Enum):
     UNCHANGED = "unchanged"
     KEPT = "kept"
     RECORD_DELETED = "deleted record"
+    # An older traversal deleted the record this one chose for the node: the
+    # operation was started again (a new traversal) on the records there are now.
+    RECORD_LOST = "record deleted by an older traversal; operation started again"
     REPLACEMENT_CREATED = "needs replacement"
     # A resource action started, was polled, ended or failed (see `StepOutcome.action`).
     ACTION = "action"

@@ -23,6 +23,7 @@ from convergence.operator.kubectl import (
     cancel,
     events,
     graph,
+    preview,
     resources,
     retry,
     rollback,
@@ -43,8 +44,7 @@ class Command(Protocol):
 
 # In the order `--help` lists them.
 COMMANDS: tuple[Command, ...] = (
-    # preview: `kubectl convergence preview -f stack.yaml` (operator/kubectl/preview.py) goes
-    # here, first, once it exists; it has the same register()/run() interface.
+    preview,
     resources,
     events,
     trace,

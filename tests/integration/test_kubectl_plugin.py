@@ -286,12 +286,16 @@ def test_graph_draws_the_current_traversal_as_dot_svg_and_png(
     assert "Graphviz's `dot`" in err, err
 
 
+def solo(value: str) -> dict[str, Any]:
+    return hot.stack("solo", hot.template(
+        hot.resources("OS::Heat::TestResource", alone={"properties": {"value": value}})
+    ))  # fmt: skip
+
+
 def test_the_plugin_runs_as_kubectl_convergence(
-    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+    cluster: Cluster, namespace: str, operator_process: OperatorProcess, tmp_path: Path
 ) -> None:
-    apply_stack(cluster, namespace, hot.stack("solo", hot.template(
-        hot.resources("OS::Heat::TestResource", alone={"properties": {"value": "v"}})
-    )))  # fmt: skip
+    apply_stack(cluster, namespace, solo("v"))
     wait_for_stack(cluster, namespace, "solo", "CREATE_COMPLETE", operator=operator_process)
     # kubectl finds kubectl-convergence on PATH, as installed with the package.
     env = {
@@ -307,6 +311,18 @@ def test_the_plugin_runs_as_kubectl_convergence(
     [row] = found.stdout.splitlines()[1:]
     cells = row.split()
     assert (cells[0], cells[3]) == ("alone", "CREATE_COMPLETE"), row
+    # The preview command is one of the plugin's too.
+    manifest = tmp_path / "solo.yaml"
+    manifest.write_text(json.dumps(solo("w")))
+    previewed = subprocess.run(
+        [*run, "preview", "-f", str(manifest), "-n", namespace],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert previewed.returncode == 0, previewed.stderr
+    assert "alone" in previewed.stdout, previewed.stdout
+    assert "update" in previewed.stdout.splitlines()[1].split(), previewed.stdout
     missing = subprocess.run(
         [*run, "-n", namespace, "trace", "nowhere"], env=env, capture_output=True, text=True
     )

@@ -225,3 +225,44 @@ def test_nodes_run_again_after_an_update_write_nothing_and_wake_no_one() -> None
             report = check_resource(sim.engine, NodeMessage("s", traversal, node))
             assert report.triggered == [], f"{node} woke {report.triggered} ({report.outcome})"
     assert sim.memory.total_writes == writes, "a node that ran again wrote again"
+
+
+def test_a_record_deleted_by_an_older_traversal_after_this_one_chose_it_restarts() -> None:
+    """An older traversal's cleanup step that passed its traversal fence just before a
+    rollback started deletes the record the rollback chose for its update node. That
+    node can never run: the operation starts again on the records there are now."""
+    sim = Simulator()
+    base = hot.template(
+        hot.resources(TYPE, A={"properties": {"value": "a"}}, B={"depends_on": ["A"]})
+    )
+    sim.create("s", base)
+    sim.run_until_quiet()
+    original = record_of(sim, "A")
+    replacing = hot.template(
+        hot.resources(
+            TYPE,
+            A={"properties": {"value": "a", "update_replace_value": "v2"}},
+            B={"depends_on": ["A"], "properties": {"value": "b", "wait_secs": 5}},
+        )
+    )
+    sim.update("s", replacing)
+    assert sim.run_until(
+        lambda: any(
+            r.replaces == original.id and r.phase == "CREATE_COMPLETE" for r in sim.resources("s")
+        )
+    )
+    sim.rollback("s")
+    rollback = sim.stack("s").traversal
+    assert update_node(original.id) in sim.stack("s").graph, "the rollback reuses the original"
+    # What the older traversal's cleanup step does after its fence: it deletes the original.
+    chosen = sim.memory.get_resource(original.id)
+    assert chosen is not None
+    sim.memory.delete_resource(chosen)
+    sim.reality.delete(next(c.name for c in sim.copies("s", "A") if c.properties == {"value": "a"}))
+    report = check_resource(sim.engine, NodeMessage("s", rollback, update_node(original.id)))
+    assert report.outcome.kind is Outcome.RECORD_LOST
+    assert sim.stack("s").traversal != rollback, "the rollback starts again"
+    sim.run_until_quiet()
+    assert sim.stack("s").phase == "ROLLBACK_COMPLETE"
+    assert [c.properties for c in sim.copies("s", "A")] == [{"value": "a"}]
+    assert len([r for r in sim.resources("s") if r.name == "A"]) == 1
