@@ -11,7 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CONTROLPLANE := $(PY) -m convergence.operator.testing.controlplane
 
-.PHONY: venv lock controlplane-bin controlplane controlplane-down env demo test lint unit integration clean chart-crds e2e e2e-kind bench
+.PHONY: venv lock graphviz-bin controlplane-bin controlplane controlplane-down env demo test lint unit integration clean chart-crds e2e e2e-kind bench
 
 # The venv is rebuilt when pyproject.toml or the lock changes.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -33,6 +33,14 @@ venv: $(VENV)/.installed
 lock: venv
 	$(PY) -m pip freeze --exclude-editable | sort > constraints.txt
 
+# Graphviz's `dot` renders `kubectl convergence graph -o svg|png` (the demo's picture, the
+# plugin's tests); `-o dot` needs only the Python package. Debian's package, when missing.
+graphviz-bin:
+	@command -v dot >/dev/null || { \
+		$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) \
+			apt-get install -y -qq graphviz >/dev/null; }
+
 controlplane-bin:
 	@e2e/controlplane/build.sh >/dev/null
 
@@ -47,7 +55,7 @@ controlplane-down: venv
 env: venv controlplane-bin
 	@$(CONTROLPLANE) env
 
-demo: controlplane
+demo: controlplane graphviz-bin
 	@$(PY) -m convergence.operator.demo
 
 lint: venv
@@ -64,7 +72,7 @@ unit: venv
 # The whole suite. Integration tests start their own control plane (and stop
 # it) unless KUBECONFIG and USE_EXISTING_CLUSTER=1 point at a cluster.
 # Then the end-to-end suite (make e2e); both must pass.
-test: venv controlplane-bin lint
+test: venv controlplane-bin graphviz-bin lint
 	$(VENV)/bin/pytest
 	bash e2e/local.sh
 

@@ -7,16 +7,21 @@ prints each resource as it starts, waits and completes (the Service waits for
 the Deployment to be Available), then the outputs and the objects; then
 rotates the password (a new salt), which replaces the RandomString, updates
 the Secret and rolls the Deployment, and shows the old password's record
-cleaned up after the rest is in service; then deletes the stack and shows
-that nothing is left. The control plane keeps running for exploring (`make
-env`); `make controlplane-down` stops it.
+cleaned up after the rest is in service, and what the kubectl plugin shows of
+it (`kubectl convergence resources` and `trace`, and the picture of the
+update's graph, written to docs/graph.svg by `kubectl convergence graph`);
+then deletes the stack and shows that nothing is left. The control plane
+keeps running for exploring (`make env`); `make controlplane-down` stops it.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -34,6 +39,8 @@ STACK = "webapp"
 NAMESPACE = "default"
 OBJECTS = "deployments,services,configmaps,secrets"
 ROTATE_PASSWORD = {"spec": {"parameters": {"password_salt": "2"}}}
+# The picture of the update's graph (the README shows it).
+GRAPH_PICTURE = Path("docs") / "graph.svg"
 
 
 class DemoError(Exception):
@@ -136,6 +143,27 @@ def left_behind(cluster: Cluster, timeout: float = 90) -> str:
         time.sleep(1)
 
 
+def kubectl_plugin(cluster: Cluster, *args: str) -> None:
+    """Show `kubectl convergence ARGS` run as the kubectl plugin it is, from the repository.
+
+    kubectl finds `kubectl-convergence` beside this Python (the venv's bin) and takes no
+    flag before a plugin's name, so the kubeconfig goes by KUBECONFIG.
+    """
+    say(f"$ kubectl convergence {' '.join(args)}")
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    result = subprocess.run(
+        [cluster.kubectl_binary, "convergence", *args],
+        env={**os.environ, "PATH": path, "KUBECONFIG": str(cluster.kubeconfig)},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if result.returncode != 0:
+        raise DemoError(f"kubectl convergence {' '.join(args)} failed: {result.stderr}")
+    print(result.stdout, end="", flush=True)
+
+
 def generation(cluster: Cluster) -> int:
     return int(get_json(cluster, "stack", STACK)["metadata"]["generation"])
 
@@ -187,6 +215,16 @@ def run(cluster: Cluster) -> None:
     outputs(status)
     if (status.get("outputs") or {}).get("password_secret") == old_secret:
         say(f"  (the Secret {old_secret} was updated in place with the new password)")
+
+    say("\nThe kubectl plugin (kubectl-convergence, installed with the package) shows the")
+    say("resources, what each one manages, and the update's graph: the old password's")
+    say("update node, the replacement beside it, and the cleanup nodes.")
+    ns = f"--namespace={NAMESPACE}"
+    kubectl_plugin(cluster, "resources", STACK, ns)
+    kubectl_plugin(cluster, "trace", STACK, ns)
+    (REPO_ROOT / GRAPH_PICTURE.parent).mkdir(exist_ok=True)
+    kubectl_plugin(cluster, "graph", STACK, ns, "-o", "svg", "--output", str(GRAPH_PICTURE))
+    say(f"  the picture of the graph: {GRAPH_PICTURE}")
 
     say("\nDelete: resources go in reverse dependency order, then the Stack's finalizer goes.")
     show("delete", "stack", STACK, f"--namespace={NAMESPACE}", "--timeout=120s")
