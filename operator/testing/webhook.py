@@ -111,27 +111,33 @@ class StackWebhook:
         return name
 
     def wait_until_serving(self, namespace: str, timeout: float = 60) -> None:
-        """Until a Stack the engine refuses is refused at apply in `namespace` (dry run)."""
-        probe = stack("webhook-probe", template({"a": {"type": "No::Such::Type"}}))
-        deadline = time.monotonic() + timeout
-        while True:
-            result = self.cluster.kubectl(
-                "create",
-                f"--namespace={namespace}",
-                "--dry-run=server",
-                "-f",
-                "-",
-                input=json.dumps(probe),
-                check=False,
+        """Until the webhook refuses an invalid Stack in `namespace` (see wait_until_refusing)."""
+        wait_until_refusing(self.cluster, namespace, timeout)
+
+
+def wait_until_refusing(cluster: Cluster, namespace: str, timeout: float = 60) -> None:
+    """Until a Stack the engine refuses is refused at apply in `namespace` (a dry run, so
+    nothing is stored): the webhook is registered and its operator serves it."""
+    probe = stack("webhook-probe", template({"a": {"type": "No::Such::Type"}}))
+    deadline = time.monotonic() + timeout
+    while True:
+        result = cluster.kubectl(
+            "create",
+            f"--namespace={namespace}",
+            "--dry-run=server",
+            "-f",
+            "-",
+            input=json.dumps(probe),
+            check=False,
+        )
+        if result.returncode != 0 and REFUSED in result.stderr:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                "the Stack webhook did not refuse an unknown type within "
+                f"{timeout:.0f}s: {result.stdout}{result.stderr}"
             )
-            if result.returncode != 0 and REFUSED in result.stderr:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    "the Stack webhook did not refuse an unknown type within "
-                    f"{timeout:.0f}s: {result.stdout}{result.stderr}"
-                )
-            time.sleep(0.3)
+        time.sleep(0.3)
 
 
 @dataclass(frozen=True)
