@@ -30,7 +30,7 @@ from typing import Any
 
 from convergence.operator.controllers import Rejected
 from convergence.operator.engine.definitions import Definition, template_definitions
-from convergence.operator.engine.hot.errors import TemplateError
+from convergence.operator.engine.hot.errors import TemplateError, TemplateErrors
 from convergence.operator.engine.hot.template import Template
 from convergence.operator.engine.plugin import StackRef, TypeRegistry
 from convergence.operator.engine.store import TemplateRevision
@@ -69,7 +69,7 @@ class StackAdmission:
             previous = self._previous(old, name, namespace) if operation == "UPDATE" else None
             self._definition(spec, name, namespace, previous)
         except TemplateError as exc:
-            raise Rejected(f"invalid template: {_listed(exc)}") from exc
+            raise Rejected(f"invalid template:{_listed(exc)}") from exc
 
     def _definition(
         self, spec: StackSpec, name: str, namespace: str, previous: Definition | None
@@ -102,6 +102,7 @@ class StackAdmission:
 
 
 def _listed(error: TemplateError) -> str:
-    """One error on the line; several on lines of their own."""
-    text = str(error)
-    return f"\n{text}" if "\n" in text else text
+    """One error on the line; several each on a line of its own (kubectl prints them so)."""
+    if isinstance(error, TemplateErrors):
+        return "".join(f"\n- {one}" for one in error.errors)
+    return f" {error}"

@@ -26,8 +26,9 @@ class TemplateError(ValueError):
 class TemplateErrors(TemplateError):
     """Several independent errors of one template, each with its own `where`.
 
-    `errors` holds them in template order; str() gives one per line, so that a
-    user fixes them all at once. `where` and `message` are the first one's.
+    `errors` holds them in template order; str() gives them all on one line,
+    separated by "; " (a condition message, an Event), so that a user fixes them
+    all at once. `where` and `message` are the first one's.
     """
 
     def __init__(self, errors: Sequence[TemplateError]) -> None:
@@ -35,7 +36,7 @@ class TemplateErrors(TemplateError):
         first = self.errors[0]
         self.where = first.where
         self.message = first.message
-        ValueError.__init__(self, "\n".join(str(error) for error in self.errors))
+        ValueError.__init__(self, "; ".join(str(error) for error in self.errors))
 
 
 def combined(errors: Sequence[TemplateError]) -> TemplateError:
