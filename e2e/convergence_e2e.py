@@ -14,6 +14,8 @@ the chart and to check reality) and two ways of running the operator:
 
 from __future__ import annotations
 
+import base64
+import functools
 import json
 import os
 import shutil
@@ -31,6 +33,7 @@ import yaml
 from convergence.operator.testing.cluster import Cluster
 from convergence.operator.testing.controlplane import REPO_ROOT
 from convergence.operator.testing.operator_process import OperatorProcess
+from convergence.operator.testing.webhook import operator_args, wait_until_refusing
 
 CHART = REPO_ROOT / "charts" / "convergence"
 EXAMPLES = REPO_ROOT / "examples"
@@ -43,6 +46,9 @@ LOCAL, DEPLOYMENT = "local", "deployment"
 NO_NODE = "convergence\\.dev/e2e-no-node"  # (a --set key: its dot escaped)
 GUARD_LABEL = "app.kubernetes.io/component=uninstall-guard"
 OPERATOR_USER = f"system:serviceaccount:{RELEASE_NAMESPACE}:{SERVICE_ACCOUNT}"
+# The chart's Stack webhook: its configuration and the Secret of its certificate.
+WEBHOOK_CONFIGURATION = "convergence-stacks"
+WEBHOOK_SECRET = "convergence-webhook-tls"
 
 
 def operator_mode() -> str:
@@ -169,13 +175,30 @@ class Helm:
         return [doc for doc in yaml.safe_load_all(rendered) if doc]
 
 
+@functools.cache
+def webhook_port() -> int:
+    """The local operator's webhook port, one for the session (the chart's url names it)."""
+    return free_port()
+
+
 def chart_values() -> list[str]:
     """`--set` flags of the chart for this mode."""
     if operator_mode() == LOCAL:
         # No kubelet: kwok would play any scheduled pod to success at once, the
         # uninstall guard's too. Pinned to no node, that pod stays Pending and
-        # play_uninstall_guard runs it here instead.
-        return ["--set", "replicaCount=0", "--set", f"nodeSelector.{NO_NODE}=none"]
+        # play_uninstall_guard runs it here instead. The API server calls the
+        # local operator's webhook, with the certificate the chart made.
+        url = f"https://127.0.0.1:{webhook_port()}/validate-stack"
+        return [
+            "--set",
+            "replicaCount=0",
+            "--set",
+            f"nodeSelector.{NO_NODE}=none",
+            "--set",
+            f"webhook.url={url}",
+            "--set",
+            "webhook.certificate.ipAddresses={127.0.0.1}",
+        ]
     image = os.environ.get("E2E_IMAGE", "convergence:e2e")
     repository, _, tag = image.rpartition(":")
     return [
@@ -213,16 +236,41 @@ class Operator:
                 self.log,
                 "--all-namespaces",
                 f"--metrics-port={self.metrics_port}",
+                *self.webhook_args(),
                 *extra,
             ).start()
-            return
-        self._scale(1)
+        else:
+            self._scale(1)
+            self.kube.kubectl(
+                "rollout",
+                "status",
+                f"--namespace={RELEASE_NAMESPACE}",
+                "deployment/convergence",
+                "--timeout=180s",
+            )
+        # With the chart's failurePolicy Fail, no Stack is accepted until the webhook serves.
+        wait_until_refusing(self.kube.cluster, "default", timeout=120)
+
+    def webhook_args(self) -> tuple[str, ...]:
+        """`convergence run` flags serving the chart's webhook here, with its certificate."""
+        secret = self.kube.get("secret", WEBHOOK_SECRET, namespace=RELEASE_NAMESPACE)["data"]
+        files = {}
+        for key in ("tls.crt", "tls.key"):
+            files[key] = self.workdir / f"webhook-{key}"
+            files[key].write_bytes(base64.b64decode(secret[key]))
+            files[key].chmod(0o600)
+        return operator_args(webhook_port(), str(files["tls.crt"]), str(files["tls.key"]))
+
+    def webhook_failure_policy(self, policy: str) -> None:
+        """Set the chart's webhook failurePolicy (Ignore while no operator serves it)."""
+        patch = [{"op": "replace", "path": "/webhooks/0/failurePolicy", "value": policy}]
         self.kube.kubectl(
-            "rollout",
-            "status",
-            f"--namespace={RELEASE_NAMESPACE}",
-            "deployment/convergence",
-            "--timeout=180s",
+            "patch",
+            "validatingwebhookconfiguration",
+            WEBHOOK_CONFIGURATION,
+            "--type=json",
+            "-p",
+            json.dumps(patch),
         )
 
     def stop(self) -> None:

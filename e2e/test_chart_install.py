@@ -59,6 +59,10 @@ def test_the_chart_installs_the_crds_and_the_operator_identity(kube: Kube, relea
     assert pod["serviceAccountName"] == SERVICE_ACCOUNT
     expected_replicas = 1 if operator_mode() == DEPLOYMENT else 0
     assert deployment["spec"]["replicas"] == expected_replicas
+    # The Stack webhook: its configuration (cluster-wide), Service and certificate.
+    assert kube.exists("validatingwebhookconfiguration", "convergence-stacks")
+    assert kube.exists("service", "convergence-webhook", namespace=RELEASE_NAMESPACE)
+    assert kube.exists("secret", "convergence-webhook-tls", namespace=RELEASE_NAMESPACE)
 
 
 @pytest.mark.parametrize(("verb", "resource"), GRANTED)

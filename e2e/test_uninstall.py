@@ -68,6 +68,8 @@ def test_uninstalling_in_the_documented_order_leaves_nothing(
         ("service", "convergence-metrics"),
         ("configmap", "convergence-uninstall-guard"),
         ("job", "convergence-uninstall-guard"),
+        ("service", "convergence-webhook"),
+        ("secret", "convergence-webhook-tls"),
     ]:
         assert not kube.exists(kind, name, namespace=RELEASE_NAMESPACE), f"{kind}/{name} left"
     for kind, name in [
@@ -75,6 +77,7 @@ def test_uninstalling_in_the_documented_order_leaves_nothing(
         ("clusterrole", "convergence-crds"),
         ("clusterrolebinding", "convergence"),
         ("clusterrolebinding", "convergence-crds"),
+        ("validatingwebhookconfiguration", "convergence-stacks"),
     ]:
         assert not kube.exists(kind, name), f"{kind}/{name} left"
     assert kube.items("stackresources", "--all-namespaces") == []

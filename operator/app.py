@@ -57,6 +57,12 @@ class Settings:
     workers: int = 16
     # Seconds between drift checks of a stack at rest.
     drift_interval: float = 30.0
+    # Port of the Stack validating webhook (HTTPS; 0: none), where it listens, and its
+    # serving certificate and key (PEM files, reloaded when they change).
+    webhook_port: int = 0
+    webhook_address: str = "0.0.0.0"
+    webhook_cert: str = ""
+    webhook_key: str = ""
 
 
 def api_client() -> kubernetes.client.ApiClient:

@@ -45,8 +45,20 @@ def main(argv: list[str] | None = None) -> int:
         help="json: one object per line with namespace, stack, resource and traversal keys; "
         "text: those fields in brackets after the message (default: %(default)s)",
     )
+    run.add_argument(
+        "--webhook-port",
+        type=int,
+        default=0,
+        help="serve the Stack validating admission webhook over HTTPS on this port, at "
+        "/validate-stack (0: none; needs --webhook-cert and --webhook-key)",
+    )
+    run.add_argument("--webhook-address", default="0.0.0.0", help="address the webhook listens on")
+    run.add_argument("--webhook-cert", default="", help="the webhook's serving certificate (PEM)")
+    run.add_argument("--webhook-key", default="", help="the webhook's private key (PEM)")
     run.add_argument("--verbose", "-v", action="store_true")
     args = parser.parse_args(argv)
+    if args.webhook_port and not (args.webhook_cert and args.webhook_key):
+        parser.error("--webhook-port needs --webhook-cert and --webhook-key")
 
     from convergence.operator import handlers
     from convergence.operator.app import Settings
@@ -58,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         require_service_account=args.require_service_account,
         workers=int(os.environ.get("CONVERGENCE_WORKERS", str(Settings.workers))),
         drift_interval=float(os.environ.get("CONVERGENCE_DRIFT_INTERVAL", "30")),
+        webhook_port=args.webhook_port,
+        webhook_address=args.webhook_address,
+        webhook_cert=args.webhook_cert,
+        webhook_key=args.webhook_key,
     )
     logs.configure(args.log_format, verbose=args.verbose)
     if not args.verbose:

@@ -10,7 +10,11 @@ each call as a reconciliation.
 
 `run(settings)` is the whole process: kopf with these handlers, and at
 startup the `App` built from the same Settings (kept in kopf's `memo`, which
-every handler is given).
+every handler is given). With `settings.webhook_port`, kopf's webhook server
+also serves the validating admission webhook of Stacks at
+`https://HOST:PORT/validate-stack` (controllers/admission.py); the webhook
+configuration that sends requests there is the chart's, or a test's, never
+kopf's own.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import kopf
 from convergence.operator import logs, metrics
 from convergence.operator.app import App, Settings, api_client
 from convergence.operator.controllers import Notify, Rejected, Requeue
+from convergence.operator.controllers.admission import StackAdmission
 from convergence.operator.controllers.preview import PreviewRequest
 from convergence.operator.controllers.stack import StackRequest
 from convergence.operator.engine.plugin import TypeRegistry
@@ -33,13 +38,16 @@ from convergence.operator.kube.names import GROUP, STACK_PREVIEWS, STACKS, VERSI
 KOPF_PREFIX = f"kopf.{GROUP}"
 # Seconds between deadline checks of a stack whose workers are all idle.
 TIMEOUT_CHECK_INTERVAL = 30
+# The admission handler's id, which kopf's webhook server takes as the URL path.
+VALIDATE_STACK = "validate-stack"
 
 
 def run(settings: Settings) -> None:
     """Run the operator until it is stopped."""
     kopf.run(
         registry=registry(settings),
-        memo=kopf.Memo(settings=settings),
+        # One registry of resource types for the App and the admission check.
+        memo=kopf.Memo(settings=settings, types=TypeRegistry.from_entry_points()),
         clusterwide=not settings.namespaces,
         namespaces=list(settings.namespaces),
         liveness_endpoint=settings.liveness or None,
@@ -67,6 +75,10 @@ def registry(settings: Settings) -> kopf.OperatorRegistry:
     previews = (GROUP, VERSION, STACK_PREVIEWS)
     for cause in (kopf.on.resume, kopf.on.create, kopf.on.update):
         cause(*previews, registry=registry)(preview_stack)
+    if settings.webhook_port:
+        kopf.on.validate(
+            *stacks, id=VALIDATE_STACK, operations=["CREATE", "UPDATE"], registry=registry
+        )(validate_stack)
     return registry
 
 
@@ -83,9 +95,31 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.posting.reporting_component = "convergence"
     settings.posting.event_name_prefix = "convergence-"
     settings.watching.server_timeout = 300
-    app = App(memo.settings, api_client(), TypeRegistry.from_entry_points())
+    config: Settings = memo.settings
+    if config.webhook_port:
+        settings.admission.server = kopf.WebhookServer(
+            addr=config.webhook_address,
+            port=config.webhook_port,
+            certfile=config.webhook_cert,
+            pkeyfile=config.webhook_key,
+        )
+        # The webhook configuration is installed by the chart (or a test), not by kopf.
+        settings.admission.managed = None
+    app = App(config, api_client(), memo.types)
     app.start()
     memo.app = app
+
+
+def validate_stack(body: kopf.Body, memo: Any, **kwargs: Any) -> None:
+    """Refuse a Stack whose template the engine would refuse (controllers/admission.py);
+    kopf gives `operation` and, on UPDATE, the `old` body."""
+    types = memo.get("types")
+    assert isinstance(types, TypeRegistry), "run() puts the resource types in the memo"
+    try:
+        StackAdmission(types).review(str(kwargs.get("operation") or ""), body, kwargs.get("old"))
+    except Rejected as exc:
+        # 422 Unprocessable Entity, as the API server's own validation answers.
+        raise kopf.AdmissionError(str(exc), code=422) from exc
 
 
 def reconcile_stack(

@@ -296,6 +296,7 @@ class KubernetesObject(ResourceType):
         "spec": "The live object's spec.",
         "status": "The live object's status.",
     }
+    any_attribute: ClassVar[bool] = True
 
     _live: dict[str, Any] | None = None
 

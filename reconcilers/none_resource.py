@@ -28,6 +28,8 @@ class NoneResource(ResourceType):
 
     Properties: ClassVar[type[PropertiesModel]] = AnyProperties
     has_physical_resource: ClassVar[bool] = False
+    # It stands in for any type (resource_registry), so get_attr of anything gives null.
+    any_attribute: ClassVar[bool] = True
 
     def create(self) -> Cookie:
         # Derived from the (unique) physical name rather than uuid4 so that a

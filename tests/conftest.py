@@ -17,8 +17,15 @@ from pathlib import Path
 import pytest
 
 from convergence.operator.testing.cluster import Cluster
-from convergence.operator.testing.controlplane import REPO_ROOT, ControlPlane, build_binaries
+from convergence.operator.testing.controlplane import (
+    REPO_ROOT,
+    ControlPlane,
+    build_binaries,
+    free_port,
+)
 from convergence.operator.testing.operator_process import OperatorProcess
+from convergence.operator.testing.pki import write_webhook_certificate
+from convergence.operator.testing.webhook import ServedWebhook, StackWebhook
 
 CRDS = REPO_ROOT / "crds"
 
@@ -77,4 +84,26 @@ def operator_process(
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     with OperatorProcess(cluster.kubeconfig, log, env=operator_env) as process:
         yield process
+    print(f"operator log: {log}")
+
+
+@pytest.fixture(scope="module")
+def webhook(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedWebhook]:
+    """The module's operator serving the Stack validating webhook, registered for the
+    namespaces `webhook.create_namespace` makes (and only those: see testing/webhook.py),
+    with one such namespace for the module. Removed at teardown."""
+    workdir = tmp_path_factory.mktemp("webhook")
+    registration = StackWebhook(cluster, write_webhook_certificate(workdir), free_port())
+    log = workdir / "operator.log"
+    with OperatorProcess(
+        cluster.kubeconfig, log, "--all-namespaces", *registration.operator_args()
+    ) as process:
+        registration.register()
+        namespace = registration.create_namespace(f"w-{uuid.uuid4().hex[:10]}")
+        try:
+            registration.wait_until_serving(namespace)
+            yield ServedWebhook(registration, process, namespace)
+        finally:
+            registration.unregister()
+            cluster.kubectl("delete", "namespace", namespace, "--wait=false")
     print(f"operator log: {log}")

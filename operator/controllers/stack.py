@@ -7,8 +7,10 @@
   `spec.parameters`. A missing ConfigMap, Secret or key, or one the stack may
   not read, is reported (statusReason, Failed condition `ParametersNotFound` or
   `ParametersForbidden`, a Warning Event), nothing starts, and the request is
-  retried. An invalid template fails before anything is created, with the
-  error in the Stack's status and an Event.
+  retried. An invalid template fails before anything is created, with every
+  error in the Stack's status and an Event, and a Stack never created shows
+  CREATE_FAILED (the validating webhook, controllers/admission.py, refuses
+  most such specs at `kubectl apply` already).
 - Cancel and rollback are one kubectl command each. Annotations are part of
   what kopf compares, so a new value is a new request, carried out once per
   value (the value handled last is kept in `status.handledCancel` /
@@ -50,7 +52,14 @@ from convergence.operator import logs
 from convergence.operator.controllers import Notify, Rejected, Requeue
 from convergence.operator.engine import operations
 from convergence.operator.engine.hot.errors import TemplateError
-from convergence.operator.engine.store import COMPLETE, DELETE, FAILED, NotFound, StackRecord
+from convergence.operator.engine.store import (
+    COMPLETE,
+    CREATE,
+    DELETE,
+    FAILED,
+    NotFound,
+    StackRecord,
+)
 from convergence.operator.engine.wiring import Engine
 from convergence.operator.kube.api import is_not_found
 from convergence.operator.kube.names import GROUP, STACKS, VERSION
@@ -180,11 +189,8 @@ class StackController:
                 notify("Warning", exc.reason, message)
             patch.update(not_started(request.status, generation, exc.reason, message))
             raise Requeue(message, PARAMETERS_RETRY_DELAY) from exc
-        start = (
-            operations.create_stack
-            if engine.store.get_stack(request.name) is None
-            else operations.update_stack
-        )
+        created = engine.store.get_stack(request.name) is not None
+        start = operations.update_stack if created else operations.create_stack
         try:
             started = start(
                 engine,
@@ -200,6 +206,12 @@ class StackController:
             notify("Warning", "InvalidTemplate", str(exc))
             patch["observedGeneration"] = generation
             patch.update(not_started(request.status, generation, "InvalidTemplate", str(exc)))
+            if not created:
+                # As Heat says of a stack its engine refused (`stack list` shows
+                # CREATE_FAILED); the engine has no record of it, so nothing reads this
+                # phase but people (kubectl get's STATUS column). A stack that exists
+                # keeps its phase: its resources are as they were.
+                patch["phase"] = f"{CREATE}_{FAILED}"
             raise Rejected(f"invalid template: {exc}") from exc
         except operations.OperationRefused as exc:
             _refuse(patch, notify, str(exc))

@@ -74,7 +74,10 @@ def template_definitions(
     `project_id` is what OS::project_id gives: on Kubernetes, the Stack's
     namespace (the unit of tenancy, as a project is in OpenStack).
     """
-    template = Template.empty() if revision is None else Template.parse(revision.template)
+    # Lenient: the template's own errors are reported with those binding finds.
+    template = (
+        Template.empty() if revision is None else Template.parse(revision.template, lenient=True)
+    )
     parameters: Mapping[str, Any] = {}
     registry: dict[str, str] = {}
     if revision is not None:
@@ -84,15 +87,15 @@ def template_definitions(
             **revision.parameters,
         }
     prior = previous if isinstance(previous, StackDefinition) else None
-    definition = StackDefinition(
+    # Every function evaluated now (validate), so that a bad argument stops the
+    # operation before a traversal starts instead of failing a resource half-way.
+    return StackDefinition(
         template,
         parameters,
         StackIdentity(name=stack.name, id=stack.id, project_id=project_id),
         resource_registry=registry,
         type_exists=types.exists,
+        type_attributes=types.attributes,
         previous=prior,
+        validate=True,
     )
-    # Every function evaluated now, so that a bad argument stops the operation
-    # before a traversal starts instead of failing a resource half-way.
-    definition.validate()
-    return definition

@@ -15,6 +15,7 @@ The end-to-end suite (e2e/) installs the chart for real.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -24,7 +25,9 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
 
+from convergence.operator.handlers import VALIDATE_STACK
 from convergence.operator.testing.cluster import Cluster
 from convergence.operator.testing.controlplane import REPO_ROOT, build_binaries
 
@@ -44,6 +47,14 @@ MODES = {
         '"verbs":["get","create","patch","delete"]}]',
     ],
     "service-monitor": ["--set", "metrics.serviceMonitor.enabled=true"],
+    "webhook-ignore": ["--set", "webhook.failurePolicy=Ignore"],
+    "webhook-url": [
+        "--set",
+        "webhook.url=https://127.0.0.1:9443/validate-stack",
+        "--set",
+        "webhook.certificate.ipAddresses={127.0.0.1}",
+    ],
+    "no-webhook": ["--set", "webhook.enabled=false"],
 }
 
 
@@ -147,6 +158,116 @@ def test_impersonation_is_granted_only_in_multi_tenant_mode(
 
     assert not impersonates()
     assert impersonates("--set", "multiTenant.enabled=true")
+
+
+def webhook_objects(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The chart's webhook objects by kind (none of a kind: absent)."""
+    component = "webhook"
+    return {
+        d["kind"]: d
+        for d in documents
+        if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == component
+    }
+
+
+def operator_args(documents: list[dict[str, Any]]) -> list[str]:
+    (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return list(container["args"])
+
+
+@pytest.mark.controlplane
+def test_the_webhook_validates_stacks_only_with_a_ca_made_at_install(
+    cluster: Cluster, namespace: str
+) -> None:
+    documents = rendered(cluster, namespace)
+    found = webhook_objects(documents)
+    assert set(found) == {"Service", "Secret", "ValidatingWebhookConfiguration"}, set(found)
+    (webhook,) = found["ValidatingWebhookConfiguration"]["webhooks"]
+    assert webhook["failurePolicy"] == "Fail"
+    assert webhook["rules"] == [
+        {
+            "apiGroups": ["convergence.dev"],
+            "apiVersions": ["v1alpha1"],
+            "resources": ["stacks"],
+            "operations": ["CREATE", "UPDATE"],
+            "scope": "Namespaced",
+        }
+    ]
+    service = webhook["clientConfig"]["service"]
+    # kopf routes a request by its path to the handler of that id; another path is allowed unseen.
+    assert service["path"] == f"/{VALIDATE_STACK}"
+    assert (service["name"], service["port"]) == (found["Service"]["metadata"]["name"], 443)
+    assert found["Service"]["spec"]["ports"][0]["targetPort"] == "webhook"
+    args = operator_args(documents)
+    assert "--webhook-port=9443" in args, args
+    # The serving certificate is signed by the CA the API server is given, for the Service.
+    secret = found["Secret"]["data"]
+    ca = x509.load_pem_x509_certificate(base64.b64decode(webhook["clientConfig"]["caBundle"]))
+    cert = x509.load_pem_x509_certificate(base64.b64decode(secret["tls.crt"]))
+    cert.verify_directly_issued_by(ca)
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    host = f"{service['name']}.{namespace}.svc"
+    assert host in names.get_values_for_type(x509.DNSName)
+
+
+@pytest.mark.controlplane
+def test_an_upgrade_keeps_the_webhook_ca(cluster: Cluster, namespace: str) -> None:
+    first = webhook_objects(rendered(cluster, namespace))["Secret"]
+    cluster.kubectl("apply", f"--namespace={namespace}", "-f", "-", input=yaml.safe_dump(first))
+    # --dry-run=server lets the chart's lookup read the cluster, as an upgrade does.
+    again = webhook_objects(
+        rendered(cluster, namespace, "--dry-run=server", f"--kubeconfig={cluster.kubeconfig}")
+    )
+    assert again["Secret"]["data"] == first["data"]
+    (webhook,) = again["ValidatingWebhookConfiguration"]["webhooks"]
+    assert webhook["clientConfig"]["caBundle"] == first["data"]["ca.crt"]
+
+
+@pytest.mark.controlplane
+def test_with_cert_manager_the_webhook_certificate_is_its(cluster: Cluster, namespace: str) -> None:
+    api = ("--api-versions", "cert-manager.io/v1/Certificate")
+    found = webhook_objects(rendered(cluster, namespace, *api))
+    assert set(found) == {"Service", "Certificate", "Issuer", "ValidatingWebhookConfiguration"}
+    configuration = found["ValidatingWebhookConfiguration"]
+    certificate = found["Certificate"]["metadata"]["name"]
+    annotations = configuration["metadata"]["annotations"]
+    assert annotations["cert-manager.io/inject-ca-from"] == f"{namespace}/{certificate}"
+    (webhook,) = configuration["webhooks"]
+    assert "caBundle" not in webhook["clientConfig"], "cert-manager's cainjector fills it in"
+    issuer = ("--set", "webhook.certificate.issuerRef.name=corp-ca")
+    chosen = webhook_objects(rendered(cluster, namespace, *api, *issuer))
+    assert "Issuer" not in chosen
+    assert chosen["Certificate"]["spec"]["issuerRef"] == {"name": "corp-ca"}
+
+
+@pytest.mark.controlplane
+def test_the_webhook_failure_policy_url_and_switch_are_values(
+    cluster: Cluster, namespace: str
+) -> None:
+    def configuration(mode: str) -> dict[str, Any] | None:
+        documents = rendered(cluster, namespace, *mode_values(mode, namespace))
+        return webhook_objects(documents).get("ValidatingWebhookConfiguration")
+
+    ignore = configuration("webhook-ignore")
+    assert ignore is not None
+    assert ignore["webhooks"][0]["failurePolicy"] == "Ignore"
+    url = configuration("webhook-url")
+    assert url is not None
+    assert url["webhooks"][0]["clientConfig"]["url"] == "https://127.0.0.1:9443/validate-stack"
+    assert configuration("no-webhook") is None
+    assert not any(
+        a.startswith("--webhook")
+        for a in operator_args(rendered(cluster, namespace, *mode_values("no-webhook", namespace)))
+    )
+    binary = build_binaries() / "helm"
+    refused = subprocess.run(
+        [str(binary), "template", str(CHART), "--set", "webhook.failurePolicy=Maybe"],
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode != 0
+    assert "failurePolicy" in refused.stderr, refused.stderr
 
 
 README = REPO_ROOT / "README.md"

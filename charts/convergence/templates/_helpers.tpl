@@ -114,3 +114,21 @@ names the code that needs it):
 {{ toYaml . }}
 {{- end }}
 {{- end -}}
+
+{{/* The Stack webhook's Service, Secret and TLS source ("cert-manager" or "helm"). */}}
+{{- define "convergence.webhookService" -}}
+{{- printf "%s-webhook" (include "convergence.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "convergence.webhookSecret" -}}
+{{- printf "%s-webhook-tls" (include "convergence.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "convergence.webhookTLS" -}}
+{{- $source := .Values.webhook.certificate.source -}}
+{{- if eq $source "auto" -}}
+{{- if .Capabilities.APIVersions.Has "cert-manager.io/v1/Certificate" -}}cert-manager{{- else -}}helm{{- end -}}
+{{- else -}}
+{{- $source -}}
+{{- end -}}
+{{- end -}}

@@ -13,13 +13,13 @@ resolve_properties then walks only the one resource's bound snippet.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 from convergence.operator.engine.hot.environment import resolve_type
-from convergence.operator.engine.hot.errors import TemplateError, describe_value
+from convergence.operator.engine.hot.errors import ErrorCollector, TemplateError, describe_value
 from convergence.operator.engine.hot.functions.conditions import outline_references
 from convergence.operator.engine.hot.functions.references import GetAttr, ResourceReference
 from convergence.operator.engine.hot.functions.snippets import (
@@ -202,6 +202,12 @@ def _find_cycle(order: list[str], dependencies: Mapping[str, frozenset[str]]) ->
     return None
 
 
+def _section_item(where: str) -> str:
+    """The section and item an error is about ("resources.web" of
+    "resources.web.properties.image: get_param")."""
+    return ".".join(where.partition(":")[0].split(".")[:2])
+
+
 class _LazyDefinitions(Mapping[str, ResourceDefinition]):
     """The enabled resources by name; each definition is bound on first access."""
 
@@ -260,16 +266,22 @@ class StackDefinition:
         *,
         resource_registry: Mapping[str, str] | None = None,
         type_exists: Callable[[str], bool] | None = None,
+        type_attributes: Callable[[str], Collection[str] | None] | None = None,
         previous: StackDefinition | None = None,
+        validate: bool = False,
     ) -> None:
         """Validate parameters (types, constraints, required, immutable vs `previous`),
-        evaluate conditions, resolve type aliases and check types with `type_exists`,
-        detect dependency cycles. Raise TemplateError."""
+        evaluate conditions, resolve type aliases and check types with `type_exists` and
+        the attributes `get_attr` names with `type_attributes` (None: any attribute),
+        detect dependency cycles; with `validate`, bind everything too (see validate()).
+        Raise TemplateError: every error found, with those of a lenient `template`."""
         self.template = template
         self.identity = identity
-        values = bind_parameter_values(template.parameter_schemas, parameters)
+        errors = ErrorCollector(template.errors)
+        values = bind_parameter_values(template.parameter_schemas, parameters, errors)
         if previous is not None:
-            self._check_immutable(values, previous)
+            with errors.part():
+                self._check_immutable(values, previous)
         self._parameter_values = MappingProxyType(values)
         scope = _Scope(
             template,
@@ -281,11 +293,15 @@ class StackDefinition:
             },
         )
         for name in template.parsed_conditions:
-            scope.condition(name, f"conditions.{name}")
-        enabled = {
-            name: scope.is_enabled(parsed.condition, f"{parsed.where}.condition")
-            for name, parsed in template.parsed_resources.items()
-        }
+            with errors.part():
+                scope.condition(name, f"conditions.{name}")
+        # A resource whose declaration failed (a lenient template's) counts as enabled, so
+        # that references to it are no errors of their own.
+        declared = template.raw.get("resources")
+        enabled = dict.fromkeys(declared if isinstance(declared, dict) else (), True)
+        for name, parsed in template.parsed_resources.items():
+            with errors.part():
+                enabled[name] = scope.is_enabled(parsed.condition, f"{parsed.where}.condition")
         scope.enabled = enabled
         self._scope = scope
         self.conditions: Mapping[str, bool] = MappingProxyType(scope.conditions)
@@ -295,34 +311,76 @@ class StackDefinition:
             name: parsed for name, parsed in template.parsed_resources.items() if enabled[name]
         }
         self._types = self._resource_types(
-            list(self._parsed.values()), resource_registry or {}, type_exists
+            list(self._parsed.values()), resource_registry or {}, type_exists, errors
         )
         # The references of each enabled resource, and of each enabled output (None
         # for an output whose condition is false).
-        self._references = {
-            name: tuple(outline_references(parsed.outline, scope))
-            for name, parsed in self._parsed.items()
-        }
-        self._output_references = {
-            name: tuple(outline_references(output.outline, scope))
-            if scope.is_enabled(output.condition, f"outputs.{name}.condition")
-            else None
-            for name, output in template.parsed_outputs.items()
-        }
+        self._references: dict[str, tuple[ResourceReference, ...]] = {}
+        for name, parsed in self._parsed.items():
+            self._references[name] = ()
+            with errors.part():
+                self._references[name] = tuple(outline_references(parsed.outline, scope))
+        self._output_references: dict[str, tuple[ResourceReference, ...] | None] = {}
+        for name, output in template.parsed_outputs.items():
+            self._output_references[name] = None
+            with errors.part():
+                if scope.is_enabled(output.condition, f"outputs.{name}.condition"):
+                    self._output_references[name] = tuple(outline_references(output.outline, scope))
+        if type_attributes is not None:
+            self._check_attributes(type_attributes, errors)
         self._dependencies = MappingProxyType(
             {
-                name: frozenset(required for required in parsed.depends_on if enabled[required])
-                | {reference.resource_name for reference in self._references[name]}
+                name: frozenset(
+                    required
+                    for required in (
+                        *(r for r in parsed.depends_on if enabled.get(r)),
+                        *(reference.resource_name for reference in self._references[name]),
+                    )
+                    if required in self._parsed
+                )
                 for name, parsed in self._parsed.items()
             }
         )
         cycle = _find_cycle(list(self._parsed), self._dependencies)
         if cycle:
-            raise TemplateError(f"resources.{cycle[0]}", f"dependency cycle: {' -> '.join(cycle)}")
+            errors.add(
+                TemplateError(f"resources.{cycle[0]}", f"dependency cycle: {' -> '.join(cycle)}")
+            )
         self._bound: dict[str, _BoundResource] = {}
         self._bound_outputs: dict[str, _BoundSnippet | None] = {}
         self._resources = _LazyDefinitions(tuple(self._parsed), self._bound_resource)
         self._required_attributes: dict[str, frozenset[str]] | None = None
+        if validate:
+            # A resource or output whose snippets failed to parse would only fail again.
+            failed = {_section_item(error.where) for error in template.errors}
+            self._bind_all(errors, failed)
+        errors.check()
+
+    def _check_attributes(
+        self,
+        type_attributes: Callable[[str], Collection[str] | None],
+        errors: ErrorCollector,
+    ) -> None:
+        """Every attribute that `get_attr` names must be one its resource's type has."""
+        references = [
+            *(r for refs in self._references.values() for r in refs),
+            *(r for refs in self._output_references.values() if refs is not None for r in refs),
+        ]
+        for reference in references:
+            if not isinstance(reference, GetAttr) or reference.resource_name not in self._parsed:
+                continue
+            attribute = reference.attribute_name
+            resource_type = self._types[self._parsed[reference.resource_name].type]
+            known = type_attributes(resource_type)
+            if attribute is None or known is None or attribute in known:
+                continue
+            errors.add(
+                TemplateError(
+                    reference.where,
+                    f"unknown attribute {attribute!r} of resource {reference.resource_name!r} "
+                    f"({resource_type} has {', '.join(sorted(known)) or 'no attributes'})",
+                )
+            )
 
     def _check_immutable(self, values: Mapping[str, Any], previous: StackDefinition) -> None:
         # Immutability is read from the new template, as in Heat.
@@ -346,23 +404,29 @@ class StackDefinition:
         resources: list[ParsedResource],
         registry: Mapping[str, str],
         type_exists: Callable[[str], bool] | None,
+        errors: ErrorCollector,
     ) -> dict[str, str]:
-        """Template type -> registered type, for the types of the enabled resources."""
+        """Template type -> registered type, for the types of the enabled resources
+        (an unknown one is kept in `errors`, and mapped to its resolved name all the same)."""
         types: dict[str, str] = {}
         for parsed in resources:
-            if parsed.type in types:
-                continue
-            resolved = resolve_type(parsed.type, registry)
+            resolved = types.get(parsed.type)
+            if resolved is None:
+                resolved = parsed.type
+                with errors.part():
+                    resolved = resolve_type(parsed.type, registry)
+                types[parsed.type] = resolved
             if type_exists is not None and not type_exists(resolved):
                 alias = (
                     f" (mapped from {parsed.type!r} by the resource_registry)"
                     if resolved != parsed.type
                     else ""
                 )
-                raise TemplateError(
-                    f"{parsed.where}.type", f"unknown resource type {resolved!r}{alias}"
+                errors.add(
+                    TemplateError(
+                        f"{parsed.where}.type", f"unknown resource type {resolved!r}{alias}"
+                    )
                 )
-            types[parsed.type] = resolved
         return types
 
     def _bind_map(self, snippet: Any, where: str) -> _BoundSnippet:
@@ -424,12 +488,22 @@ class StackDefinition:
 
     def validate(self) -> None:
         """Bind every enabled resource and output now (their functions evaluated with the
-        parameters); raise TemplateError. Do it once when a stack accepts a new template
-        or new parameters, so that such errors stop it before any traversal starts."""
+        parameters); raise TemplateError (every one found). Do it once when a stack accepts
+        a new template or new parameters, so that such errors stop it before any traversal
+        starts (or construct with `validate=True`)."""
+        errors = ErrorCollector()
+        self._bind_all(errors)
+        errors.check()
+
+    def _bind_all(self, errors: ErrorCollector, skip: Collection[str] = ()) -> None:
         for name in self._parsed:
-            self._bound_resource(name)
+            if f"resources.{name}" not in skip:
+                with errors.part():
+                    self._bound_resource(name)
         for name in self._output_references:
-            self._bound_output(name)
+            if f"outputs.{name}" not in skip:
+                with errors.part():
+                    self._bound_output(name)
 
     @property
     def resources(self) -> Mapping[str, ResourceDefinition]:

@@ -21,7 +21,7 @@ from convergence.operator.engine.hot.coercion import (
     coerce_value,
 )
 from convergence.operator.engine.hot.constraints import Constraint, parse_constraint
-from convergence.operator.engine.hot.errors import TemplateError, describe_value
+from convergence.operator.engine.hot.errors import ErrorCollector, TemplateError, describe_value
 from convergence.operator.engine.hot.functions.snippets import json_copy
 
 # Values of the pseudo parameters come from the stack identity, never the user.
@@ -32,6 +32,14 @@ PSEUDO_PARAMETERS = (STACK_NAME, STACK_ID, PROJECT_ID)
 
 _TAGS_SINCE = "2018-03-02"
 _HIDDEN_VALUE = "******"
+# What a parameter whose value is wrong stands for while the rest of a template is checked.
+_EMPTY_VALUES = {
+    "string": "",
+    "number": 0,
+    "boolean": False,
+    "json": {},
+    "comma_delimited_list": [],
+}
 
 
 _SCHEMA_KEYS = ("type", "description", "default", "constraints", "hidden", "label", "immutable")
@@ -151,50 +159,75 @@ class ParameterSchema:
                 raise TemplateError(self.where, message)
 
 
-def parse_parameter_schemas(section: Any, version: str) -> dict[str, ParameterSchema]:
-    """Parse the `parameters` section (None is an empty section)."""
+def parse_parameter_schemas(
+    section: Any, version: str, errors: ErrorCollector | None = None
+) -> dict[str, ParameterSchema]:
+    """Parse the `parameters` section (None is an empty section).
+
+    With `errors`, a bad declaration is kept there and left out, and the others
+    are parsed; without, the first one raises.
+    """
     if section is None:
         return {}
     if not isinstance(section, Mapping):
         raise TemplateError("parameters", f"expected a map, got {describe_value(section)}")
-    return {
-        name: ParameterSchema.from_template(name, definition, version)
-        for name, definition in section.items()
-    }
+    collector = errors if errors is not None else ErrorCollector()
+    schemas: dict[str, ParameterSchema] = {}
+    for name, definition in section.items():
+        with collector.part():
+            schemas[name] = ParameterSchema.from_template(name, definition, version)
+    if errors is None:
+        collector.check()
+    return schemas
 
 
 def bind_parameter_values(
-    schemas: Mapping[str, ParameterSchema], user_values: Mapping[str, Any]
+    schemas: Mapping[str, ParameterSchema],
+    user_values: Mapping[str, Any],
+    errors: ErrorCollector | None = None,
 ) -> dict[str, Any]:
     """Every declared parameter's value: the user's (coerced, constrained) or the default.
 
     A user value of None counts as not given. Raises TemplateError for an undeclared
-    name, a missing required value, a value of the wrong type or a constraint violation.
+    name, a missing required value, a value of the wrong type or a constraint violation
+    (with `errors`, keeps each there instead and gives a bad parameter its default, else
+    the empty value of its type, so that the rest of the template can still be checked).
     """
-    undeclared = sorted(name for name in user_values if name not in schemas)
-    if undeclared:
-        pseudo = [name for name in undeclared if name in PSEUDO_PARAMETERS]
-        if pseudo:
-            raise TemplateError(
-                f"parameters.{pseudo[0]}",
-                "pseudo parameters come from the stack identity and cannot be given",
+    collector = errors if errors is not None else ErrorCollector()
+    for name in sorted(name for name in user_values if name not in schemas):
+        if name in PSEUDO_PARAMETERS:
+            collector.add(
+                TemplateError(
+                    f"parameters.{name}",
+                    "pseudo parameters come from the stack identity and cannot be given",
+                )
             )
-        declared = ", ".join(schemas) or "none"
-        raise TemplateError(
-            f"parameters.{undeclared[0]}",
-            f"not declared in the template (declared parameters: {declared})",
-        )
+        else:
+            declared = ", ".join(schemas) or "none"
+            collector.add(
+                TemplateError(
+                    f"parameters.{name}",
+                    f"not declared in the template (declared parameters: {declared})",
+                )
+            )
     values: dict[str, Any] = {}
     for name, schema in schemas.items():
+        values[name] = json_copy(schema.default) if schema.default is not None else None
         given = user_values.get(name)
-        if given is None:
-            if schema.default is None:
-                raise TemplateError(schema.where, "a value is required (no default is declared)")
-            values[name] = json_copy(schema.default)
-            continue
-        value = schema.coerce(given)
-        schema.check_constraints(value)
-        values[name] = value
+        with collector.part():
+            if given is None:
+                if schema.default is None:
+                    raise TemplateError(
+                        schema.where, "a value is required (no default is declared)"
+                    )
+                continue
+            value = schema.coerce(given)
+            schema.check_constraints(value)
+            values[name] = value
+        if values[name] is None:
+            values[name] = json_copy(_EMPTY_VALUES[schema.type])
+    if errors is None:
+        collector.check()
     return values
 
 

@@ -3,18 +3,27 @@
 A `Template` parses every snippet into function objects once (and parsing the
 same YAML text again is a cache hit), checks its sections, parameters,
 resources and outputs, and keeps them parsed for `definition.StackDefinition`,
-which binds them to parameter values. Every error is a `TemplateError`.
+which binds them to parameter values. Every error is a `TemplateError`; the
+errors of independent parts (each parameter, condition, resource key, output,
+function call) are all reported, as `TemplateErrors` when there are several. A
+`lenient` Template keeps them in `errors` instead, so that a StackDefinition
+can add the errors only binding finds (types, attributes, values) to them.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from convergence.operator.engine.hot.errors import TemplateError, describe_value
+from convergence.operator.engine.hot.errors import (
+    ErrorCollector,
+    TemplateError,
+    combined,
+    describe_value,
+)
 from convergence.operator.engine.hot.functions.conditions import Outline
 from convergence.operator.engine.hot.functions.parser import SnippetParser
 from convergence.operator.engine.hot.functions.snippets import Function, TemplateNames
@@ -136,8 +145,8 @@ class ParsedOutput:
     condition: Any
 
 
-def _check_keys(where: str, definition: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
-    unknown = sorted(set(definition) - set(allowed))
+def _check_keys(where: str, keys: Collection[str], allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(keys) - set(allowed))
     if unknown:
         raise TemplateError(
             where, f"unknown key(s) {', '.join(unknown)}; expected {', '.join(allowed)}"
@@ -155,14 +164,18 @@ class Template:
     parsed_conditions: dict[str, Any]
     parsed_resources: dict[str, ParsedResource]
     parsed_outputs: dict[str, ParsedOutput]
+    # The errors of a lenient Template (what failed is left out of the parsed sections).
+    errors: tuple[TemplateError, ...]
 
     @classmethod
-    def parse(cls, source: str | Mapping[str, Any]) -> Template:
-        """Parse YAML text or a mapping; raise TemplateError on any static error."""
+    def parse(cls, source: str | Mapping[str, Any], *, lenient: bool = False) -> Template:
+        """Parse YAML text or a mapping; raise TemplateError (TemplateErrors for several)
+        on any static error, or keep them in `errors` when `lenient` (a document that is
+        no template at all, e.g. of an unknown version, raises even then)."""
         if isinstance(source, str):
-            return _parse_text(source)
+            return _parse_text(source, lenient)
         if isinstance(source, Mapping):
-            return cls(json_document(source, ""))
+            return cls(json_document(source, ""), lenient=lenient)
         raise TemplateError(
             "template", f"expected YAML text or a map, got {describe_value(source)}"
         )
@@ -172,7 +185,7 @@ class Template:
         """The empty template (what a delete converges to)."""
         return cls({"heat_template_version": LATEST_VERSION})
 
-    def __init__(self, document: Any) -> None:
+    def __init__(self, document: Any, *, lenient: bool = False) -> None:
         """Validate a JSON document (use `parse`)."""
         if not isinstance(document, dict):
             raise TemplateError(
@@ -180,6 +193,7 @@ class Template:
             )
         self.raw = document
         self.version = _canonical_version(document)
+        errors = ErrorCollector()
         sections = _SECTIONS + (("conditions",) if self.version >= _CONDITIONS_SINCE else ())
         for section in document:
             if section not in sections:
@@ -188,47 +202,69 @@ class Template:
                     if section == "conditions"
                     else ""
                 )
-                raise TemplateError(
-                    section,
-                    f"unknown template section; expected {', '.join(sections)}{hint}",
+                errors.add(
+                    TemplateError(
+                        section,
+                        f"unknown template section; expected {', '.join(sections)}{hint}",
+                    )
                 )
         description = document.get("description")
+        self.description = description if isinstance(description, str) else None
         if description is not None and not isinstance(description, str):
-            raise TemplateError(
-                "description", f"expected a string, got {describe_value(description)}"
+            errors.add(
+                TemplateError(
+                    "description", f"expected a string, got {describe_value(description)}"
+                )
             )
-        self.description = description
-        self.parameter_schemas = MappingProxyType(
-            parse_parameter_schemas(document.get("parameters"), self.version)
-        )
-        validate_parameter_groups(document.get("parameter_groups"), list(self.parameter_schemas))
+        raw_parameters = document.get("parameters")
+        schemas: dict[str, ParameterSchema] = {}
+        with errors.part():
+            schemas = parse_parameter_schemas(raw_parameters, self.version, errors)
+        self.parameter_schemas = MappingProxyType(schemas)
+        declared = list(raw_parameters) if isinstance(raw_parameters, dict) else []
+        with errors.part():
+            validate_parameter_groups(document.get("parameter_groups"), declared)
 
-        raw_conditions = _section_map(document, "conditions")
-        raw_resources = _section_map(document, "resources")
-        raw_outputs = _section_map(document, "outputs")
+        raw_sections: dict[str, dict[str, Any]] = {}
+        for section in ("conditions", "resources", "outputs"):
+            raw_sections[section] = {}
+            with errors.part():
+                raw_sections[section] = _section_map(document, section)
+        raw_conditions = raw_sections["conditions"]
+        raw_resources = raw_sections["resources"]
+        raw_outputs = raw_sections["outputs"]
         for name in raw_resources:
             if not name or "/" in name:
-                raise TemplateError(
-                    f"resources.{name}", "a resource name must be non-empty and without '/'"
+                errors.add(
+                    TemplateError(
+                        f"resources.{name}", "a resource name must be non-empty and without '/'"
+                    )
                 )
         names = TemplateNames(
-            parameters=frozenset(self.parameter_schemas) | frozenset(PSEUDO_PARAMETERS),
+            # Every declared name, also of a declaration that failed: its references are not
+            # errors of their own.
+            parameters=frozenset(declared) | frozenset(PSEUDO_PARAMETERS),
             resources=frozenset(raw_resources),
             conditions=frozenset(raw_conditions),
         )
-        parser = SnippetParser(self.version, names)
-        self.parsed_conditions = {
-            name: parser.parse_condition(definition, f"conditions.{name}")
-            for name, definition in raw_conditions.items()
-        }
-        self.parsed_resources = {
-            name: self._parse_resource(parser, name, definition)
-            for name, definition in raw_resources.items()
-        }
-        self.parsed_outputs = {
-            name: self._parse_output(parser, name, definition)
-            for name, definition in raw_outputs.items()
-        }
+        parser = SnippetParser(self.version, names, errors)
+        self.parsed_conditions = {}
+        for name, definition in raw_conditions.items():
+            with errors.part():
+                self.parsed_conditions[name] = parser.parse_condition(
+                    definition, f"conditions.{name}"
+                )
+        self.parsed_resources = {}
+        for name, definition in raw_resources.items():
+            with errors.part():
+                self.parsed_resources[name] = self._parse_resource(parser, name, definition)
+        self.parsed_outputs = {}
+        for name, definition in raw_outputs.items():
+            with errors.part():
+                self.parsed_outputs[name] = self._parse_output(parser, name, definition)
+        self.errors = tuple(errors.errors)
+        if self.errors and not lenient:
+            raise combined(self.errors)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Template):
@@ -265,24 +301,33 @@ class Template:
             raise TemplateError(
                 where, f"expected a map with a type, got {describe_value(definition)}"
             )
+        # Each key is checked apart, so that one resource reports all its mistakes.
+        errors = ErrorCollector()
         allowed: tuple[str, ...] = _RESOURCE_KEYS
+        keys = set(definition)
         if self.version >= _CONDITIONS_SINCE:
             allowed += ("condition",)
             if "external_id" in definition:
-                raise TemplateError(
-                    f"{where}.external_id",
-                    "external_id is not supported by Convergence (resources are not adopted)",
+                keys.discard("external_id")  # said here, not again as an unknown key
+                errors.add(
+                    TemplateError(
+                        f"{where}.external_id",
+                        "external_id is not supported by Convergence (resources are not adopted)",
+                    )
                 )
-        _check_keys(where, definition, allowed)
+        with errors.part():
+            _check_keys(where, keys, allowed)
         resource_type = definition.get("type")
         if not isinstance(resource_type, str) or not resource_type:
-            raise TemplateError(
-                f"{where}.type",
-                f"expected a resource type name, got {describe_value(resource_type)}",
+            errors.add(
+                TemplateError(
+                    f"{where}.type",
+                    f"expected a resource type name, got {describe_value(resource_type)}",
+                )
             )
         description = definition.get("description")
         if description is not None and not isinstance(description, str):
-            raise TemplateError(f"{where}.description", "expected a string")
+            errors.add(TemplateError(f"{where}.description", "expected a string"))
 
         def parsed_map(key: str) -> tuple[Any, Outline]:
             value = definition.get(key)
@@ -307,26 +352,45 @@ class Template:
         elif isinstance(depends_on, str):
             depends_on = [depends_on]
         if not isinstance(depends_on, list):
-            raise TemplateError(
-                f"{where}.depends_on",
-                f"expected a resource name or a list of them, got {describe_value(depends_on)}",
+            errors.add(
+                TemplateError(
+                    f"{where}.depends_on",
+                    "expected a resource name or a list of them, got " + describe_value(depends_on),
+                )
             )
+            depends_on = []
         for required in depends_on:
             if not isinstance(required, str) or required not in parser.names.resources:
-                raise TemplateError(
-                    f"{where}.depends_on", f"unknown resource {describe_value(required)}"
+                errors.add(
+                    TemplateError(
+                        f"{where}.depends_on", f"unknown resource {describe_value(required)}"
+                    )
                 )
 
-        deletion_policy = parsed_policy("deletion_policy")
-        if not isinstance(deletion_policy, Function):
-            self.deletion_policy(deletion_policy, f"{where}.deletion_policy")
-        update_policy = parsed_policy("update_policy")
-        if not isinstance(update_policy, (dict, Function, type(None))):
-            raise TemplateError(
-                f"{where}.update_policy", f"expected a map, got {describe_value(update_policy)}"
-            )
-        properties, properties_outline = parsed_map("properties")
-        metadata, metadata_outline = parsed_map("metadata")
+        deletion_policy = update_policy = condition = None
+        properties: Any = {}
+        metadata: Any = {}
+        properties_outline: Outline = ()
+        metadata_outline: Outline = ()
+        with errors.part():
+            deletion_policy = parsed_policy("deletion_policy")
+            if not isinstance(deletion_policy, Function):
+                self.deletion_policy(deletion_policy, f"{where}.deletion_policy")
+        with errors.part():
+            update_policy = parsed_policy("update_policy")
+            if not isinstance(update_policy, (dict, Function, type(None))):
+                raise TemplateError(
+                    f"{where}.update_policy",
+                    f"expected a map, got {describe_value(update_policy)}",
+                )
+        with errors.part():
+            properties, properties_outline = parsed_map("properties")
+        with errors.part():
+            metadata, metadata_outline = parsed_map("metadata")
+        with errors.part():
+            condition = self._parse_condition_key(parser, definition, f"{where}.condition")
+        errors.check()
+        assert isinstance(resource_type, str)
         return ParsedResource(
             name=name,
             type=resource_type,
@@ -336,7 +400,7 @@ class Template:
             depends_on=tuple(dict.fromkeys(depends_on)),
             deletion_policy=deletion_policy,
             update_policy=update_policy,
-            condition=self._parse_condition_key(parser, definition, f"{where}.condition"),
+            condition=condition,
         )
 
     def deletion_policy(self, value: Any, where: str) -> str:
@@ -379,6 +443,6 @@ class Template:
 
 
 @functools.lru_cache(maxsize=8)
-def _parse_text(text: str) -> Template:
+def _parse_text(text: str, lenient: bool) -> Template:
     # Worker steps parse the same stored template again and again.
-    return Template(json_document(load_document(text), ""))
+    return Template(json_document(load_document(text), ""), lenient=lenient)

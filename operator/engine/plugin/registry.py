@@ -47,6 +47,14 @@ class TypeRegistry:
         """Whether a type of this name is known (StackDefinition's `type_exists`)."""
         return type_name in self._types or type_name in self._lazy
 
+    def attributes(self, type_name: str) -> frozenset[str] | None:
+        """The attributes `get_attr` may name on a type (None: any name, e.g. a path into a
+        Kubernetes object; StackDefinition's `type_attributes`); None for an unknown type."""
+        if not self.exists(type_name):
+            return None
+        plugin = self.get(type_name)
+        return None if plugin.any_attribute else frozenset(plugin.attributes_schema)
+
     def get(self, type_name: str) -> type[ResourceType]:
         """The type registered under `type_name`; raise UnknownResourceType if none."""
         if type_name in self._types:

@@ -91,6 +91,9 @@ class ResourceType:
     Properties: ClassVar[type[PropertiesModel]] = NoProperties
     # Attribute name -> description.
     attributes_schema: ClassVar[Mapping[str, str]] = {}
+    # True for types that answer any attribute name (beyond attributes_schema), so
+    # that a template naming another one is no error.
+    any_attribute: ClassVar[bool] = False
     # False for types that create nothing physical (e.g. OS::Heat::None).
     has_physical_resource: ClassVar[bool] = True
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from convergence.operator.engine.hot.errors import TemplateError
+from convergence.operator.engine.hot.errors import ErrorCollector, TemplateError
 from convergence.operator.engine.hot.functions.cfn import CFN_FUNCTIONS, Ref
 from convergence.operator.engine.hot.functions.conditions import And, Equals, If, Not, Or, Outline
 from convergence.operator.engine.hot.functions.references import (
@@ -78,11 +78,19 @@ FUNCTION_NAMES = frozenset(_VALUE_FUNCTIONS) | frozenset(_CONDITION_FUNCTIONS)
 
 
 class SnippetParser:
-    """Turns raw template snippets into parsed snippets for one template version."""
+    """Turns raw template snippets into parsed snippets for one template version.
 
-    def __init__(self, version: str, names: TemplateNames) -> None:
+    With `errors`, a function call that fails is kept there and parsed as null, so
+    that one pass finds every bad call; a call that fails only because a call in
+    its arguments did is not reported twice.
+    """
+
+    def __init__(
+        self, version: str, names: TemplateNames, errors: ErrorCollector | None = None
+    ) -> None:
         self.version = version
         self.names = names
+        self.errors = errors
         self._outline: list[ResourceReference | If] = []
 
     def parse_outlined(self, snippet: Any, path: str) -> tuple[Any, Outline]:
@@ -107,7 +115,15 @@ class SnippetParser:
         if isinstance(snippet, dict):
             if len(snippet) == 1:
                 name, raw_args = next(iter(snippet.items()))
-                function = self._function(name, raw_args, path, in_condition)
+                found = len(self.errors.errors) if self.errors is not None else 0
+                try:
+                    function = self._function(name, raw_args, path, in_condition)
+                except TemplateError as error:
+                    if self.errors is None:
+                        raise
+                    if len(self.errors.errors) == found:
+                        self.errors.add(error)
+                    return None
                 if function is not None:
                     return function
             return {
