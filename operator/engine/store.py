@@ -376,7 +376,7 @@ class InMemoryStore:
             if record.id in self._resources:
                 raise AlreadyExists(f"resource {record.id!r} exists")
             self._count("resource", record.id)
-            stored = replace(record, version=1)
+            stored = replace(record, version=0)
             self._resources[record.id] = stored
             self._by_stack.setdefault(record.stack, {})[record.id] = None
             return stored

@@ -51,7 +51,6 @@ from convergence.operator.engine.store import (
 from convergence.operator.kube.api import (
     JSON_PATCH,
     RESOURCE_RELEASE,
-    RESOURCE_STATUS_INIT,
     RESOURCE_WRITE,
     STACK_WRITE,
     NamespacedApi,
@@ -281,12 +280,13 @@ class KubernetesStore:
     # -- resource records ----------------------------------------------------------------------
 
     def create_resource(self, record: ResourceRecord) -> ResourceRecord:
-        """Create the StackResource, then write its first status (two API writes).
+        """Create the StackResource (one API write): an INIT record at version 0.
 
-        The status cannot go with the create: the API server ignores `status`
-        in a create when the status subresource is on. If the writer dies in
-        between, the object reads as an INIT record at version 0 (see
-        `records.resource_from_body`) and is cleaned up by a later traversal.
+        The status cannot go with the create (the API server ignores `status`
+        in a create when the status subresource is on), so the record as first
+        written is in the spec (see `records.resource_from_body`); the engine's
+        first action on it writes the first status, and pushes make their sync
+        point maps as they come.
         """
         name = object_name(record.id, "resource record id")
         owner = self.api.stack_owner(record.stack)
@@ -315,8 +315,7 @@ class KubernetesStore:
             raise
         self.api.remember(STACK_RESOURCES, as_object(created))
         self.api.count(RESOURCE_WRITE)
-        stored = self._write_resource(replace(record, version=0), RESOURCE_STATUS_INIT)
-        return stored
+        return resource_from_body(as_object(created))
 
     def create_resources(self, records: Sequence[ResourceRecord]) -> list[ResourceRecord]:
         """Create the records `CREATE_CONCURRENCY` at a time (each its two writes in order).
