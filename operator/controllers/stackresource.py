@@ -156,7 +156,8 @@ class StackResourceController:
         summary = summarize(reports)
         if summary.deleted and record is not None:
             self.status.resource_deleted(namespace, record)
-        self.status.report_resource(namespace, record_id, summary.waiting_for)
+        phase_before = record.phase if record is not None else None
+        self.status.report_resource(namespace, record_id, summary.waiting_for, phase_before)
         return summary.poll_after
 
     # -- watch events -----------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from typing import Any, cast
 from kubernetes.client import ApiClient, V1DeleteOptions, V1Preconditions
 from kubernetes.client.exceptions import ApiException
 
+from convergence.operator import conditions
 from convergence.operator.engine.plugin import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -82,6 +83,7 @@ from convergence.operator.kube.records import (
     resource_to_status,
     stack_from_body,
     stack_to_status,
+    status_of,
     sync_point_key,
 )
 from convergence.operator.kube.revisions import TemplateRevisions
@@ -356,6 +358,7 @@ class KubernetesStore:
 
     def _write_resource(self, record: ResourceRecord, kind: str) -> ResourceRecord:
         fields = resource_to_status(replace(record, version=record.version + 1))
+        fields.update(self._report(record))
         if record.version == 0:
             taken = Conflict(f"resource {record.id!r} changed")
             sync_points = [sync_point_key(True), sync_point_key(False)]
@@ -364,6 +367,23 @@ class KubernetesStore:
             body = self.api.compare_and_set(STACK_RESOURCES, record.id, record.version, fields)
         self.api.count(kind)
         return resource_from_body(body)
+
+    def _report(self, record: ResourceRecord) -> dict[str, Any]:
+        """The conditions and reported phase a user reads, written with the record.
+
+        A record is written when one of its nodes acts, so its dependencies are
+        ready; the phase it reaches is reported as it is written (its Event is
+        the operator's, after the step: see `status.Status.report_resource`).
+        Written apart, these cost a status write per step that changes a phase.
+        """
+        known = self.api.read(STACK_RESOURCES, record.id) or {}
+        generation = known.get("metadata", {}).get("generation")
+        previous = status_of(known).get("conditions") or []
+        wanted = conditions.resource_conditions(record, None)
+        return {
+            "conditions": conditions.merge(previous, wanted, generation),
+            "reportedPhase": record.phase,
+        }
 
     def delete_resource(self, record: ResourceRecord) -> None:
         """Delete the StackResource if its version is still the record's.
