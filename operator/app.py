@@ -2,9 +2,9 @@
 
 `convergence run` (cli.py) builds one `Settings`; kopf's startup handler
 builds the `App` from it: the Kubernetes client, the per-namespace engines and
-caches with the one work queue (namespaces.py), the status writer, the three
+caches with the one work queue (namespaces.py), the status writer, the four
 controllers, the watch of StackResources (kube/watch.py: kopf watches only
-Stacks), the metrics and their HTTP endpoint. The work queue's requests
+Stacks and StackPreviews), the metrics and their HTTP endpoint. The work queue's requests
 are routed here: a record's nodes to the StackResource controller, a stack
 report to the Stack controller.
 """
@@ -23,6 +23,7 @@ import prometheus_client
 
 from convergence.operator import logs, metrics
 from convergence.operator.controllers.drift import DriftController
+from convergence.operator.controllers.preview import PreviewController
 from convergence.operator.controllers.stack import StackController
 from convergence.operator.controllers.stackresource import StackResourceController
 from convergence.operator.engine.plugin import TypeRegistry
@@ -97,6 +98,7 @@ class App:
             self.namespaces, self.status, events, self.metrics
         )
         self.drift = DriftController(self.namespaces, self.status, events)
+        self.previews = PreviewController(self.namespaces)
         self.metrics.watch_queue_depth(metrics.STACK_RESOURCE, lambda: len(self.namespaces.queue))
         self._queue_task: asyncio.Task[None] | None = None
         # StackResources are watched here, not by kopf (see kube/watch.py).

@@ -25,9 +25,10 @@ import kopf
 from convergence.operator import logs, metrics
 from convergence.operator.app import App, Settings, api_client
 from convergence.operator.controllers import Notify, Rejected, Requeue
+from convergence.operator.controllers.preview import PreviewRequest
 from convergence.operator.controllers.stack import StackRequest
 from convergence.operator.engine.plugin import TypeRegistry
-from convergence.operator.kube.names import GROUP, STACKS, VERSION
+from convergence.operator.kube.names import GROUP, STACK_PREVIEWS, STACKS, VERSION
 
 KOPF_PREFIX = f"kopf.{GROUP}"
 # Seconds between deadline checks of a stack whose workers are all idle.
@@ -63,6 +64,9 @@ def registry(settings: Settings) -> kopf.OperatorRegistry:
     )(check_timeout)
     drift = settings.drift_interval
     kopf.timer(*stacks, interval=drift, idle=drift, registry=registry)(check_drift)
+    previews = (GROUP, VERSION, STACK_PREVIEWS)
+    for cause in (kopf.on.resume, kopf.on.create, kopf.on.update):
+        cause(*previews, registry=registry)(preview_stack)
     return registry
 
 
@@ -123,6 +127,16 @@ def check_drift(
     """Put back what someone else changed in a stack at rest (see controllers/drift.py)."""
     if namespace is not None:
         _app(memo).drift.check(namespace, name, body)
+
+
+def preview_stack(
+    name: str, namespace: str | None, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any
+) -> None:
+    """Answer a StackPreview's new generation in its status (see controllers/preview.py)."""
+    assert namespace is not None, "StackPreview is namespaced"
+    app = _app(memo)
+    with _reconciling(app, metrics.STACK_PREVIEW, namespace, name):
+        app.previews.reconcile(PreviewRequest.of(body), patch.status)
 
 
 def _app(memo: Mapping[str, Any]) -> App:

@@ -21,9 +21,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from convergence.operator.engine.outcome import ActionResult, StepOutcome
 
-# The two controllers: kopf's Stack handlers, and the work queue running StackResource nodes.
+# The controllers: kopf's Stack handlers, the work queue running StackResource nodes,
+# and kopf's StackPreview handler.
 STACK = "stack"
 STACK_RESOURCE = "stackresource"
+STACK_PREVIEW = "stackpreview"
 
 # Reconcile results, as in controller-runtime.
 SUCCESS = "success"

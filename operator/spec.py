@@ -53,3 +53,22 @@ class StackSpec(BaseModel):
         if self.timeout_minutes:
             return float(self.timeout_minutes) * 60
         return None
+
+
+class StackPreviewSpec(StackSpec):
+    """`spec` of a StackPreview: a Stack's spec as it would be applied, and which Stack.
+
+    The Stack fields mean what they mean on a Stack (parametersFrom read as
+    `serviceAccountName`); those that change no resource (timeouts, rollback,
+    drift) are read and ignored, so that a Stack's spec can be copied as it is.
+    """
+
+    # The Stack of the namespace the change is for (None: a create).
+    stack_name: str | None = None
+    # Preview deleting the Stack instead.
+    delete: bool = False
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> StackPreviewSpec:
+        """The spec of a StackPreview's body."""
+        return cls.model_validate(dict(body.get("spec") or {}))

@@ -1,4 +1,5 @@
-"""One controller per object kind: Stack, StackResource, and the drift check of Stacks at rest.
+"""One controller per object kind: Stack, StackResource, StackPreview, and the drift check of
+Stacks at rest.
 
 A controller decides and acts through the engine, the store and `status.py`;
 it never imports kopf. It says "run me again after a while" by raising

@@ -15,6 +15,11 @@ from dataclasses import replace
 from typing import Any
 
 from convergence.operator.engine import operations, sync_point
+from convergence.operator.engine.decision import (
+    applied_properties,
+    resource_context,
+    validated_properties,
+)
 from convergence.operator.engine.graph import Graph, Node, cleanup_node, update_node
 from convergence.operator.engine.hot.definition import ALL_ATTRIBUTES
 from convergence.operator.engine.messages import NodeMessage
@@ -30,7 +35,7 @@ from convergence.operator.engine.plugin import (
     ResourceType,
     changed_properties,
 )
-from convergence.operator.engine.sensitive import Revealed, reveal
+from convergence.operator.engine.sensitive import Revealed
 from convergence.operator.engine.store import (
     COMPLETE,
     CREATE,
@@ -86,21 +91,13 @@ class ResourceActions:
     def _validated(
         self, plugin_type: type[ResourceType], raw: Mapping[str, Any], stack_name: str
     ) -> PropertiesModel:
-        """Resolved properties as the type gets them: secret references revealed, validated.
-
-        What is stored stays `raw`, with the references (see engine/sensitive.py).
-        """
-        return plugin_type.validate_properties(
-            reveal(raw, stack_name, self.engine.secrets, self.revealed)
-        )
+        """Resolved properties as the type gets them (see decision.validated_properties)."""
+        return validated_properties(self.engine, plugin_type, raw, stack_name, self.revealed)
 
     def _applied_properties(
         self, plugin_type: type[ResourceType], record: ResourceRecord
     ) -> PropertiesModel | None:
-        try:
-            return self._validated(plugin_type, record.properties or {}, record.stack)
-        except Exception:
-            return None  # what was applied no longer fits the type: replace
+        return applied_properties(self.engine, plugin_type, record, self.revealed)
 
     def _retain(self, stack: StackRecord, record: ResourceRecord) -> bool:
         """Let the type release a resource it keeps (Retain); False if that failed."""
@@ -125,17 +122,7 @@ class ResourceActions:
             return plugin_type.Properties.model_construct(**dict(record.properties or {}))
 
     def _context(self, stack: StackRecord, record: ResourceRecord) -> ResourceContext:
-        return ResourceContext(
-            stack=operations.stack_ref(stack),
-            name=record.name,
-            record_id=record.id,
-            clock=self.engine.clock,
-            reality=self.engine.reality,
-            data=dict(record.data),
-            resource_id=record.resource_id,
-            objects=self.engine.objects.for_stack(stack.name) if self.engine.objects else None,
-            secrets=self.engine.secrets,
-        )
+        return resource_context(self.engine, stack, record)
 
     def _start(
         self,

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 
 from convergence.operator.engine import operations, sync_point
 from convergence.operator.engine.actions import ResourceActions, failure_reason
+from convergence.operator.engine.decision import UpdateKind, decide_update
 from convergence.operator.engine.graph import Node, cleanup_node, update_node
 from convergence.operator.engine.hot.definition import ResourceData
 from convergence.operator.engine.messages import NodeMessage
@@ -46,14 +47,10 @@ from convergence.operator.engine.outcome import (
     Outcome,
     StepOutcome,
 )
-from convergence.operator.engine.plugin import (
-    changed_properties,
-)
 from convergence.operator.engine.store import (
     COMPLETE,
     CREATE,
     DELETE,
-    FAILED,
     INIT,
     UPDATE,
     Conflict,
@@ -270,33 +267,22 @@ class _Step(ResourceActions):
             return
         pending = replace(pending, properties=raw)
 
-        if record.deletion_requested:
+        plugin = plugin_type(self._context(stack, record), properties)
+        decision = decide_update(
+            record, resource.type, lambda: self._applied_properties(plugin_type, record), plugin
+        )
+        if decision.kind is UpdateKind.REPLACE:
             self._replace(stack, record, resource.type)
-            return
-        if record.action == INIT:
+        elif decision.kind is UpdateKind.CREATE:
             self._start(
                 stack, replace(record, type=resource.type), pending, plugin_type, properties
             )
-            return
-        if record.status == FAILED or record.type != resource.type or record.action == DELETE:
-            self._replace(stack, record, resource.type)
-            return
-        before = self._applied_properties(plugin_type, record)
-        changed = changed_properties(before, properties) if before is not None else frozenset()
-        plugin = plugin_type(self._context(stack, record), properties)
-        if (
-            before is None
-            or any(not plugin_type.updatable(name) for name in changed)
-            or plugin.needs_replace(before, changed)
-        ):
-            self._replace(stack, record, resource.type)
-            return
-        if changed:
+        elif decision.kind is UpdateKind.UPDATE:
             self._start(stack, record, pending, plugin_type, properties)
-            return
-        # Nothing to change: record that the record is at this template, then move on.
-        unchanged = StepOutcome(Outcome.UNCHANGED)
-        self._complete(stack, record, pending, plugin_type, plugin, True, unchanged)
+        else:
+            # Nothing to change: record that the record is at this template, then move on.
+            unchanged = StepOutcome(Outcome.UNCHANGED)
+            self._complete(stack, record, pending, plugin_type, plugin, True, unchanged)
 
     def _replace(self, stack: StackRecord, record: ResourceRecord, type_name: str) -> None:
         """Mark the record replaced in this traversal, then make its replacement.

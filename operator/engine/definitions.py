@@ -20,6 +20,7 @@ from convergence.operator.engine.hot.definition import (
     StackIdentity,
 )
 from convergence.operator.engine.hot.environment import parameter_defaults, resource_registry
+from convergence.operator.engine.hot.functions.references import ResourceReference
 from convergence.operator.engine.hot.template import Template
 from convergence.operator.engine.plugin import StackRef, TypeRegistry
 from convergence.operator.engine.store import TemplateRevision
@@ -39,6 +40,10 @@ class Definition(Protocol):
 
     def required_attributes(self, name: str) -> frozenset[str]:
         """Attributes of `name` that resources or outputs reference (may hold ALL_ATTRIBUTES)."""
+        ...
+
+    def property_references(self, name: str) -> Mapping[str, tuple[ResourceReference, ...]]:
+        """Properties of `name` that need other resources' data -> the references in each."""
         ...
 
     def resolve_properties(self, name: str, data: Mapping[str, ResourceData]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 STACK_KIND = "Stack"
 STACKS = "stacks"
 STACK_RESOURCES = "stackresources"
+STACK_PREVIEWS = "stackpreviews"
 # On every StackResource: its physical resource is deleted (or released) before the
 # object goes, so deleting a StackResource by hand never leaks or loses it.
 RESOURCE_FINALIZER = f"{GROUP}/physical-resource"

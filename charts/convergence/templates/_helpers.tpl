@@ -80,6 +80,13 @@ names the code that needs it):
 - apiGroups: [convergence.dev]
   resources: [stackresources/status]
   verbs: [patch]
+# StackPreviews: answered in their status (patch: kopf's progress annotations).
+- apiGroups: [convergence.dev]
+  resources: [stackpreviews]
+  verbs: [get, list, watch, patch]
+- apiGroups: [convergence.dev]
+  resources: [stackpreviews/status]
+  verbs: [patch]
 # Template revisions: patch marks the last completed one, delete prunes old ones.
 - apiGroups: [apps]
   resources: [controllerrevisions]

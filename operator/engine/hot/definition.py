@@ -21,7 +21,7 @@ from typing import Any
 from convergence.operator.engine.hot.environment import resolve_type
 from convergence.operator.engine.hot.errors import TemplateError, describe_value
 from convergence.operator.engine.hot.functions.conditions import outline_references
-from convergence.operator.engine.hot.functions.references import GetAttr
+from convergence.operator.engine.hot.functions.references import GetAttr, ResourceReference
 from convergence.operator.engine.hot.functions.snippets import (
     REMOVED,
     Function,
@@ -226,6 +226,20 @@ class _LazyDefinitions(Mapping[str, ResourceDefinition]):
 
     def __repr__(self) -> str:
         return f"<resources {', '.join(self._names)}>"
+
+
+def _references_in(snippet: Any) -> Iterator[ResourceReference]:
+    """The resource references left in a bound snippet, outermost first."""
+    if isinstance(snippet, ResourceReference):
+        yield snippet
+    if isinstance(snippet, Function):
+        yield from _references_in(snippet.args)
+    elif isinstance(snippet, dict):
+        for item in snippet.values():
+            yield from _references_in(item)
+    elif isinstance(snippet, list):
+        for item in snippet:
+            yield from _references_in(item)
 
 
 class StackDefinition:
@@ -445,6 +459,15 @@ class StackDefinition:
                 resource: frozenset(attributes) for resource, attributes in required.items()
             }
         return self._required_attributes.get(name, frozenset())
+
+    def property_references(self, name: str) -> Mapping[str, tuple[ResourceReference, ...]]:
+        """Each property of `name` whose value still needs other resources' data -> the
+        get_resource/get_attr calls in it (bound: conditions applied, names known)."""
+        bound = self._bound_resource(name).properties
+        if not bound.dynamic:
+            return {}
+        found = {key: tuple(_references_in(item)) for key, item in bound.value.items()}
+        return {key: references for key, references in found.items() if references}
 
     def resolve_properties(self, name: str, data: Mapping[str, ResourceData]) -> dict[str, Any]:
         """Properties of `name` with every function resolved against `data`."""
