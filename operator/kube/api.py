@@ -393,6 +393,7 @@ class NamespacedApi:
         fields: Mapping[str, Any],
         sync_points: Iterable[str],
         taken: StoreError,
+        extra_ops: Iterable[dict[str, Any]] = (),
     ) -> dict[str, Any]:
         """Write the engine's first status of an object (version 0 -> 1); raise `taken` if written.
 
@@ -403,6 +404,7 @@ class NamespacedApi:
         `add` of one key.
         """
         sync_points = list(sync_points)
+        extra_ops = list(extra_ops)
         refused_at: str | None = None
         refusal: ApiInvalid | None = None
         while True:
@@ -432,6 +434,7 @@ class NamespacedApi:
                     if not isinstance(present.get(key), Mapping)
                 ]
             ops += [{"op": "add", "path": f"/status/{k}", "value": v} for k, v in fields.items()]
+            ops += extra_ops
             try:
                 return self.patch_status(plural, name, ops, JSON_PATCH)
             except ApiInvalid as exc:

@@ -43,6 +43,7 @@ from convergence.operator.engine.store import (
     AlreadyExists,
     Conflict,
     NotFound,
+    OwnPush,
     ResourceRecord,
     StackRecord,
     StoreError,
@@ -71,6 +72,7 @@ from convergence.operator.kube.names import (
     STACKS,
     VERSION,
     is_object_name,
+    json_pointer_token,
     object_name,
 )
 from convergence.operator.kube.records import (
@@ -84,6 +86,7 @@ from convergence.operator.kube.records import (
     stack_from_body,
     stack_to_status,
     status_of,
+    sync_entry_to_status,
     sync_point_key,
 )
 from convergence.operator.kube.revisions import TemplateRevisions
@@ -350,22 +353,26 @@ class KubernetesStore:
         ]
         return sorted(records, key=lambda r: (r.created_at, r.id))
 
-    def update_resource(self, record: ResourceRecord) -> ResourceRecord:
+    def update_resource(
+        self, record: ResourceRecord, own_push: OwnPush | None = None
+    ) -> ResourceRecord:
         """Compare-and-set the record's status. The spec (its identity) is never rewritten."""
         if not is_object_name(record.id):
             raise NotFound(f"resource {record.id!r}")
-        return self._write_resource(record, RESOURCE_WRITE)
-
-    def _write_resource(self, record: ResourceRecord, kind: str) -> ResourceRecord:
         fields = resource_to_status(replace(record, version=record.version + 1))
         fields.update(self._report(record))
+        ops: list[dict[str, Any]] = []
+        if own_push is not None:
+            sync_point = sync_point_key(own_push.is_update)
+            path = f"/status/syncPoints/{sync_point}/{json_pointer_token(own_push.sender)}"
+            ops.append({"op": "add", "path": path, "value": sync_entry_to_status(own_push.entry)})
         if record.version == 0:
             taken = Conflict(f"resource {record.id!r} changed")
             sync_points = [sync_point_key(True), sync_point_key(False)]
-            body = self.api.first_write(STACK_RESOURCES, record.id, fields, sync_points, taken)
+            body = self.api.first_write(STACK_RESOURCES, record.id, fields, sync_points, taken, ops)
         else:
-            body = self.api.compare_and_set(STACK_RESOURCES, record.id, record.version, fields)
-        self.api.count(kind)
+            body = self.api.compare_and_set(STACK_RESOURCES, record.id, record.version, fields, ops)
+        self.api.count(RESOURCE_WRITE)
         return resource_from_body(body)
 
     def _report(self, record: ResourceRecord) -> dict[str, Any]:
