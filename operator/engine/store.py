@@ -108,6 +108,19 @@ class SyncEntry:
 
 
 @dataclass(frozen=True)
+class OwnPush:
+    """A push into one of a record's own sync points, made by the write of the record.
+
+    A record's update node pushes to its own cleanup node when it completes:
+    going with the record's write, that costs no write of its own.
+    """
+
+    is_update: bool  # into the update node's sync point (else the cleanup node's)
+    sender: str
+    entry: SyncEntry
+
+
+@dataclass(frozen=True)
 class TemplateRevision:
     """An immutable template with the parameters and the environment it was applied with.
 
@@ -263,8 +276,13 @@ class Store(Protocol):
         """Every record of a stack."""
         ...
 
-    def update_resource(self, record: ResourceRecord) -> ResourceRecord:
-        """Compare-and-set on record.version; return the stored record (version + 1)."""
+    def update_resource(
+        self, record: ResourceRecord, own_push: OwnPush | None = None
+    ) -> ResourceRecord:
+        """Compare-and-set on record.version; return the stored record (version + 1).
+
+        `own_push` goes into the record's own sync point in the same write.
+        """
         ...
 
     def delete_resource(self, record: ResourceRecord) -> None:
@@ -376,7 +394,7 @@ class InMemoryStore:
             if record.id in self._resources:
                 raise AlreadyExists(f"resource {record.id!r} exists")
             self._count("resource", record.id)
-            stored = replace(record, version=1)
+            stored = replace(record, version=0)
             self._resources[record.id] = stored
             self._by_stack.setdefault(record.stack, {})[record.id] = None
             return stored
@@ -390,7 +408,9 @@ class InMemoryStore:
     def list_resources(self, stack: str) -> list[ResourceRecord]:
         return [self._resources[rid] for rid in self._by_stack.get(stack, {})]
 
-    def update_resource(self, record: ResourceRecord) -> ResourceRecord:
+    def update_resource(
+        self, record: ResourceRecord, own_push: OwnPush | None = None
+    ) -> ResourceRecord:
         with self._lock:
             current = self._resources.get(record.id)
             if current is None:
@@ -400,6 +420,9 @@ class InMemoryStore:
             self._count("resource", record.id)
             stored = replace(record, version=record.version + 1)
             self._resources[record.id] = stored
+            if own_push is not None:
+                sync = self._sync.setdefault((record.id, own_push.is_update), {})
+                sync[own_push.sender] = own_push.entry
             return stored
 
     def delete_resource(self, record: ResourceRecord) -> None:

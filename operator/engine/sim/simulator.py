@@ -37,6 +37,7 @@ from convergence.operator.engine.outcome import Outcome, StepOutcome
 from convergence.operator.engine.plugin import PhysicalRecord, StoredSecret, TypeRegistry
 from convergence.operator.engine.store import (
     InMemoryStore,
+    OwnPush,
     ResourceRecord,
     StackRecord,
     SyncEntry,
@@ -201,9 +202,11 @@ class FaultyStore:
     def list_resources(self, stack: str) -> list[ResourceRecord]:
         return self.inner.list_resources(stack)
 
-    def update_resource(self, record: ResourceRecord) -> ResourceRecord:
+    def update_resource(
+        self, record: ResourceRecord, own_push: OwnPush | None = None
+    ) -> ResourceRecord:
         self._write()
-        return self.inner.update_resource(record)
+        return self.inner.update_resource(record, own_push)
 
     def delete_resource(self, record: ResourceRecord) -> None:
         self._write()
