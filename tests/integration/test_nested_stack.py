@@ -137,3 +137,24 @@ def test_a_failed_child_fails_its_resource_with_the_childs_reason(
     assert "nested stack failing-db-" in reason, reason
     assert "CREATE_FAILED" in reason, reason
     assert "broken" in reason, reason
+
+
+BAD_CHILD = "heat_template_version: 2021-04-16\nresources: {a: {type: OS::Nova::Server}}\n"
+
+
+def bad_parent(namespace: str) -> dict[str, Any]:
+    template = hot.template(
+        {"db": {"type": "OS::Heat::Stack", "properties": {"template": BAD_CHILD}}}
+    )
+    return hot.stack("bad", template, namespace=namespace)
+
+
+def test_an_invalid_child_template_fails_the_parent_with_the_childs_errors(
+    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+) -> None:
+    # No webhook here: the child Stack is stored, and its status says why it never started.
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(bad_parent(namespace)))
+    status = wait_for_stack(cluster, namespace, "bad", "CREATE_FAILED", operator=operator_process)
+    reason = status["statusReason"]
+    assert "unknown resource type 'OS::Nova::Server'" in reason, reason
+    assert "nested stack bad-db-" in reason, reason
