@@ -362,6 +362,18 @@ class InMemoryStore:
             self._stacks[stack.name] = stored
             return stored
 
+    def drop_stack(self, name: str) -> None:
+        """Forget a stack (not part of Store: on Kubernetes, the Stack object going away once
+        its delete is complete; the simulator's nested stacks do this)."""
+        with self._lock:
+            if self._stacks.pop(name, None) is not None:
+                self._count("stack", name)
+            self._stack_sync.pop(name, None)
+
+    def stack_names(self) -> list[str]:
+        """Every stack's name, in the order they were created."""
+        return list(self._stacks)
+
     def stack_sync_point(self, name: str) -> Mapping[str, SyncEntry]:
         return dict(self._stack_sync.get(name, {}))
 

@@ -35,6 +35,7 @@ from convergence.operator.engine.definitions import DefinitionLoader, template_d
 from convergence.operator.engine.messages import NodeMessage
 from convergence.operator.engine.outcome import Outcome, StepOutcome
 from convergence.operator.engine.plugin import PhysicalRecord, StoredSecret, TypeRegistry
+from convergence.operator.engine.sim.nested import SimulatedStacks
 from convergence.operator.engine.store import (
     InMemoryStore,
     OwnPush,
@@ -271,6 +272,9 @@ class Simulator:
             poll_interval=poll_interval,
             new_id=deterministic_ids(seed or 0),
         )
+        # Child stacks (OS::Heat::Stack) live in the same store and queue.
+        self.stacks = SimulatedStacks(self.engine, self.memory)
+        self.engine.stacks = self.stacks
         self._random = random.Random(seed) if seed is not None else None
         self._queue: list[_Queued] = []
         self._queued: dict[NodeMessage, _Queued] = {}
@@ -417,13 +421,14 @@ class Simulator:
 
     def restart(self, stack: str) -> None:
         """The operator restarted: messages in flight are lost, and the initial listing of
-        the stack's records wakes each of them once."""
+        the stack's records (and every other stack's: its children) wakes each of them once."""
         for queued in self._queue:
             queued.valid = False
         self._queue.clear()
         self._queued.clear()
-        for record in self.memory.list_resources(stack):
-            self.wake(stack, record.id)
+        for name in [stack, *(n for n in self.memory.stack_names() if n != stack)]:
+            for record in self.memory.list_resources(name):
+                self.wake(name, record.id)
 
     def crash_at_write(self, number: int) -> None:
         """Kill the worker making the `number`-th store write of all steps (from now on)."""
