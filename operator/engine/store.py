@@ -234,8 +234,12 @@ class Store(Protocol):
         """The stack called `name`, if any."""
         ...
 
-    def current_traversal(self, name: str) -> str | None:
-        """The stack's traversal id as stored now (never from a cache); None: no stack."""
+    def is_current(self, name: str, traversal: str) -> bool:
+        """Whether `traversal` is the stack's traversal as stored now (never from a cache).
+
+        The fence a step passes before it acts: a step of a traversal that a newer
+        one replaced must not start anything.
+        """
         ...
 
     def update_stack(self, stack: StackRecord) -> StackRecord:
@@ -346,9 +350,9 @@ class InMemoryStore:
     def get_stack(self, name: str) -> StackRecord | None:
         return self._stacks.get(name)
 
-    def current_traversal(self, name: str) -> str | None:
+    def is_current(self, name: str, traversal: str) -> bool:
         stack = self._stacks.get(name)
-        return None if stack is None else stack.traversal
+        return stack is not None and stack.traversal == traversal
 
     def update_stack(self, stack: StackRecord) -> StackRecord:
         with self._lock:

@@ -189,6 +189,20 @@ class KubernetesStore:
             record = stack_from_body(fresh)
             return None if record is None else replace(record, graph=graph_from_status(None))
 
+    def is_current(self, name: str, traversal: str) -> bool:
+        """Whether `traversal` is the stack's traversal as stored now (never from a cache).
+
+        A traversal's sync map is made before the Stack names the traversal and
+        deleted right after a newer one is stored (`update_stack`), so while it
+        exists the traversal is the current one: a consistent GET of that small
+        ConfigMap answers, where reading the Stack costs far more (see
+        `current_traversal`). A traversal without one (its graph is in the Stack's
+        status) or whose map is gone asks the Stack itself.
+        """
+        if self.graphs.sync_map_exists(traversal):
+            return True
+        return self.current_traversal(name) == traversal
+
     def current_traversal(self, name: str) -> str | None:
         """The traversal id stored now (never from the operator's cache).
 

@@ -205,14 +205,37 @@ def test_stack_record_round_trips_every_field(kit: StoreKit) -> None:
     assert kit.store.get_stack("hello") == replace(cleared, version=3)
 
 
-def test_current_traversal_is_the_one_stored_now(kit: StoreKit) -> None:
-    assert kit.store.current_traversal("nope") is None
+def test_the_current_traversal_is_the_one_stored_now(kit: StoreKit) -> None:
+    assert not kit.store.is_current("nope", "t1")
     stack = kit.new_stack()
-    assert kit.store.current_traversal("hello") == ""
+    assert not kit.store.is_current("hello", "t1")
     first = kit.store.update_stack(replace(stack, traversal="t1"))
-    assert kit.store.current_traversal("hello") == "t1"
+    assert kit.store.is_current("hello", "t1")
     kit.store.update_stack(replace(first, traversal="t2"))
-    assert kit.store.current_traversal("hello") == "t2"
+    assert kit.store.is_current("hello", "t2")
+    assert not kit.store.is_current("hello", "t1")
+
+
+def test_a_traversal_with_a_graph_is_current_while_its_sync_map_exists(kit: StoreKit) -> None:
+    """The fence reads the traversal's own small ConfigMap, and the Stack when it is gone."""
+    stack = kit.new_stack()
+    a = new_id()
+    first = kit.store.update_stack(
+        replace(stack, traversal="t1", graph=Graph({update_node(a): []}))
+    )
+    assert kit.store.is_current("hello", "t1")
+    second = kit.store.update_stack(
+        replace(first, traversal="t2", graph=Graph({update_node(a): []}))
+    )
+    assert kit.store.is_current("hello", "t2")
+    assert not kit.store.is_current("hello", "t1"), "the old traversal's map went with it"
+    if isinstance(kit.store, KubernetesStore):
+        assert kit.api is not None
+        # Its sync map lost (deleted by hand): the Stack itself still says which is current.
+        CoreV1Api(kit.api).delete_namespaced_config_map("sync-t2", kit.namespace)
+        assert kit.store.is_current("hello", "t2")
+        assert not kit.store.is_current("hello", "t3")
+    assert second.traversal == "t2"
 
 
 def test_create_stack_twice_is_already_exists(kit: StoreKit) -> None:

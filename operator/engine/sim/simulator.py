@@ -166,8 +166,8 @@ class FaultyStore:
     def get_stack(self, name: str) -> StackRecord | None:
         return self.inner.get_stack(name)
 
-    def current_traversal(self, name: str) -> str | None:
-        return self.inner.current_traversal(name)
+    def is_current(self, name: str, traversal: str) -> bool:
+        return self.inner.is_current(name, traversal)
 
     def update_stack(self, stack: StackRecord) -> StackRecord:
         self._write()
