@@ -87,6 +87,7 @@ class ChildStacks:
             "parameters": dict(parameters),
             "disableRollback": True,
         }
+        self._refuse_a_stranger(name, str(parent["metadata"]["uid"]))
         service_account = (parent.get("spec") or {}).get("serviceAccountName")
         if service_account:
             spec["serviceAccountName"] = service_account
@@ -128,6 +129,19 @@ class ChildStacks:
             raise ResourceFailure(f"cannot apply nested stack {name}: {exc.message}") from None
         return int(applied["metadata"].get("generation") or 0)
 
+    def _refuse_a_stranger(self, name: str, parent_uid: str) -> None:
+        """Fail when a Stack called `name` exists that this parent does not own.
+
+        A child's name is derived from the parent, the resource and its record;
+        a Stack of that name someone else made (by chance, or on purpose) is
+        never taken over by an apply, nor deleted.
+        """
+        existing = if_present(request, self._owner.api, "GET", self._path(name))
+        if existing is not None and not owned_by(existing, parent_uid):
+            raise ResourceFailure(
+                f"a Stack named {name} exists and is not a nested stack of {self.parent}"
+            )
+
     def get(self, name: str) -> NestedStackState | None:
         body = if_present(request, self._owner.api, "GET", self._path(name))
         if body is None:
@@ -135,12 +149,21 @@ class ChildStacks:
         return child_state(body)
 
     def delete(self, name: str) -> None:
+        parent = if_present(request, self._owner.api, "GET", self._path(self.parent))
+        if parent is not None:
+            self._refuse_a_stranger(name, str(parent["metadata"]["uid"]))
         options = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
         try:
             request(self._owner.api, "DELETE", self._path(name), body=options)
         except ApiError as exc:
             if not is_not_found(exc):
                 raise ResourceFailure(f"cannot delete nested stack {name}: {exc.message}") from None
+
+
+def owned_by(body: Mapping[str, Any], owner_uid: str) -> bool:
+    """Whether the object names the Stack with `owner_uid` among its owners."""
+    owners = (body.get("metadata") or {}).get("ownerReferences") or ()
+    return any(o.get("kind") == STACK_KIND and o.get("uid") == owner_uid for o in owners)
 
 
 def child_state(body: Mapping[str, Any]) -> NestedStackState:

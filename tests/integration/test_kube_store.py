@@ -9,17 +9,15 @@ layout, and the ConfigMaps of ConfigMapReality.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
-from kubernetes import config
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
@@ -51,21 +49,9 @@ from convergence.operator.kube.reality import ConfigMapReality, configmap_name
 from convergence.operator.kube.revisions import TemplateRevisions
 from convergence.operator.kube.store import KubernetesStore
 from convergence.operator.testing import hot
-from convergence.operator.testing.cluster import Cluster
 from convergence.reconcilers.heat_test_resource import TestResource
 
 TEMPLATE = hot.template({"first": {"type": "OS::Heat::None"}})
-
-
-@pytest.fixture(scope="session")
-def api_client(cluster: Cluster) -> Iterator[ApiClient]:
-    """A client of the real API server, closed at the end (no leaked sockets)."""
-    # The kubernetes package leaves its config loaders unannotated.
-    client: ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=str(cluster.kubeconfig)
-    )
-    with contextlib.closing(client):
-        yield client
 
 
 @dataclass

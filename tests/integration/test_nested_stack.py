@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes.client import ApiClient
 
+from convergence.operator.engine.plugin import ResourceFailure
+from convergence.operator.kube.nested import KubernetesStacks
 from convergence.operator.testing import hot
 from convergence.operator.testing.cluster import Cluster, wait_for_stack
 from convergence.operator.testing.operator_process import OperatorProcess
@@ -24,6 +27,8 @@ CHILD = yaml.safe_dump(
         outputs={"said": {"value": {"get_attr": ["inner", "output"]}}},
     )
 )
+
+CHILD_TEMPLATE = yaml.safe_load(CHILD)
 
 PARENT = hot.template(
     {
@@ -158,3 +163,25 @@ def test_an_invalid_child_template_fails_the_parent_with_the_childs_errors(
     reason = status["statusReason"]
     assert "unknown resource type 'OS::Nova::Server'" in reason, reason
     assert "nested stack bad-db-" in reason, reason
+
+
+def test_a_stack_of_a_childs_name_that_the_parent_does_not_own_is_never_taken_or_deleted(
+    cluster: Cluster, namespace: str, api_client: ApiClient
+) -> None:
+    """A child's name is derived; a Stack someone else made under it stays theirs."""
+    for name in ("parent", "theirs"):
+        manifest = hot.stack(name, hot.template({}), namespace=namespace)
+        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest))
+    before = get(cluster, namespace, "stack", "theirs")
+    children = KubernetesStacks(api_client, namespace).for_stack("parent")
+    with pytest.raises(ResourceFailure, match="not a nested stack of parent"):
+        children.apply("theirs", CHILD_TEMPLATE, {"word": "x"}, resource="db", record_id="r1")
+    with pytest.raises(ResourceFailure, match="not a nested stack of parent"):
+        children.delete("theirs")
+    after = get(cluster, namespace, "stack", "theirs")
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]
+    assert after["spec"] == before["spec"], "the stranger's spec was rewritten"
+    assert after["metadata"].get("deletionTimestamp") is None
+    # Its own child it does apply and delete.
+    children.apply("parent-db-own", CHILD_TEMPLATE, {"word": "x"}, resource="db", record_id="r1")
+    children.delete("parent-db-own")
