@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from pathlib import Path
 from typing import Any, cast
 
@@ -73,6 +73,45 @@ def random_resources(
     return resources
 
 
+def copy_resources(resources: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """A copy of a template's resources whose properties may be changed."""
+    return {
+        name: {**resource, "properties": dict(resource["properties"])}
+        for name, resource in resources.items()
+    }
+
+
+def edit_values(
+    rng: random.Random, resources: dict[str, dict[str, Any]], count: int, suffix: str
+) -> None:
+    """Edit the value of `count` resources in place (those whose value is no get_* of another)."""
+    for name in rng.sample(sorted(resources), count):
+        value = resources[name]["properties"]["value"]
+        if isinstance(value, str):
+            resources[name]["properties"]["value"] = f"{value}-{suffix}"
+
+
+def replace_some(
+    rng: random.Random, resources: dict[str, dict[str, Any]], count: int, value: str
+) -> set[str]:
+    """Change update_replace_value of `count` resources, which replaces them; their names."""
+    names = set(rng.sample(sorted(resources), count))
+    for name in names:
+        resources[name]["properties"]["update_replace_value"] = value
+    return names
+
+
+def kept_errors(
+    before: Mapping[str, str], after: Mapping[str, str], may_change: Set[str]
+) -> list[str]:
+    """Resources updated in place (not in `may_change`) whose physical copy changed."""
+    return [
+        f"{name}: updated in place, yet its physical copy {before[name]} became {after[name]}"
+        for name in sorted(before)
+        if name not in may_change and after.get(name) != before[name]
+    ]
+
+
 def random_template(rng: random.Random, count: int, slow: int, wait_secs: float = 1) -> Template:
     """A template of `count` random TestResources r00.., `slow` of them waiting `wait_secs`."""
     names = [f"r{i:02d}" for i in range(count)]
@@ -94,6 +133,7 @@ class StackRun:
         replay: str,
         timeout: float,
         operator_args: Sequence[str] = (),
+        clusterwide: bool = False,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -102,14 +142,10 @@ class StackRun:
         # The command that runs this seed again, for failure messages.
         self.replay = replay
         self.log = log
+        # The operator serves the run's namespace, or every one (`clusterwide`).
+        scope = ("--all-namespaces",) if clusterwide else ("--namespace", namespace)
         self.operator = OperatorProcess(
-            cluster.kubeconfig,
-            log,
-            "--namespace",
-            namespace,
-            "--metrics-port",
-            "0",
-            *operator_args,
+            cluster.kubeconfig, log, *scope, "--metrics-port", "0", *operator_args
         )
         self.driver = KubernetesDriver(cluster, namespace, timeout=timeout)
         self._objects = CustomObjectsApi(self.driver.api)

@@ -39,17 +39,24 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from convergence.operator.engine.sim.scenario import Operation
 from convergence.operator.testing import hot
 from convergence.operator.testing.cluster import Cluster
-from convergence.operator.testing.stack_run import StackRun, Template, random_resources
+from convergence.operator.testing.stack_run import (
+    StackRun,
+    Template,
+    copy_resources,
+    edit_values,
+    kept_errors,
+    random_resources,
+    replace_some,
+)
 
 pytestmark = pytest.mark.controlplane
 
@@ -100,29 +107,6 @@ class Plan:
     culprit: str
 
 
-def _copy(resources: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    return {
-        name: {**resource, "properties": dict(resource["properties"])}
-        for name, resource in resources.items()
-    }
-
-
-def _edit(rng: random.Random, resources: dict[str, dict[str, Any]], suffix: str) -> None:
-    """Edit the value of some resources in place (those whose value is no get_* of another)."""
-    for name in rng.sample(sorted(resources), EDITED_RESOURCES):
-        value = resources[name]["properties"]["value"]
-        if isinstance(value, str):
-            resources[name]["properties"]["value"] = f"{value}-{suffix}"
-
-
-def _replace(rng: random.Random, resources: dict[str, dict[str, Any]], value: str) -> set[str]:
-    """Change update_replace_value of some resources, which replaces them."""
-    names = set(rng.sample(sorted(resources), REPLACED_RESOURCES))
-    for name in names:
-        resources[name]["properties"]["update_replace_value"] = value
-    return names
-
-
 def random_plan(rng: random.Random, mode: str) -> Plan:
     """A random DAG of TestResources, an update of it, and an update to be rolled back.
 
@@ -134,13 +118,13 @@ def random_plan(rng: random.Random, mode: str) -> Plan:
     slow = dict.fromkeys(rng.sample(names, SLOW_RESOURCES), 1)
     resources = random_resources(rng, names, slow)
 
-    updated = _copy(resources)
-    replaced = _replace(rng, updated, "v2")
-    _edit(rng, updated, "edited")
+    updated = copy_resources(resources)
+    replaced = replace_some(rng, updated, REPLACED_RESOURCES, "v2")
+    edit_values(rng, updated, EDITED_RESOURCES, "edited")
 
-    bad = _copy(updated)
-    replaced_again = _replace(rng, bad, "v3")
-    _edit(rng, bad, "edited-again")
+    bad = copy_resources(updated)
+    replaced_again = replace_some(rng, bad, REPLACED_RESOURCES, "v3")
+    edit_values(rng, bad, EDITED_RESOURCES, "edited-again")
     # The culprit is updated in place, never replaced: its slow update is what
     # keeps the update in progress until the rollback is asked for (a replaced
     # one is created, and the whole update may be in service before that).
@@ -241,15 +225,6 @@ def test_kill_9_during_create_update_rollback_and_delete_leaves_reality_right(
         if errors:
             pytest.fail(run.report(stage, errors))
         return run.physical_names(observation)
-
-    def kept_errors(
-        before: Mapping[str, str], after: Mapping[str, str], may_change: frozenset[str]
-    ) -> list[str]:
-        return [
-            f"{name}: updated in place, yet its physical copy {before[name]} became {after[name]}"
-            for name in sorted(before)
-            if name not in may_change and after.get(name) != before[name]
-        ]
 
     run.apply_with_kills("create", Operation("create", plan.base), CREATE_WINDOW)
     created = check("create", plan.base, "CREATE_COMPLETE")
