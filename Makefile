@@ -11,7 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CONTROLPLANE := $(PY) -m convergence.operator.testing.controlplane
 
-.PHONY: venv lock graphviz-bin controlplane-bin controlplane controlplane-down env demo test lint unit integration clean chart-crds e2e e2e-kind bench
+.PHONY: venv lock graphviz-bin controlplane-bin controlplane controlplane-down env demo test lint unit integration clean chart-crds e2e e2e-kind bench faults
 
 # The venv is rebuilt when pyproject.toml or the lock changes.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -75,6 +75,15 @@ unit: venv
 test: venv controlplane-bin graphviz-bin lint
 	$(VENV)/bin/pytest
 	bash e2e/local.sh
+
+# The fault tests (tests/integration/test_faults.py: the API server and etcd
+# restarted, expired watches, an update storm, a namespace deleted under a
+# stopped operator) over more seeds than `make test` runs (one):
+# FAULT_RUNS seeds 0.., or FAULT_SEEDS=3,7 for chosen ones. About 5 minutes a seed.
+FAULT_RUNS ?= 5
+FAULT_SEEDS ?=
+faults: venv controlplane-bin
+	FAULT_RUNS=$(FAULT_RUNS) FAULT_SEEDS=$(FAULT_SEEDS) $(VENV)/bin/pytest tests/integration/test_faults.py
 
 # The chart ships a copy of crds/ (Helm reads only the chart's own folder);
 # tests/integration/test_chart.py fails while the copy is stale.

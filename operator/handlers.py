@@ -96,6 +96,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.posting.event_name_prefix = "convergence-"
     settings.watching.server_timeout = 300
     config: Settings = memo.settings
+    # Namespaces given by name are watched as given. kopf's scan of namespaces leaves out
+    # one that is being deleted when it starts, so an operator started after its namespace's
+    # deletion began would never release the Stacks' finalizers: the namespace would stay
+    # Terminating for ever. (Not scanning also means CRDs are discovered once, at startup.)
+    settings.scanning.disabled = bool(config.namespaces)
     if config.webhook_port:
         settings.admission.server = kopf.WebhookServer(
             addr=config.webhook_address,

@@ -278,8 +278,18 @@ class ResourceActions:
     ) -> None:
         """Record a finished create/update (reading the referenced attributes once), push on."""
         context = plugin.context
-        wanted = self.engine.definition(operations.stack_ref(stack), pending.template)
-        names = wanted.required_attributes(record.name) if record.name in wanted.resources else ()
+        names: frozenset[str] | tuple[()] = ()
+        try:
+            wanted = self.engine.definition(operations.stack_ref(stack), pending.template)
+        except NotFound:
+            if current:
+                raise
+            # A stale action's template may be gone (its namespace is being deleted): no
+            # one reads what it would push, and the newest traversal, which this record
+            # re-enters below, reads the attributes it needs itself.
+        else:
+            if record.name in wanted.resources:
+                names = wanted.required_attributes(record.name)
         if ALL_ATTRIBUTES in names:
             names = frozenset(plugin_type.attributes_schema)
         # A value revealed to the type in this step is stored as its reference again.

@@ -34,9 +34,16 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from convergence.operator.testing.fake_node import (
+    FAKE_NODE,
+    FAKE_NODE_POD_CIDR,
+    KWOK_NODE_ANNOTATION,
+    POD_CIDR,
+    fake_node,
+)
 from convergence.operator.testing.pki import kubeconfig_text, write_certificates
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -77,13 +84,6 @@ CONTROLLERS = (
 
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
-# Pod IPs kwok hands out: the fake node's podCIDR, inside kwok's --cidr.
-POD_CIDR = "10.244.0.0/16"
-FAKE_NODE_POD_CIDR = "10.244.0.0/24"
-FAKE_NODE = "kwok-node-0"
-# kwok manages the nodes with this annotation (and no others): add more fake
-# nodes by creating Nodes annotated so.
-KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 KWOK_STAGES = REPO_ROOT / "e2e" / "controlplane" / "kwok.yaml"
 
 
@@ -126,17 +126,17 @@ def port_is_free(port: int) -> bool:
         return True
 
 
-# --- certificates -----------------------------------------------------------
-
-
 @dataclass
 class Component:
-    """One started process: its name, pid, binary and log."""
+    """One started process: its name, pid, binary and log, and how it was started."""
 
     name: str
     pid: int
     binary: str
     log: str
+    # Its arguments and extra environment, to start it again the same way (`ControlPlane.start`).
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
 
     def alive(self) -> bool:
         """True while the recorded pid still runs the recorded binary (pids are reused)."""
@@ -267,12 +267,7 @@ class ControlPlane:
                 )
             )
             self._record(components)
-            self._wait(
-                components[-1],
-                lambda: _http_ok(f"http://127.0.0.1:{etcd_port}/health"),
-                timeout,
-                "etcd /health",
-            )
+            self._wait(components[-1], self._ready("etcd"), timeout, "etcd /health")
             components.append(
                 self._start(
                     "kube-apiserver",
@@ -301,12 +296,7 @@ class ControlPlane:
                 )
             )
             self._record(components)
-            self._wait(
-                components[-1],
-                lambda: self._get(f"{server}/readyz")[0] == 200,
-                timeout,
-                "kube-apiserver /readyz",
-            )
+            self._wait(components[-1], self._ready("kube-apiserver"), timeout, "its /readyz")
             # The rest only need the API server: start them together.
             controller_manager = self._start(
                 "kube-controller-manager",
@@ -384,14 +374,21 @@ class ControlPlane:
         return self.kubeconfig
 
     def _start(
-        self, name: str, args: list[str], ports: list[int], env: dict[str, str] | None = None
+        self,
+        name: str,
+        args: list[str],
+        ports: list[int],
+        env: dict[str, str] | None = None,
+        *,
+        again: bool = False,
     ) -> Component:
+        """Start one component; `again`: a restart, its log appended to."""
         for port in ports:
             if not port_is_free(port):
                 raise ControlPlaneError(f"cannot start {name}: port 127.0.0.1:{port} is in use")
         binary = str(self.bin_dir / name)
         log = self.state_dir / f"{name}.log"
-        with log.open("wb") as out:
+        with log.open("ab" if again else "wb") as out:
             process = subprocess.Popen(
                 [binary, *args],
                 stdin=subprocess.DEVNULL,
@@ -401,7 +398,43 @@ class ControlPlane:
                 env={**os.environ, **env} if env else None,
             )
         self._children[process.pid] = process
-        return Component(name=name, pid=process.pid, binary=binary, log=str(log))
+        return Component(name, process.pid, binary, str(log), list(args), dict(env or {}))
+
+    # -- faults: one component stopped and started again -----------------------------------------
+
+    def _component(self, name: str) -> Component:
+        for component in self._components():
+            if component.name == name:
+                return component
+        raise ControlPlaneError(f"no {name} was started in {self.state_dir}")
+
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
+        """Stop one component ("kube-apiserver", "etcd") and keep its state, to start it again.
+
+        `sig` SIGKILL: a crash, no chance to tidy up. Returns once it has exited.
+        """
+        self._end(self._component(name), sig, grace=30)
+
+    def start(self, name: str, timeout: float = 120.0) -> None:
+        """Start a stopped component again as before: the same arguments, hence the same
+        ports, certificates and data (etcd's data outlives it). Returns once it is ready."""
+        component = self._component(name)
+        if component.alive():
+            raise ControlPlaneError(f"{name} (pid {component.pid}) is running")
+        ready = self._ready(name)
+        # Its ports were its own a moment ago: not checked (connections may linger in TIME_WAIT).
+        started = self._start(name, component.args, [], component.env, again=True)
+        self._record([started if c.name == name else c for c in self._components()])
+        self._wait(started, ready, timeout, f"{name} (started again)")
+
+    def _ready(self, name: str) -> Callable[[], bool]:
+        """Whether etcd or the API server, as recorded in endpoints.json, is ready."""
+        endpoints = json.loads((self.state_dir / "endpoints.json").read_text())
+        if name == "etcd":
+            return lambda: _http_ok(f"{endpoints['etcd']}/health")
+        if name == "kube-apiserver":
+            return lambda: self._get(f"{endpoints['apiserver']}/readyz")[0] == 200
+        raise ControlPlaneError(f"starting {name} again is not supported")
 
     def _wait(
         self,
@@ -454,44 +487,7 @@ class ControlPlane:
 
     def _create_fake_node(self) -> None:
         """The Node kwok plays the kubelet of; kwok's node-ready stage makes it Ready."""
-        key, value = KWOK_NODE_ANNOTATION
-        node = {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {
-                "name": FAKE_NODE,
-                "annotations": {key: value},
-                "labels": {
-                    "kubernetes.io/hostname": FAKE_NODE,
-                    "kubernetes.io/os": "linux",
-                    "kubernetes.io/arch": "amd64",
-                    "type": "kwok",
-                },
-            },
-            "spec": {"podCIDR": FAKE_NODE_POD_CIDR, "podCIDRs": [FAKE_NODE_POD_CIDR]},
-            # A Node's status may be set on create; the conditions are kwok's.
-            "status": {
-                "addresses": [
-                    # Loopback: a kubectl logs/exec on its pods fails at once.
-                    {"type": "InternalIP", "address": "127.0.0.1"},
-                    {"type": "Hostname", "address": FAKE_NODE},
-                ],
-                "capacity": {"cpu": "32", "memory": "128Gi", "pods": "500"},
-                "allocatable": {"cpu": "32", "memory": "128Gi", "pods": "500"},
-                "nodeInfo": {
-                    "architecture": "amd64",
-                    "operatingSystem": "linux",
-                    "kubeletVersion": "kwok",
-                    "containerRuntimeVersion": "kwok",
-                    "kernelVersion": "",
-                    "osImage": "",
-                    "kubeProxyVersion": "",
-                    "machineID": "",
-                    "systemUUID": "",
-                    "bootID": "",
-                },
-            },
-        }
+        node = fake_node(FAKE_NODE, FAKE_NODE_POD_CIDR)
         status, answer = self._api("POST", "/api/v1/nodes", node)
         if status not in (201, 409):
             raise ControlPlaneError(f"cannot create the fake node {FAKE_NODE}: {status} {answer}")
@@ -518,19 +514,7 @@ class ControlPlane:
         # etcd waits for the API server's connections and the API server for
         # etcd, and both take seconds longer.
         for component in reversed(self._components()):
-            if component.alive():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(component.pid, signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while component.alive() and time.monotonic() < deadline:
-                time.sleep(0.02)
-            if component.alive():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(component.pid, signal.SIGKILL)
-            child = self._children.pop(component.pid, None)
-            if child is not None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    child.wait(timeout=5)
+            self._end(component, signal.SIGTERM, grace=10)
         if keep_logs:
             for path in (self.state_dir / "etcd-data", self._pids_file):
                 if path.is_dir():
@@ -539,6 +523,22 @@ class ControlPlane:
                     path.unlink(missing_ok=True)
         else:
             shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def _end(self, component: Component, sig: int, grace: float) -> None:
+        """Send `sig`, then SIGKILL after `grace` seconds; return once it has exited."""
+        if component.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(component.pid, sig)
+        deadline = time.monotonic() + grace
+        while component.alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if component.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(component.pid, signal.SIGKILL)
+        child = self._children.pop(component.pid, None)
+        if child is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=5)
 
     def env(self) -> str:
         """Shell exports for using the running control plane by hand."""

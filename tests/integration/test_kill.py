@@ -39,36 +39,24 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
 
 import pytest
-from kubernetes.client import CoreV1Api, CustomObjectsApi
-from kubernetes.client.exceptions import ApiException
 
-from convergence.operator.engine.plugin import (
-    MANAGED_BY,
-    MANAGED_BY_LABEL,
-    TypeRegistry,
-)
-from convergence.operator.engine.sim.scenario import (
-    Observation,
-    Operation,
-    ScenarioError,
-    reality_errors,
-)
-from convergence.operator.kube.names import (
-    GROUP,
-    STACK_RESOURCES,
-    STACKS,
-    VERSION,
-)
+from convergence.operator.engine.sim.scenario import Operation
 from convergence.operator.testing import hot
 from convergence.operator.testing.cluster import Cluster
-from convergence.operator.testing.kube_driver import KubernetesDriver
-from convergence.operator.testing.operator_process import OperatorProcess
+from convergence.operator.testing.stack_run import (
+    StackRun,
+    Template,
+    copy_resources,
+    edit_values,
+    kept_errors,
+    random_resources,
+    replace_some,
+)
 
 pytestmark = pytest.mark.controlplane
 
@@ -92,17 +80,12 @@ CREATE_WINDOW = 8.0
 UPDATE_WINDOW = 8.0
 ROLLBACK_WINDOW = 10.0
 DELETE_WINDOW = 6.0
-# Seconds the garbage collector gets to delete what the deleted Stack owned.
-GC_GRACE = 15.0
 # Seconds the operator stays dead at most before it is started again.
 DOWNTIME = 0.5
 STACK = "kill"
-TYPE = "OS::Heat::TestResource"
 ROLLBACK_MODES = ("failure", "annotation")
 # Long enough for 30 resources along the longest dependency chain, with restarts.
 CONVERGE_TIMEOUT = 120.0
-
-Template = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -124,29 +107,6 @@ class Plan:
     culprit: str
 
 
-def _copy(resources: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    return {
-        name: {**resource, "properties": dict(resource["properties"])}
-        for name, resource in resources.items()
-    }
-
-
-def _edit(rng: random.Random, resources: dict[str, dict[str, Any]], suffix: str) -> None:
-    """Edit the value of some resources in place (those whose value is no get_* of another)."""
-    for name in rng.sample(sorted(resources), EDITED_RESOURCES):
-        value = resources[name]["properties"]["value"]
-        if isinstance(value, str):
-            resources[name]["properties"]["value"] = f"{value}-{suffix}"
-
-
-def _replace(rng: random.Random, resources: dict[str, dict[str, Any]], value: str) -> set[str]:
-    """Change update_replace_value of some resources, which replaces them."""
-    names = set(rng.sample(sorted(resources), REPLACED_RESOURCES))
-    for name in names:
-        resources[name]["properties"]["update_replace_value"] = value
-    return names
-
-
 def random_plan(rng: random.Random, mode: str) -> Plan:
     """A random DAG of TestResources, an update of it, and an update to be rolled back.
 
@@ -155,32 +115,16 @@ def random_plan(rng: random.Random, mode: str) -> Plan:
     forces its dependents to update.
     """
     names = [f"r{i:02d}" for i in range(RESOURCES)]
-    slow = set(rng.sample(names, SLOW_RESOURCES))
-    resources: dict[str, dict[str, Any]] = {}
-    for index, name in enumerate(names):
-        earlier = rng.sample(names[:index], min(index, rng.randint(0, 3)))
-        properties: dict[str, Any] = {"update_replace_value": "v1"}
-        resource: dict[str, Any] = {"type": TYPE, "properties": properties}
-        if earlier:
-            source = earlier[0]
-            properties["value"] = rng.choice(
-                [{"get_resource": source}, {"get_attr": [source, "output"]}]
-            )
-            if earlier[1:]:
-                resource["depends_on"] = sorted(earlier[1:])
-        else:
-            properties["value"] = f"{name}-value"
-        if name in slow:
-            properties["wait_secs"] = 1
-        resources[name] = resource
+    slow = dict.fromkeys(rng.sample(names, SLOW_RESOURCES), 1)
+    resources = random_resources(rng, names, slow)
 
-    updated = _copy(resources)
-    replaced = _replace(rng, updated, "v2")
-    _edit(rng, updated, "edited")
+    updated = copy_resources(resources)
+    replaced = replace_some(rng, updated, REPLACED_RESOURCES, "v2")
+    edit_values(rng, updated, EDITED_RESOURCES, "edited")
 
-    bad = _copy(updated)
-    replaced_again = _replace(rng, bad, "v3")
-    _edit(rng, bad, "edited-again")
+    bad = copy_resources(updated)
+    replaced_again = replace_some(rng, bad, REPLACED_RESOURCES, "v3")
+    edit_values(rng, bad, EDITED_RESOURCES, "edited-again")
     # The culprit is updated in place, never replaced: its slow update is what
     # keeps the update in progress until the rollback is asked for (a replaced
     # one is created, and the whole update may be in service before that).
@@ -204,26 +148,23 @@ def random_plan(rng: random.Random, mode: str) -> Plan:
     )
 
 
-class KillRun:
-    """One seeded run: the operator, the driver, and the kills."""
+class KillRun(StackRun):
+    """One seeded run (`StackRun`) with kill -9s of its operator."""
 
     def __init__(self, cluster: Cluster, namespace: str, log: Path, seed: int) -> None:
-        self.seed = seed
-        self.rng = random.Random(seed)
-        self.mode = ROLLBACK_MODES[seed % len(ROLLBACK_MODES)]
-        self.namespace = namespace
-        self.log = log
-        self.operator = OperatorProcess(
-            cluster.kubeconfig, log, "--namespace", namespace, "--metrics-port", "0"
+        super().__init__(
+            cluster,
+            namespace,
+            log,
+            seed,
+            stack=STACK,
+            replay=f"KILL_SEEDS={seed} pytest tests/integration/test_kill.py",
+            timeout=CONVERGE_TIMEOUT,
         )
-        self.driver = KubernetesDriver(cluster, namespace, timeout=CONVERGE_TIMEOUT)
-        self._objects = CustomObjectsApi(self.driver.api)
-        self._core = CoreV1Api(self.driver.api)
-        self.types = TypeRegistry.from_entry_points()
-        self.kills: list[str] = []
-        self.timings: list[str] = []
+        self.mode = ROLLBACK_MODES[seed % len(ROLLBACK_MODES)]
 
-    # -- kills -------------------------------------------------------------------------------------
+    def report(self, stage: str, errors: list[str]) -> str:
+        return super().report(f"{stage} (rollback mode {self.mode})", errors)
 
     def kill_moments(self, window: float) -> list[float]:
         return sorted(self.rng.uniform(0.0, window) for _ in range(KILLS_PER_OPERATION))
@@ -234,7 +175,7 @@ class KillRun:
             time.sleep(max(0.0, started + moment - time.monotonic()))
             self.operator.kill()
             elapsed = time.monotonic() - started
-            self.kills.append(f"{stage} +{elapsed:.1f}s ({self._progress()})")
+            self.faults.append(f"kill in {stage} +{elapsed:.1f}s ({self.progress()})")
             time.sleep(self.rng.uniform(0.0, DOWNTIME))
             self.operator.start()
 
@@ -252,148 +193,10 @@ class KillRun:
         started = time.monotonic()
         self.driver.apply(STACK, update)
         time.sleep(max(0.0, started + annotate_after - time.monotonic()))
-        progress = self._progress()
+        progress = self.progress()
         self.driver.apply(STACK, Operation("rollback"))
-        self.kills.append(f"(rollback annotated at +{annotate_after:.1f}s: {progress})")
+        self.faults.append(f"(rollback annotated at +{annotate_after:.1f}s: {progress})")
         self.kill_at(stage, time.monotonic(), moments)
-
-    def _progress(self) -> str:
-        """The stack's phase and how many resources are in progress (for the kill log)."""
-        body = self._stack_body()
-        if body is None:
-            return "stack gone"
-        phase = (body.get("status") or {}).get("phase")
-        running = sum(
-            1
-            for item in self._stack_resources()
-            if "IN_PROGRESS" in str((item.get("status") or {}).get("phase") or "")
-        )
-        return f"{phase}, {running} resources in progress"
-
-    # -- observation -------------------------------------------------------------------------------
-
-    def _stack_body(self) -> Mapping[str, Any] | None:
-        try:
-            body = self._objects.get_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, STACKS, STACK
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return cast(Mapping[str, Any], body)
-
-    def _stack_resources(self) -> list[Mapping[str, Any]]:
-        """Every StackResource of the namespace (the run's namespace holds only this stack)."""
-        listed = self._objects.list_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, STACK_RESOURCES
-        )
-        return list(cast(Mapping[str, Any], listed).get("items", []))
-
-    def _managed(self, kind: str) -> list[str]:
-        """Names of the ConfigMaps or Secrets the operator made in the namespace."""
-        selector = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
-        listed: Any = (
-            self._core.list_namespaced_config_map(self.namespace, label_selector=selector)
-            if kind == "ConfigMap"
-            else self._core.list_namespaced_secret(self.namespace, label_selector=selector)
-        )
-        return sorted(f"{kind}/{item.metadata.name}" for item in listed.items if item.metadata)
-
-    def physical_names(self, observation: Observation) -> dict[str, str]:
-        """Logical resource -> the name of its one physical copy."""
-        return {record.logical_name: record.name for record in observation.reality}
-
-    def records_errors(self, template: Template) -> list[str]:
-        """One StackResource per resource of `template`, none in progress or being deleted."""
-        errors = []
-        per_name: dict[str, list[str]] = {}
-        for item in self._stack_resources():
-            name = str(item["spec"]["resource"])
-            phase = str((item.get("status") or {}).get("phase") or "INIT_COMPLETE")
-            per_name.setdefault(name, []).append(phase)
-            if "IN_PROGRESS" in phase:
-                errors.append(f"StackResource {item['metadata']['name']} ({name}) stuck in {phase}")
-            if item["metadata"].get("deletionTimestamp"):
-                errors.append(
-                    f"StackResource {item['metadata']['name']} ({name}, {phase}) is hanging "
-                    f"in deletion (finalizers {item['metadata'].get('finalizers')})"
-                )
-        for name in sorted(set(per_name) | set(template["resources"])):
-            phases = per_name.get(name, [])
-            if name not in template["resources"]:
-                errors.append(f"StackResource of {name} left over: {phases}")
-            elif len(phases) != 1:
-                errors.append(f"{name}: expected 1 StackResource, found {len(phases)}: {phases}")
-        return errors
-
-    def converged(self, template: Template, phase: str) -> tuple[Observation, list[str]]:
-        """The stack once the operator went quiet, and what is wrong with it."""
-        try:
-            self.driver.run_until_quiet()
-        except ScenarioError as exc:
-            return self.driver.observe(STACK), [str(exc)]
-        observation = self.driver.observe(STACK)
-        errors = []
-        if observation.phase != phase:
-            errors.append(f"stack is {observation.phase} ({observation.reason}), expected {phase}")
-        errors += self.records_errors(template)
-        errors += reality_errors(observation, template, {}, STACK, self.types)
-        return observation, errors
-
-    def deleted_errors(self) -> list[str]:
-        """What is left of the stack once the operator went quiet after its delete."""
-        try:
-            self.driver.run_until_quiet()
-        except ScenarioError as exc:
-            return [str(exc)]
-        errors = []
-        body = self._stack_body()
-        if body is not None:
-            status = body.get("status") or {}
-            errors.append(
-                f"the Stack is still there ({status.get('phase')}, "
-                f"finalizers {body['metadata'].get('finalizers')})"
-            )
-        errors += [
-            f"StackResource {item['metadata']['name']} ({item['spec']['resource']}) left"
-            for item in self._stack_resources()
-        ]
-        # Template revisions' Secrets are the garbage collector's (owned by the
-        # Stack): give it a few seconds.
-        deadline = time.monotonic() + GC_GRACE
-        while (leaked := self._managed("ConfigMap") + self._managed("Secret")) and (
-            time.monotonic() < deadline
-        ):
-            time.sleep(0.5)
-        if leaked:
-            errors.append(f"leaked: {', '.join(leaked)}")
-        return errors
-
-    def report(self, stage: str, errors: list[str]) -> str:
-        """A failure message with all it takes to understand and reproduce it."""
-        body = self._stack_body()
-        status = (body or {}).get("status") or {}
-        records = []
-        for item in self._stack_resources():
-            item_status = item.get("status") or {}
-            metadata = item["metadata"]
-            records.append(
-                f"    {item['spec']['resource']} {metadata['name'][:8]} "
-                f"{item_status.get('phase')} replaces={str(item['spec'].get('replaces'))[:8]} "
-                f"replacedBy={str(item_status.get('replacedBy'))[:8]}"
-                + (" DELETING" if metadata.get("deletionTimestamp") else "")
-            )
-        return (
-            f"seed {self.seed} (rollback mode {self.mode}) after {stage}; "
-            f"reproduce with KILL_SEEDS={self.seed}\n"
-            f"kills: {self.kills}\ntimings: {self.timings}\n  "
-            + "\n  ".join(errors)
-            + f"\nstack: {status.get('phase')} traversal {status.get('traversal')} "
-            f"reason {status.get('statusReason')!r}\nStackResources:\n"
-            + "\n".join(sorted(records))
-            + f"\noperator log {self.log}, tail:\n{self.operator.tail(60)}"
-        )
 
 
 @pytest.fixture
@@ -405,9 +208,7 @@ def kill_run(
     try:
         yield run
     finally:
-        # SIGKILL: a graceful stop takes seconds and there is nothing left to tidy up.
-        run.operator.kill()
-        run.driver.close()
+        run.close()
 
 
 @pytest.mark.parametrize("kill_run", SEEDS, indirect=True, ids=lambda s: f"seed{s}")
@@ -424,15 +225,6 @@ def test_kill_9_during_create_update_rollback_and_delete_leaves_reality_right(
         if errors:
             pytest.fail(run.report(stage, errors))
         return run.physical_names(observation)
-
-    def kept_errors(
-        before: Mapping[str, str], after: Mapping[str, str], may_change: frozenset[str]
-    ) -> list[str]:
-        return [
-            f"{name}: updated in place, yet its physical copy {before[name]} became {after[name]}"
-            for name in sorted(before)
-            if name not in may_change and after.get(name) != before[name]
-        ]
 
     run.apply_with_kills("create", Operation("create", plan.base), CREATE_WINDOW)
     created = check("create", plan.base, "CREATE_COMPLETE")
@@ -464,4 +256,4 @@ def test_kill_9_during_create_update_rollback_and_delete_leaves_reality_right(
     run.timings.append(f"delete done at {time.monotonic() - started:.0f}s")
     if errors:
         pytest.fail(run.report("delete", errors))
-    print(f"seed {run.seed} ({run.mode}): {run.timings}; kills {run.kills}")
+    print(f"seed {run.seed} ({run.mode}): {run.timings}; kills {run.faults}")

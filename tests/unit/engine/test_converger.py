@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from convergence.operator.engine.messages import NodeMessage
 from convergence.operator.engine.operations import replacement_id
 from convergence.operator.engine.outcome import ActionResult, Outcome, acted
 from convergence.operator.engine.sim.simulator import Simulator
+from convergence.operator.engine.store import NotFound
 from convergence.operator.testing import hot
 
 TYPE = "OS::Heat::TestResource"
@@ -266,3 +268,31 @@ def test_a_record_deleted_by_an_older_traversal_after_this_one_chose_it_restarts
     assert sim.stack("s").phase == "ROLLBACK_COMPLETE"
     assert [c.properties for c in sim.copies("s", "A")] == [{"value": "a"}]
     assert len([r for r in sim.resources("s") if r.name == "A"]) == 1
+
+
+def test_a_stale_action_ends_though_its_template_revision_is_gone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As when a namespace is deleted while the operator is down: its template revisions go
+    first, then a restarted operator finishes the creates a stale traversal left running."""
+    sim = Simulator()
+    slow = {"properties": {"value": "a", "wait_secs": 3}}
+    sim.create("s", hot.template(hot.resources(TYPE, A=slow, B=slow)))
+    sim.run(2)  # both creates start
+    revision = sim.stack("s").template
+    assert revision is not None
+    sim.delete("s")
+    get_template = sim.memory.get_template
+
+    def gone(revision_id: str) -> Any:
+        if revision_id == revision:
+            raise NotFound(f"template {revision_id!r}")
+        return get_template(revision_id)
+
+    monkeypatch.setattr(sim.memory, "get_template", gone)
+    # A restarted operator: no definition in memory.
+    sim.engine = replace(sim.engine, _cache={})
+    sim.run_until_quiet()
+    assert sim.stack("s").phase == "DELETE_COMPLETE"
+    assert sim.resources("s") == []
+    assert sim.copies("s", "A") == sim.copies("s", "B") == []
