@@ -71,7 +71,6 @@ from convergence.operator.engine.plugin.resource_type import (
     ResourceContext,
     ResourceType,
     StackRef,
-    short_id,
 )
 from convergence.operator.engine.plugin.secrets import (
     SECRET_TOKEN,
@@ -80,6 +79,7 @@ from convergence.operator.engine.plugin.secrets import (
     has_secret_token,
     secret_token,
 )
+from convergence.operator.engine.record_ids import short_id
 
 __all__ = [
     "ENTRY_POINT_GROUP",
