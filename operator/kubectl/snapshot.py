@@ -17,7 +17,7 @@ from kubernetes.client.exceptions import ApiException
 
 from convergence.operator.engine.graph import Graph
 from convergence.operator.engine.plugin import STACK_LABEL, label_value
-from convergence.operator.engine.record_ids import SHORT_ID_CHARS, short_id
+from convergence.operator.engine.record_ids import SHORT_ID_CHARS, is_uuid_id, short_id
 from convergence.operator.engine.store import ResourceRecord, StackRecord
 from convergence.operator.kube.api import NamespacedApi, is_not_found
 from convergence.operator.kube.graphs import GraphGone, TraversalGraphs
@@ -68,6 +68,12 @@ def short(record_id: str) -> str:
     except ValueError:
         return record_id
     return record_id[-SHORT_ID_CHARS:]
+
+
+def object_name(record_id: str) -> str:
+    """A StackResource as `trace` and `events` name it: its name, which `kubectl get` takes;
+    shortened as `short` does only where it is a UUID (an older operator's record)."""
+    return short(record_id) if is_uuid_id(record_id) else record_id
 
 
 def read_stack_body(target: Target, name: str) -> Mapping[str, Any]:
