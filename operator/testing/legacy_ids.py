@@ -24,7 +24,7 @@ def uuid_record_id(stack: str, name: str, unique: str) -> str:
 
 
 def main() -> int:
-    operations.record_id = uuid_record_id
+    operations.record_id = uuid_record_id  # type: ignore[attr-defined]  # its import, replaced
     return cli.main(sys.argv[1:])
 
 
