@@ -218,7 +218,7 @@ def test_missing_parameter_source_is_reported_then_picked_up(
     assert physical(cluster, namespace)["a"]["value"] == "late"
 
 
-def annotations(cluster: Cluster, namespace: str, stack: str) -> dict[str, str]:
+def stack_annotations(cluster: Cluster, namespace: str, stack: str) -> dict[str, str]:
     return dict(get(cluster, namespace, "stack", stack)["metadata"].get("annotations") or {})
 
 
@@ -271,7 +271,8 @@ def test_cancel_without_rollback_by_annotation_again_in_a_later_update(
             lambda: (
                 (status := settled_status(cluster, namespace, "cancelled", "UPDATE_FAILED"))
                 and status.get("handledCancelTraversal") not in (None, *cancelled_at)
-                and "convergence.dev/cancel" not in annotations(cluster, namespace, "cancelled")
+                and "convergence.dev/cancel"
+                not in stack_annotations(cluster, namespace, "cancelled")
                 and status
             ),
         )

@@ -46,7 +46,7 @@ def records(cluster: Cluster, namespace: str, stack: str) -> dict[str, dict[str,
 def test_kubectl_get_stackresources_reads_as_stack_and_resource(
     cluster: Cluster, namespace: str, operator_process: OperatorProcess
 ) -> None:
-    odd = {"WebServer": {}, "db_password": {}, "cache.v2": {}, LONG: {}}
+    odd: dict[str, Any] = {"WebServer": {}, "db_password": {}, "cache.v2": {}, LONG: {}}
     apply(cluster, namespace, "shop", odd)
     wait_for_stack(cluster, namespace, "shop", "CREATE_COMPLETE", operator=operator_process)
     by_resource = records(cluster, namespace, "shop")
