@@ -5,8 +5,8 @@ stack record; storing it makes every older traversal stale without interrupting
 anything (running actions finish, then their nodes re-enter the newest
 traversal). Starting a traversal picks, for each resource of the target
 template, the best existing record (Heat's scoring), creates INIT records for
-the rest, computes the graph once and stores it with the stack, then triggers
-the leaves.
+the rest (named by `record_ids.record_id`: readable, unique), computes the
+graph once and stores it with the stack, then triggers the leaves.
 
 This module also holds every write of stack state after the start: a traversal
 is *ready* (in service) when all its update nodes are done, and *complete*
