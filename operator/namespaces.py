@@ -24,6 +24,7 @@ from convergence.operator.engine.messages import NodeMessage
 from convergence.operator.engine.plugin import TypeRegistry
 from convergence.operator.engine.wiring import Engine
 from convergence.operator.kube.cache import ObjectCache
+from convergence.operator.kube.nested import KubernetesStacks
 from convergence.operator.kube.objects import KubernetesObjects
 from convergence.operator.kube.reality import ConfigMapReality
 from convergence.operator.kube.secrets import KubernetesSecretStore
@@ -89,6 +90,7 @@ class Namespaces:
                 dispatcher=QueueDispatcher(namespace, self.queue),
                 objects=objects,
                 secrets=KubernetesSecretStore(self.api, namespace),
+                stacks=KubernetesStacks(self.api, namespace),
                 definitions=functools.partial(template_definitions, project_id=namespace),
             )
         return self._engines[namespace]

@@ -150,8 +150,21 @@ class Status:
 
     # -- StackResources --------------------------------------------------------------------------
 
-    def report_resource(self, namespace: str, record_id: str, waiting: list[str] | None) -> None:
-        """Ready and DependenciesReady of a StackResource, and an Event for a new phase."""
+    def report_resource(
+        self,
+        namespace: str,
+        record_id: str,
+        waiting: list[str] | None,
+        phase_before: str | None = None,
+    ) -> None:
+        """Ready and DependenciesReady of a StackResource, and an Event for a new phase.
+
+        The engine's record writes carry the conditions and the reported phase of
+        the record they write (kube/store.py), so what is left to write here is
+        what only the step knows: the dependencies a waiting node still awaits.
+        A phase the step reached (`phase_before` is the record's phase before it)
+        gets its Event here; so does one that was not reported with its write.
+        """
         try:
             # The newest body this process knows: a newer one fails the patch below,
             # and its own watch event brings the conditions up to date.
@@ -175,7 +188,8 @@ class Status:
             if is_not_found(exc) or is_conflict(exc):
                 return
             raise
-        event = transition_event(record.phase) if reported else None
+        reached = reported or (phase_before is not None and record.phase != phase_before)
+        event = transition_event(record.phase) if reached else None
         if event is not None:
             reason = f": {record.status_reason}" if record.status == FAILED else ""
             self.events.post(

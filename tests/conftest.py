@@ -8,6 +8,7 @@ tests run there.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -15,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kubernetes import config
+from kubernetes.client import ApiClient
 
 from convergence.operator.testing.cluster import Cluster
 from convergence.operator.testing.controlplane import (
@@ -59,6 +62,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def _install_crds(cluster: Cluster) -> None:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRDS))
+
+
+@pytest.fixture(scope="session")
+def api_client(cluster: Cluster) -> Iterator[ApiClient]:
+    """A client of the real API server, closed at the end (no leaked sockets)."""
+    # The kubernetes package leaves its config loaders unannotated.
+    client: ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(cluster.kubeconfig)
+    )
+    with contextlib.closing(client):
+        yield client
 
 
 @pytest.fixture

@@ -61,12 +61,12 @@ def pending(
     kind: RequestKind,
     annotations: Mapping[str, str],
     status: Mapping[str, Any],
-    traversal: Callable[[], str],
+    is_current: Callable[[str], bool],
 ) -> str | None:
     """The value of `kind`'s annotation when it is a request to carry out (see the module).
 
-    `traversal` reads the stack's current traversal; it is called only for a value
-    handled already.
+    `is_current` says whether a traversal is the stack's current one (the store's
+    fence); it is asked only about a value handled already.
     """
     value = annotations.get(kind.annotation)
     if value is None or value != status.get(kind.handled):
@@ -74,7 +74,7 @@ def pending(
     handled_at = status.get(kind.handled_traversal)
     if handled_at is None:
         return None  # handled by an older operator, which acted on each value once
-    return value if handled_at != traversal() else None
+    return None if is_current(str(handled_at)) else value
 
 
 def handled(kind: RequestKind, body: Mapping[str, Any], value: str) -> bool:

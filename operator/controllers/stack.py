@@ -137,15 +137,19 @@ class StackController:
         if current.get("observedGeneration") != generation:
             self._start_traversal(engine, request, patch, notify)
 
+        def is_current(traversal: str) -> bool:
+            return engine.store.is_current(name, traversal)
+
         def traversal() -> str:
-            return engine.store.current_traversal(name) or ""
+            stack = engine.store.get_stack(name)
+            return "" if stack is None else stack.traversal
 
         for kind in KINDS:
             value = fresh.annotations.get(kind.annotation)
             if value is None:
                 continue
             try:
-                if pending(kind, fresh.annotations, current, traversal) is not None:
+                if pending(kind, fresh.annotations, current, is_current) is not None:
                     self._carry_out(kind, value, engine, request, current, patch, notify)
                 else:
                     logger.info("stack %s: %s=%s was handled already", name, kind.annotation, value)

@@ -38,6 +38,8 @@ from convergence.operator.namespaces import Namespaces, RecordKey
 from convergence.operator.status import Status, deleted_while_in_use
 
 logger = logging.getLogger("convergence.operator")
+# Seconds an update node waits for its dependencies before the wait is reported.
+WAITING_REPORT_AFTER = 2.0
 
 
 @dataclass(frozen=True)
@@ -156,8 +158,33 @@ class StackResourceController:
         summary = summarize(reports)
         if summary.deleted and record is not None:
             self.status.resource_deleted(namespace, record)
-        self.status.report_resource(namespace, record_id, summary.waiting_for)
-        return summary.poll_after
+        phase_before = record.phase if record is not None else None
+        waiting, recheck = self._waiting_to_report(record_id, summary.waiting_for)
+        acted = any(report.outcome.action is not None for report in reports)
+        if recheck is None or acted:
+            self.status.report_resource(namespace, record_id, waiting, phase_before)
+        polls = [t for t in (summary.poll_after, recheck) if t is not None]
+        return min(polls) if polls else None
+
+    def _waiting_to_report(
+        self, record_id: str, waiting: list[str] | None
+    ) -> tuple[list[str] | None, float | None]:
+        """What the record's update node awaits, once it has waited `WAITING_REPORT_AFTER`.
+
+        Each push wakes the record, and in a fast traversal most nodes wait for
+        a moment only: reporting every new list would cost a write per push.
+        A node still waiting is reported then (its wake-up is scheduled); a
+        moment's wait is never written, and the record is not reported at all
+        meanwhile unless an action of it moved. Returns (the list to report, or None;
+        seconds after which to look again, or None).
+        """
+        if not waiting:
+            return None, None
+        since = self.step_metrics.waiting_since.get((record_id, True))
+        waited = 0.0 if since is None else time.monotonic() - since
+        if waited >= WAITING_REPORT_AFTER:
+            return waiting, None
+        return None, WAITING_REPORT_AFTER - waited
 
     # -- watch events -----------------------------------------------------------------------------
 

@@ -286,6 +286,10 @@ class ResourceActions:
         attributes = self.revealed.hide(
             {name: plugin.get_attribute(name) for name in sorted(names)}
         )
+        graph_node = self._graph_node(stack.graph, update_node(record.id), record)
+        own = cleanup_node(record.id) if current else None
+        if graph_node is None or own not in stack.graph.successors(graph_node):
+            own = None
         completed = self.store.update_resource(
             replace(
                 record,
@@ -304,13 +308,18 @@ class ResourceActions:
                 reference_id=self.revealed.hide(plugin.reference_id()),
                 attributes=attributes,
                 converged=pending.traversal,
-            )
+            ),
+            # Its cleanup node hears of it in the same write (the one push it needs no
+            # write for); _propagate then only checks whether that node may run.
+            None
+            if own is None or graph_node is None
+            else sync_point.own_push(own, graph_node, self.traversal),
         )
         self.outcome = outcome
         if current:
-            graph_node = self._graph_node(stack.graph, update_node(record.id), record)
             assert graph_node is not None
-            self._propagate(stack, graph_node, self._node_data(completed))
+            written = frozenset({own}) if own is not None else frozenset()
+            self._propagate(stack, graph_node, self._node_data(completed), written)
         else:
             self._reenter_newest(stack.name, completed)
 
@@ -350,8 +359,17 @@ class ResourceActions:
     def _node_data(record: ResourceRecord) -> NodeData:
         return NodeData(record.id, record.name, record.reference_id, dict(record.attributes))
 
-    def _propagate(self, stack: StackRecord, graph_node: Node, data: NodeData | None) -> None:
+    def _propagate(
+        self,
+        stack: StackRecord,
+        graph_node: Node,
+        data: NodeData | None,
+        written: frozenset[Node] = frozenset(),
+    ) -> None:
         """Push to every successor's sync point; trigger those now satisfied; tell the stack.
+
+        `written` are successors whose entry the node's own record write carried:
+        they are only checked, and triggered if satisfied.
 
         A successor that has this node's entry of this traversal already heard of
         it when that push was made (and was triggered then, or is woken again by
@@ -363,6 +381,14 @@ class ResourceActions:
         graph = stack.graph
         for successor in sorted(graph.successors(graph_node), key=lambda n: (n.is_update, n)):
             try:
+                if successor in written:
+                    entries = sync_point.read(self.store, successor)
+                    if sync_point.is_satisfied(
+                        entries, graph.predecessors(successor), self.traversal
+                    ):
+                        self._trigger(stack.name, successor)
+                    self.pushed.append(str(successor))
+                    continue
                 if sync_point.has_pushed(
                     sync_point.read(self.store, successor), graph_node, self.traversal
                 ):

@@ -198,7 +198,7 @@ class _Step(ResourceActions):
             missing = sync_point.waiting_for(entries, predecessors, self.traversal)
             self.outcome = StepOutcome(Outcome.WAITING, waiting_for=tuple(missing))
             return
-        if self.store.current_traversal(stack.name) != self.traversal:
+        if not self.store.is_current(stack.name, self.traversal):
             # The stack read above may come from a cache that has not seen a newer
             # traversal start: never act for a stale one (the newer one covers this node).
             self.outcome = StepOutcome(Outcome.STALE_TRAVERSAL)

@@ -118,6 +118,7 @@ def resource_context(engine: Engine, stack: StackRecord, record: ResourceRecord)
         resource_id=record.resource_id,
         objects=engine.objects.for_stack(stack.name) if engine.objects else None,
         secrets=engine.secrets,
+        stacks=engine.stacks.for_stack(stack.name) if engine.stacks else None,
     )
 
 

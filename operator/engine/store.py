@@ -109,6 +109,19 @@ class SyncEntry:
 
 
 @dataclass(frozen=True)
+class OwnPush:
+    """A push into one of a record's own sync points, made by the write of the record.
+
+    A record's update node pushes to its own cleanup node when it completes:
+    going with the record's write, that costs no write of its own.
+    """
+
+    is_update: bool  # into the update node's sync point (else the cleanup node's)
+    sender: str
+    entry: SyncEntry
+
+
+@dataclass(frozen=True)
 class TemplateRevision:
     """An immutable template with the parameters and the environment it was applied with.
 
@@ -222,8 +235,12 @@ class Store(Protocol):
         """The stack called `name`, if any."""
         ...
 
-    def current_traversal(self, name: str) -> str | None:
-        """The stack's traversal id as stored now (never from a cache); None: no stack."""
+    def is_current(self, name: str, traversal: str) -> bool:
+        """Whether `traversal` is the stack's traversal as stored now (never from a cache).
+
+        The fence a step passes before it acts: a step of a traversal that a newer
+        one replaced must not start anything.
+        """
         ...
 
     def update_stack(self, stack: StackRecord) -> StackRecord:
@@ -264,8 +281,13 @@ class Store(Protocol):
         """Every record of a stack."""
         ...
 
-    def update_resource(self, record: ResourceRecord) -> ResourceRecord:
-        """Compare-and-set on record.version; return the stored record (version + 1)."""
+    def update_resource(
+        self, record: ResourceRecord, own_push: OwnPush | None = None
+    ) -> ResourceRecord:
+        """Compare-and-set on record.version; return the stored record (version + 1).
+
+        `own_push` goes into the record's own sync point in the same write.
+        """
         ...
 
     def delete_resource(self, record: ResourceRecord) -> None:
@@ -329,9 +351,9 @@ class InMemoryStore:
     def get_stack(self, name: str) -> StackRecord | None:
         return self._stacks.get(name)
 
-    def current_traversal(self, name: str) -> str | None:
+    def is_current(self, name: str, traversal: str) -> bool:
         stack = self._stacks.get(name)
-        return None if stack is None else stack.traversal
+        return stack is not None and stack.traversal == traversal
 
     def update_stack(self, stack: StackRecord) -> StackRecord:
         with self._lock:
@@ -344,6 +366,18 @@ class InMemoryStore:
             stored = replace(stack, version=stack.version + 1)
             self._stacks[stack.name] = stored
             return stored
+
+    def drop_stack(self, name: str) -> None:
+        """Forget a stack (not part of Store: on Kubernetes, the Stack object going away once
+        its delete is complete; the simulator's nested stacks do this)."""
+        with self._lock:
+            if self._stacks.pop(name, None) is not None:
+                self._count("stack", name)
+            self._stack_sync.pop(name, None)
+
+    def stack_names(self) -> list[str]:
+        """Every stack's name, in the order they were created."""
+        return list(self._stacks)
 
     def stack_sync_point(self, name: str) -> Mapping[str, SyncEntry]:
         return dict(self._stack_sync.get(name, {}))
@@ -377,7 +411,7 @@ class InMemoryStore:
             if record.id in self._resources:
                 raise AlreadyExists(f"resource {record.id!r} exists")
             self._count("resource", record.id)
-            stored = replace(record, version=1)
+            stored = replace(record, version=0)
             self._resources[record.id] = stored
             self._by_stack.setdefault(record.stack, {})[record.id] = None
             return stored
@@ -391,7 +425,9 @@ class InMemoryStore:
     def list_resources(self, stack: str) -> list[ResourceRecord]:
         return [self._resources[rid] for rid in self._by_stack.get(stack, {})]
 
-    def update_resource(self, record: ResourceRecord) -> ResourceRecord:
+    def update_resource(
+        self, record: ResourceRecord, own_push: OwnPush | None = None
+    ) -> ResourceRecord:
         with self._lock:
             current = self._resources.get(record.id)
             if current is None:
@@ -401,6 +437,9 @@ class InMemoryStore:
             self._count("resource", record.id)
             stored = replace(record, version=record.version + 1)
             self._resources[record.id] = stored
+            if own_push is not None:
+                sync = self._sync.setdefault((record.id, own_push.is_update), {})
+                sync[own_push.sender] = own_push.entry
             return stored
 
     def delete_resource(self, record: ResourceRecord) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from convergence.operator.engine.graph import Node
-from convergence.operator.engine.store import NodeData, Store, SyncEntry
+from convergence.operator.engine.store import NodeData, OwnPush, Store, SyncEntry
 
 
 def arrived(entries: Mapping[str, SyncEntry], traversal: str) -> frozenset[str]:
@@ -63,6 +63,16 @@ def push(
 ) -> Mapping[str, SyncEntry]:
     """Merge the sender's entry into the target node's sync point; return the sync point."""
     return store.push(target.record_id, target.is_update, sender.key(), SyncEntry(traversal, data))
+
+
+def own_push(target: Node, sender: Node, traversal: str) -> OwnPush:
+    """The sender's entry for a target node of the sender's own record, to go with its write.
+
+    Only an update node pushes into its own record's cleanup node, and it sends
+    no data there.
+    """
+    assert target.record_id == sender.record_id, "a record's write pushes only into itself"
+    return OwnPush(target.is_update, sender.key(), SyncEntry(traversal))
 
 
 def read(store: Store, node: Node) -> Mapping[str, SyncEntry]:

@@ -23,6 +23,7 @@ from convergence.operator.engine.definitions import (
 from convergence.operator.engine.messages import Dispatcher
 from convergence.operator.engine.plugin import (
     Clock,
+    NestedStackClients,
     ObjectClients,
     Reality,
     SecretStore,
@@ -55,6 +56,8 @@ class Engine:
     objects: ObjectClients | None = None
     # Where types keep secret values (OS::Heat::RandomString); None: nowhere.
     secrets: SecretStore | None = None
+    # Child stacks per parent stack (OS::Heat::Stack); None: nesting is not wired.
+    stacks: NestedStackClients | None = None
     new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
     _cache: dict[str | None, Definition] = field(default_factory=dict, repr=False)
 

@@ -91,10 +91,8 @@ STACK_WRITE = "stack"  # initialising or compare-and-set of a Stack's status
 STACK_PUSH = "stack_push"
 TEMPLATE_WRITE = "template"
 RESOURCE_WRITE = "resource"  # create, compare-and-set or delete of a StackResource
-RESOURCE_STATUS_INIT = "resource_status_init"  # the status write a create needs (subresource)
 RESOURCE_RELEASE = "resource_release"  # removing a StackResource's finalizer before its delete
 PUSH = "push"
-SYNC_POINT_INIT = "sync_point_init"  # a sync point map that had to be made before a push
 GRAPH_WRITE = "graph"
 
 
@@ -395,16 +393,20 @@ class NamespacedApi:
         fields: Mapping[str, Any],
         sync_points: Iterable[str],
         taken: StoreError,
+        extra_ops: Iterable[dict[str, Any]] = (),
     ) -> dict[str, Any]:
         """Write the engine's first status of an object (version 0 -> 1); raise `taken` if written.
 
         It tests the resourceVersion of the object that was read without a
-        version, and reads again when anything else wrote it meanwhile. The
-        object's sync point maps are made empty, so that a push is always one
+        version, and reads again when anything else wrote it meanwhile (pushes
+        come before the first status: the node waited for them). The sync point
+        maps not made by a push yet are made empty, so that later pushes are one
         `add` of one key.
         """
         sync_points = list(sync_points)
+        extra_ops = list(extra_ops)
         refused_at: str | None = None
+        refusal: ApiInvalid | None = None
         while True:
             body = self.read(plural, name, fresh=refused_at is not None)
             if body is None:
@@ -413,7 +415,8 @@ class NamespacedApi:
                 raise taken
             resource_version = str(body["metadata"]["resourceVersion"])
             if resource_version == refused_at:
-                raise StoreError(f"{plural} {name!r}: first status refused")
+                assert refusal is not None
+                raise StoreError(f"{plural} {name!r}: write refused: {_refusal(refusal)}")
             status = status_of(body)
             ops: list[dict[str, Any]] = [
                 {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}
@@ -431,36 +434,45 @@ class NamespacedApi:
                     if not isinstance(present.get(key), Mapping)
                 ]
             ops += [{"op": "add", "path": f"/status/{k}", "value": v} for k, v in fields.items()]
+            ops += extra_ops
             try:
                 return self.patch_status(plural, name, ops, JSON_PATCH)
-            except ApiInvalid:
+            except ApiInvalid as exc:
                 # Written meanwhile (the test failed), or refused: the next read tells.
-                refused_at = resource_version
+                refused_at, refusal = resource_version, exc
 
     # -- sync points ---------------------------------------------------------------------------
 
     def push(
         self, plural: str, name: str, sync_point: str, sender: str, entry: SyncEntry
     ) -> dict[str, SyncEntry]:
-        """Put `sender`'s entry in the object's sync point `sync_point`; the sync point after."""
+        """Put `sender`'s entry in the object's sync point `sync_point`; the sync point after.
+
+        One write either way: an `add` of the one key into the map, or, when the
+        map is not there yet (a record is created without status), a merge patch
+        of the entry alone, which makes the map or adds the key to one a
+        concurrent push just made (a missing map holds no entry of this sender).
+        """
         if not is_object_name(name):
             raise NotFound(f"{plural} {name!r}")
-        path = f"/status/syncPoints/{sync_point}/{json_pointer_token(sender)}"
-        push = [{"op": "add", "path": path, "value": sync_entry_to_status(entry)}]
+        value = sync_entry_to_status(entry)
+        known = self.read(plural, name)
+        missing = known is not None and not isinstance(
+            status_of(known).get("syncPoints", {}).get(sync_point), Mapping
+        )
         try:
-            body = self.patch_status(plural, name, push, JSON_PATCH)
-        except ApiInvalid:
-            # The map is missing (a status written by hand, or not initialised yet):
-            # a merge patch of an empty map makes it without touching one that exists.
-            make_map: dict[str, Any] = {"status": {"syncPoints": {sync_point: {}}}}
-            try:
-                self.patch_status(plural, name, make_map, MERGE_PATCH)
-                self.count(SYNC_POINT_INIT)
-                body = self.patch_status(plural, name, push, JSON_PATCH)
-            except ApiError as retry_exc:
-                raise StoreError(f"{plural} {name!r}: push refused: {_refusal(retry_exc)}") from (
-                    retry_exc
-                )
+            if not missing:
+                path = f"/status/syncPoints/{sync_point}/{json_pointer_token(sender)}"
+                add = [{"op": "add", "path": path, "value": value}]
+                try:
+                    body = self.patch_status(plural, name, add, JSON_PATCH)
+                except ApiInvalid:
+                    missing = True  # made since the cache saw the object, or refused
+            if missing:
+                make = {"status": {"syncPoints": {sync_point: {sender: value}}}}
+                body = self.patch_status(plural, name, make, MERGE_PATCH)
+        except ApiInvalid as exc:
+            raise StoreError(f"{plural} {name!r}: push refused: {_refusal(exc)}") from exc
         self.count(STACK_PUSH if plural == STACKS else PUSH)
         return sync_point_from_status(status_of(body).get("syncPoints", {}).get(sync_point))
 

@@ -34,10 +34,12 @@ from convergence.operator.engine.store import StoreError, SyncEntry
 from convergence.operator.kube.api import (
     GRAPH_WRITE,
     STACK_PUSH,
+    ApiNotFound,
     NamespacedApi,
     if_present,
     is_conflict,
     is_namespace_terminating,
+    request,
     unless_absent,
 )
 from convergence.operator.kube.names import GROUP, is_object_name
@@ -49,6 +51,8 @@ from convergence.operator.kube.records import (
 )
 
 GRAPH_PREFIX = "graph-"
+# An object's metadata without the rest (a PartialObjectMetadata).
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io"
 GRAPH_LABEL = f"{GROUP}/graph"
 SYNC_PREFIX = "sync-"
 SYNC_TRAVERSAL_KEY = "traversal"
@@ -184,6 +188,19 @@ class TraversalGraphs:
                 self._drop(str(item.metadata.name))
 
     # -- stack sync maps -----------------------------------------------------------------------
+
+    def sync_map_exists(self, traversal: str) -> bool:
+        """Whether the traversal's sync map exists now (a consistent read, never a cache)."""
+        name = sync_map_name(traversal)
+        if not is_object_name(name):
+            return False
+        path = f"/api/v1/namespaces/{self._api.namespace}/configmaps/{name}"
+        try:
+            # Its metadata only: whether it is there is all that matters.
+            request(self._api.client, "GET", path, accept=METADATA_ONLY)
+        except ApiNotFound:
+            return False
+        return True
 
     def sync_point(self, traversal: str) -> dict[str, SyncEntry]:
         """The traversal's sync map: the newest known, else read ({} if there is none)."""

@@ -195,9 +195,14 @@ def stack_from_body(body: Mapping[str, Any]) -> StackRecord | None:
 
 def resource_spec(record: ResourceRecord) -> dict[str, Any]:
     """A StackResource's spec: the record's identity, which never changes."""
-    spec = {"stack": record.stack, "resource": record.name, "type": record.type}
+    spec: dict[str, Any] = {"stack": record.stack, "resource": record.name, "type": record.type}
     if record.replaces is not None:
         spec["replaces"] = record.replaces
+    # The record as first written, read while the engine has written no status yet.
+    spec["createdAt"] = record.created_at
+    if record.template is not None:
+        spec["templateRevision"] = record.template
+    spec["deletionPolicy"] = record.deletion_policy
     return spec
 
 
@@ -259,12 +264,19 @@ def resource_to_status(record: ResourceRecord) -> dict[str, Any]:
 def resource_from_body(body: Mapping[str, Any]) -> ResourceRecord:
     """The engine's record of a StackResource object.
 
-    An object whose status the engine never wrote (its creator died between
-    creating it and initialising its status) reads as an INIT record at version
-    0, so the next traversal sees it and cleans it up like any unused record.
+    An object is created without status (the API server ignores a status in a
+    create): until the engine first writes one, it reads as an INIT record at
+    version 0 with the fields its spec was created with.
     """
     spec = body["spec"]
     status = status_of(body)
+    if engine_version(body) == 0:
+        status = {
+            "createdAt": spec.get("createdAt"),
+            "templateRevision": spec.get("templateRevision"),
+            "deletionPolicy": spec.get("deletionPolicy", "Delete"),
+            **status,
+        }
     action, state = split_phase(str(status.get("phase") or f"{INIT}_{COMPLETE}"))
     properties = status.get("properties")
     return ResourceRecord(

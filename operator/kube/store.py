@@ -32,6 +32,7 @@ from typing import Any, cast
 from kubernetes.client import ApiClient, V1DeleteOptions, V1Preconditions
 from kubernetes.client.exceptions import ApiException
 
+from convergence.operator import conditions
 from convergence.operator.engine.plugin import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -43,6 +44,7 @@ from convergence.operator.engine.store import (
     AlreadyExists,
     Conflict,
     NotFound,
+    OwnPush,
     ResourceRecord,
     StackRecord,
     StoreError,
@@ -52,7 +54,6 @@ from convergence.operator.engine.store import (
 from convergence.operator.kube.api import (
     JSON_PATCH,
     RESOURCE_RELEASE,
-    RESOURCE_STATUS_INIT,
     RESOURCE_WRITE,
     STACK_WRITE,
     NamespacedApi,
@@ -72,6 +73,7 @@ from convergence.operator.kube.names import (
     STACKS,
     VERSION,
     is_object_name,
+    json_pointer_token,
     object_name,
 )
 from convergence.operator.kube.records import (
@@ -84,6 +86,8 @@ from convergence.operator.kube.records import (
     resource_to_status,
     stack_from_body,
     stack_to_status,
+    status_of,
+    sync_entry_to_status,
     sync_point_key,
 )
 from convergence.operator.kube.revisions import TemplateRevisions
@@ -186,6 +190,20 @@ class KubernetesStore:
             record = stack_from_body(fresh)
             return None if record is None else replace(record, graph=graph_from_status(None))
 
+    def is_current(self, name: str, traversal: str) -> bool:
+        """Whether `traversal` is the stack's traversal as stored now (never from a cache).
+
+        A traversal's sync map is made before the Stack names the traversal and
+        deleted right after a newer one is stored (`update_stack`), so while it
+        exists the traversal is the current one: a consistent GET of that small
+        ConfigMap answers, where reading the Stack costs far more (see
+        `current_traversal`). A traversal without one (its graph is in the Stack's
+        status) or whose map is gone asks the Stack itself.
+        """
+        if self.graphs.sync_map_exists(traversal):
+            return True
+        return self.current_traversal(name) == traversal
+
     def current_traversal(self, name: str) -> str | None:
         """The traversal id stored now (never from the operator's cache).
 
@@ -282,12 +300,13 @@ class KubernetesStore:
     # -- resource records ----------------------------------------------------------------------
 
     def create_resource(self, record: ResourceRecord) -> ResourceRecord:
-        """Create the StackResource, then write its first status (two API writes).
+        """Create the StackResource (one API write): an INIT record at version 0.
 
-        The status cannot go with the create: the API server ignores `status`
-        in a create when the status subresource is on. If the writer dies in
-        between, the object reads as an INIT record at version 0 (see
-        `records.resource_from_body`) and is cleaned up by a later traversal.
+        The status cannot go with the create (the API server ignores `status`
+        in a create when the status subresource is on), so the record as first
+        written is in the spec (see `records.resource_from_body`); the engine's
+        first action on it writes the first status, and pushes make their sync
+        point maps as they come.
         """
         name = object_name(record.id, "resource record id")
         owner = self.api.stack_owner(record.stack)
@@ -316,8 +335,7 @@ class KubernetesStore:
             raise
         self.api.remember(STACK_RESOURCES, as_object(created))
         self.api.count(RESOURCE_WRITE)
-        stored = self._write_resource(replace(record, version=0), RESOURCE_STATUS_INIT)
-        return stored
+        return resource_from_body(as_object(created))
 
     def create_resources(self, records: Sequence[ResourceRecord]) -> list[ResourceRecord]:
         """Create the records `CREATE_CONCURRENCY` at a time (each its two writes in order).
@@ -350,22 +368,44 @@ class KubernetesStore:
         ]
         return sorted(records, key=lambda r: (r.created_at, r.id))
 
-    def update_resource(self, record: ResourceRecord) -> ResourceRecord:
+    def update_resource(
+        self, record: ResourceRecord, own_push: OwnPush | None = None
+    ) -> ResourceRecord:
         """Compare-and-set the record's status. The spec (its identity) is never rewritten."""
         if not is_object_name(record.id):
             raise NotFound(f"resource {record.id!r}")
-        return self._write_resource(record, RESOURCE_WRITE)
-
-    def _write_resource(self, record: ResourceRecord, kind: str) -> ResourceRecord:
         fields = resource_to_status(replace(record, version=record.version + 1))
+        fields.update(self._report(record))
+        ops: list[dict[str, Any]] = []
+        if own_push is not None:
+            sync_point = sync_point_key(own_push.is_update)
+            path = f"/status/syncPoints/{sync_point}/{json_pointer_token(own_push.sender)}"
+            ops.append({"op": "add", "path": path, "value": sync_entry_to_status(own_push.entry)})
         if record.version == 0:
             taken = Conflict(f"resource {record.id!r} changed")
             sync_points = [sync_point_key(True), sync_point_key(False)]
-            body = self.api.first_write(STACK_RESOURCES, record.id, fields, sync_points, taken)
+            body = self.api.first_write(STACK_RESOURCES, record.id, fields, sync_points, taken, ops)
         else:
-            body = self.api.compare_and_set(STACK_RESOURCES, record.id, record.version, fields)
-        self.api.count(kind)
+            body = self.api.compare_and_set(STACK_RESOURCES, record.id, record.version, fields, ops)
+        self.api.count(RESOURCE_WRITE)
         return resource_from_body(body)
+
+    def _report(self, record: ResourceRecord) -> dict[str, Any]:
+        """The conditions and reported phase a user reads, written with the record.
+
+        A record is written when one of its nodes acts, so its dependencies are
+        ready; the phase it reaches is reported as it is written (its Event is
+        the operator's, after the step: see `status.Status.report_resource`).
+        Written apart, these cost a status write per step that changes a phase.
+        """
+        known = self.api.read(STACK_RESOURCES, record.id) or {}
+        generation = known.get("metadata", {}).get("generation")
+        previous = status_of(known).get("conditions") or []
+        wanted = conditions.resource_conditions(record, None)
+        return {
+            "conditions": conditions.merge(previous, wanted, generation),
+            "reportedPhase": record.phase,
+        }
 
     def delete_resource(self, record: ResourceRecord) -> None:
         """Delete the StackResource if its version is still the record's.

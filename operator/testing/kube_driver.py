@@ -396,6 +396,7 @@ class KubernetesDriver:
                         reference_id=item_status.get("referenceId"),
                         replaced=item_status.get("replacedBy") is not None,
                         converged=state == "COMPLETE" and action != "INIT",
+                        resource_id=item_status.get("resourceId"),
                     ),
                 )
             )

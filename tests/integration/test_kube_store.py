@@ -9,17 +9,15 @@ layout, and the ConfigMaps of ConfigMapReality.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
-from kubernetes import config
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
@@ -51,21 +49,9 @@ from convergence.operator.kube.reality import ConfigMapReality, configmap_name
 from convergence.operator.kube.revisions import TemplateRevisions
 from convergence.operator.kube.store import KubernetesStore
 from convergence.operator.testing import hot
-from convergence.operator.testing.cluster import Cluster
 from convergence.reconcilers.heat_test_resource import TestResource
 
 TEMPLATE = hot.template({"first": {"type": "OS::Heat::None"}})
-
-
-@pytest.fixture(scope="session")
-def api_client(cluster: Cluster) -> Iterator[ApiClient]:
-    """A client of the real API server, closed at the end (no leaked sockets)."""
-    # The kubernetes package leaves its config loaders unannotated.
-    client: ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=str(cluster.kubeconfig)
-    )
-    with contextlib.closing(client):
-        yield client
 
 
 @dataclass
@@ -205,14 +191,37 @@ def test_stack_record_round_trips_every_field(kit: StoreKit) -> None:
     assert kit.store.get_stack("hello") == replace(cleared, version=3)
 
 
-def test_current_traversal_is_the_one_stored_now(kit: StoreKit) -> None:
-    assert kit.store.current_traversal("nope") is None
+def test_the_current_traversal_is_the_one_stored_now(kit: StoreKit) -> None:
+    assert not kit.store.is_current("nope", "t1")
     stack = kit.new_stack()
-    assert kit.store.current_traversal("hello") == ""
+    assert not kit.store.is_current("hello", "t1")
     first = kit.store.update_stack(replace(stack, traversal="t1"))
-    assert kit.store.current_traversal("hello") == "t1"
+    assert kit.store.is_current("hello", "t1")
     kit.store.update_stack(replace(first, traversal="t2"))
-    assert kit.store.current_traversal("hello") == "t2"
+    assert kit.store.is_current("hello", "t2")
+    assert not kit.store.is_current("hello", "t1")
+
+
+def test_a_traversal_with_a_graph_is_current_while_its_sync_map_exists(kit: StoreKit) -> None:
+    """The fence reads the traversal's own small ConfigMap, and the Stack when it is gone."""
+    stack = kit.new_stack()
+    a = new_id()
+    first = kit.store.update_stack(
+        replace(stack, traversal="t1", graph=Graph({update_node(a): []}))
+    )
+    assert kit.store.is_current("hello", "t1")
+    second = kit.store.update_stack(
+        replace(first, traversal="t2", graph=Graph({update_node(a): []}))
+    )
+    assert kit.store.is_current("hello", "t2")
+    assert not kit.store.is_current("hello", "t1"), "the old traversal's map went with it"
+    if isinstance(kit.store, KubernetesStore):
+        assert kit.api is not None
+        # Its sync map lost (deleted by hand): the Stack itself still says which is current.
+        CoreV1Api(kit.api).delete_namespaced_config_map("sync-t2", kit.namespace)
+        assert kit.store.is_current("hello", "t2")
+        assert not kit.store.is_current("hello", "t3")
+    assert second.traversal == "t2"
 
 
 def test_create_stack_twice_is_already_exists(kit: StoreKit) -> None:
@@ -308,7 +317,7 @@ def test_resource_record_round_trips_every_field(kit: StoreKit) -> None:
         replaces=old.id,
     )
     created = kit.store.create_resource(record)
-    assert created == replace(record, version=1), "create_resource must return what it stored"
+    assert created == replace(record, version=0), "create_resource must return what it stored"
     assert kit.store.get_resource(record.id) == created
 
     wanted = replace(
@@ -338,7 +347,7 @@ def test_resource_record_round_trips_every_field(kit: StoreKit) -> None:
         converged="t0",
     )
     stored = kit.store.update_resource(wanted)
-    assert stored == replace(wanted, version=2), "update_resource must return what it stored"
+    assert stored == replace(wanted, version=1), "update_resource must return what it stored"
     assert kit.store.get_resource(record.id) == stored, "a record read back differs"
 
     # None and empty are different things: never created vs created without properties.
@@ -356,8 +365,8 @@ def test_resource_record_round_trips_every_field(kit: StoreKit) -> None:
         converged=None,
         template=None,
     )
-    assert kit.store.update_resource(cleared) == replace(cleared, version=3)
-    assert kit.store.get_resource(record.id) == replace(cleared, version=3)
+    assert kit.store.update_resource(cleared) == replace(cleared, version=2)
+    assert kit.store.get_resource(record.id) == replace(cleared, version=2)
 
 
 def test_create_resource_twice_is_already_exists(kit: StoreKit) -> None:
@@ -578,7 +587,15 @@ def test_stack_resource_object_layout(kube: StoreKit) -> None:
         replace(record, action=CREATE, status=COMPLETE, resource_id="phys-1")
     )
     body = read_object(kube.api, kube.namespace, STACK_RESOURCES, record.id)
-    assert body["spec"] == {"stack": "hello", "resource": "web", "type": "T", "replaces": old.id}
+    assert body["spec"] == {
+        "stack": "hello",
+        "resource": "web",
+        "type": "T",
+        "replaces": old.id,
+        # The record as first written: it reads so until the engine writes its status.
+        "createdAt": 0,
+        "deletionPolicy": "Delete",
+    }
     assert body["metadata"]["labels"]["convergence.dev/stack"] == "hello"
     assert body["metadata"]["labels"]["convergence.dev/resource"] == "web"
     [owner] = body["metadata"]["ownerReferences"]
@@ -591,7 +608,7 @@ def test_stack_resource_object_layout(kube: StoreKit) -> None:
     status = body["status"]
     assert status["phase"] == "CREATE_COMPLETE", "kubectl's Status column reads status.phase"
     assert status["resourceId"] == "phys-1", "kubectl's Physical column reads status.resourceId"
-    assert status["version"] == 2
+    assert status["version"] == 1, "created without status, then written once"
     assert "replacedBy" not in status, "an absent value is no field, not a null"
     assert status["syncPoints"] == {"update": {}, "cleanup": {}}
 
@@ -741,12 +758,11 @@ def test_writes_are_counted_by_kind(kube: StoreKit) -> None:
     assert store.writes == {
         "stack": 2,
         "template": 2,  # its values Secret, then the ControllerRevision
-        "resource": 2,
-        "resource_status_init": 1,
+        "resource": 2,  # the object (no status), then its first status
         "push": 1,
         "stack_push": 1,
     }, "a lost compare-and-set writes nothing"
-    assert store.total_writes == 9
+    assert store.total_writes == 8
 
 
 @pytest.mark.controlplane

@@ -136,6 +136,55 @@ def test_metrics_and_events_report_a_create(
     cluster.kubectl("delete", f"--namespace={namespace}", "stack", "counted", "--timeout=60s")
 
 
+def test_a_resource_that_waits_says_for_what_then_that_its_dependencies_are_ready(
+    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+) -> None:
+    slow = {"type": "OS::Heat::TestResource", "properties": {"value": "a", "wait_secs": 6}}
+    apply_stack(
+        cluster,
+        namespace,
+        "waits",
+        {
+            "template": hot.template(
+                {
+                    "slow": slow,
+                    "fast": {"type": "OS::Heat::TestResource", "properties": {"value": "f"}},
+                    "after": {
+                        "type": "OS::Heat::TestResource",
+                        "properties": {"value": {"get_attr": ["slow", "output"]}},
+                        "depends_on": ["fast"],
+                    },
+                }
+            )
+        },
+    )
+
+    def dependencies_ready(resource: str) -> dict[str, Any] | None:
+        for item in get(cluster, namespace, "stackresources")["items"]:
+            if item["spec"]["resource"] == resource:
+                for condition in item.get("status", {}).get("conditions") or []:
+                    if condition["type"] == "DependenciesReady":
+                        return dict(condition)
+        return None
+
+    def reported_waiting() -> dict[str, Any] | None:
+        condition = dependencies_ready("after")
+        return condition if condition and condition["status"] == "False" else None
+
+    waiting = operator_process.eventually("after's wait for slow reported", reported_waiting)
+    assert waiting["reason"] == "WaitingForDependencies"
+    assert waiting["message"].startswith("Waiting for update:"), waiting
+    wait_for_stack(cluster, namespace, "waits", "CREATE_COMPLETE", operator=operator_process)
+    done = dependencies_ready("after")
+    assert done is not None
+    assert done["status"] == "True", done
+    # `fast` has no dependencies: a step's own write says they are ready, nothing else.
+    fast = dependencies_ready("fast")
+    assert fast is not None
+    assert fast["status"] == "True", fast
+    cluster.kubectl("delete", f"--namespace={namespace}", "stack", "waits", "--timeout=60s")
+
+
 PARAMETERISED = hot.template(
     {
         "a": {"type": "OS::Heat::TestResource", "properties": {"value": {"get_param": "greeting"}}},

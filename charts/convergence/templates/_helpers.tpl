@@ -67,9 +67,10 @@ names the code that needs it):
   rbac.stackObjectRules: stacks' Kubernetes objects (reconcilers/kubernetes_object.py).
 */}}
 {{- define "convergence.namespacedRules" -}}
+# create, delete: a nested stack (OS::Heat::Stack) is a Stack its parent owns.
 - apiGroups: [convergence.dev]
   resources: [stacks]
-  verbs: [get, list, watch, patch]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [convergence.dev]
   resources: [stacks/status]
   verbs: [patch]

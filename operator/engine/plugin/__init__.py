@@ -14,7 +14,9 @@ generator, a clock, persisted per-resource data (Heat's `data_set`), their
 physical resource id, and `Reality`, the physical world (in memory in the
 simulator, ConfigMaps in the Kubernetes operator). Types that manage
 Kubernetes objects use `objects` (an `ObjectClient` acting with the stack's
-identity; None in the simulator). Two optional hooks: `retain` (the engine
+identity; None in the simulator); types made of a child stack use `stacks`
+(`NestedStacks`, the sanctioned door to child Stacks, which `objects`
+refuses). Two optional hooks: `retain` (the engine
 drops a record kept by `deletion_policy: Retain`) and `repair_drift` (put the
 physical resource back between traversals; see `converger.repair_drift`).
 Values that must stay out of status, Events and logs go to `secrets` (a
@@ -79,6 +81,13 @@ from convergence.operator.engine.plugin.secrets import (
     has_secret_token,
     secret_token,
 )
+from convergence.operator.engine.plugin.stacks import (
+    NestedStackClients,
+    NestedStacks,
+    NestedStackState,
+    nested_stack_name,
+    template_document,
+)
 from convergence.operator.engine.record_ids import short_id
 
 __all__ = [
@@ -93,6 +102,9 @@ __all__ = [
     "UPDATE_ALLOWED",
     "Clock",
     "Cookie",
+    "NestedStackClients",
+    "NestedStackState",
+    "NestedStacks",
     "NoProperties",
     "ObjectClient",
     "ObjectClients",
@@ -116,7 +128,9 @@ __all__ = [
     "coerce_value",
     "has_secret_token",
     "label_value",
+    "nested_stack_name",
     "secret_token",
     "short_id",
+    "template_document",
     "update_allowed",
 ]

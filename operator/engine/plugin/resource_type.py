@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import ValidationError
 
@@ -19,6 +19,9 @@ from convergence.operator.engine.plugin.properties import (
 from convergence.operator.engine.plugin.reality import Clock, PhysicalRecord, Reality
 from convergence.operator.engine.plugin.secrets import SecretStore
 from convergence.operator.engine.record_ids import short_id
+
+if TYPE_CHECKING:
+    from convergence.operator.engine.plugin.stacks import NestedStacks
 
 # What lifecycle steps return and the engine persists between polls.
 Cookie = Any
@@ -51,6 +54,8 @@ class ResourceContext:
     objects: ObjectClient | None = None
     # Where values that must stay out of status live (OS::Heat::RandomString); None: nowhere.
     secrets: SecretStore | None = None
+    # The stack's child stacks (OS::Heat::Stack; see `stacks`); None: nesting is not wired.
+    stacks: NestedStacks | None = None
 
     def physical_name(self) -> str:
         """`<stack>-<resource>-<short id>`: stable for this resource version, unique per version."""

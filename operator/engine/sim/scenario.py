@@ -22,7 +22,11 @@ Checks (`expect`): phase, ready, reason (substring), reality (exactly one
 physical copy per resource of a template, with the template's properties
 resolved against the physical resources, and nothing else), copies,
 resources (phase by name), outputs, `remember` a resource's physical id and
-compare later with `same_physical` / `replaced`.
+compare later with `same_physical` / `replaced`. Nested stacks: `nested: {RES:
+{...}}` checks the child stack of resource RES (phase, ready, reason, outputs,
+resources, copies, same_physical...), `remember_nested: {RES: label}` keeps
+the child's name, `same_nested: {RES: label}` checks that RES still has it,
+and `gone: [label]` that the child and all it had are gone.
 
 A top-level `metadata` mapping says how the test suites treat the story (e.g. in FIFO
 order only); the runner carries it and reads none of it.
@@ -73,6 +77,8 @@ class ResourceView:
     reference_id: str | None
     replaced: bool
     converged: bool
+    # The physical id (for a nested stack: the child stack's name).
+    resource_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -198,6 +204,7 @@ class SimulatorDriver:
                 reference_id=r.reference_id,
                 replaced=r.replaced_by is not None,
                 converged=r.status == COMPLETE and r.action != "INIT",
+                resource_id=r.resource_id,
             )
             for r in sorted(sim.resources(stack), key=lambda r: (r.created_at, r.id))
         ]
@@ -377,6 +384,13 @@ class Runner:
                 if len(copies) != 1:
                     raise ScenarioError(f"remember {resource}: {len(copies)} copies")
                 self.remembered[str(label)] = copies[0].name
+        elif kind == "remember_nested":
+            observation = self.driver.observe(stack)
+            for resource, label in dict(argument).items():
+                view = observation.resource(str(resource))
+                if view is None or not view.resource_id:
+                    raise ScenarioError(f"remember_nested {resource}: no child stack")
+                self.remembered[str(label)] = view.resource_id
         elif kind == "expect":
             errors = self._check(dict(argument))
             if errors:
@@ -412,6 +426,43 @@ class Runner:
 
     def _check(self, expected: dict[str, Any]) -> list[str]:
         observation = self.driver.observe(self.scenario.stack)
+        errors = self._check_observation(observation, expected)
+        for resource, nested in dict(expected.get("nested") or {}).items():
+            view = observation.resource(str(resource))
+            if view is None or not view.resource_id:
+                errors.append(f"nested {resource}: no resource with a child stack")
+                continue
+            child = self.driver.observe(view.resource_id)
+            errors += [f"nested {resource}: {e}" for e in self._check_observation(child, nested)]
+        for resource, label in dict(expected.get("same_nested") or {}).items():
+            view = observation.resource(str(resource))
+            found = None if view is None else view.resource_id
+            if found != self.remembered[str(label)]:
+                errors.append(f"nested {resource}: child {found} is not the remembered {label}")
+        for label in expected.get("gone") or ():
+            child = self.driver.observe(self.remembered[str(label)])
+            if child.phase not in (None, "DELETE_COMPLETE") or child.resources or child.reality:
+                errors.append(
+                    f"stack {label} is not gone: {child.phase}, {len(child.resources)} "
+                    f"resources, {len(child.reality)} physical"
+                )
+        if "reality" in expected:
+            ref = expected["reality"]
+            template: Mapping[str, Any] | None
+            parameters: Mapping[str, Any]
+            if ref == "empty":
+                template, parameters = None, {}
+            elif isinstance(ref, str) and ref in self.scenario.templates:
+                template, parameters = self.scenario.templates[ref], self.parameters.get(ref, {})
+            else:
+                template, parameters = self._template(ref)
+            errors += reality_errors(
+                observation, template, parameters, self.scenario.stack, self.types, self.definitions
+            )
+        return errors
+
+    def _check_observation(self, observation: Observation, expected: dict[str, Any]) -> list[str]:
+        """The checks of `expect` that read one stack's observation."""
         errors: list[str] = []
         if "phase" in expected and observation.phase != expected["phase"]:
             errors.append(
@@ -444,19 +495,6 @@ class Runner:
             copies = [c.name for c in observation.copies(name)]
             if self.remembered[label] in copies or len(copies) != 1:
                 errors.append(f"{name}: physical {copies} should be one new copy, not {label}")
-        if "reality" in expected:
-            ref = expected["reality"]
-            template: Mapping[str, Any] | None
-            parameters: Mapping[str, Any]
-            if ref == "empty":
-                template, parameters = None, {}
-            elif isinstance(ref, str) and ref in self.scenario.templates:
-                template, parameters = self.scenario.templates[ref], self.parameters.get(ref, {})
-            else:
-                template, parameters = self._template(ref)
-            errors += reality_errors(
-                observation, template, parameters, self.scenario.stack, self.types, self.definitions
-            )
         return errors
 
 

@@ -35,8 +35,10 @@ from convergence.operator.engine.definitions import DefinitionLoader, template_d
 from convergence.operator.engine.messages import NodeMessage
 from convergence.operator.engine.outcome import Outcome, StepOutcome
 from convergence.operator.engine.plugin import PhysicalRecord, StoredSecret, TypeRegistry
+from convergence.operator.engine.sim.nested import SimulatedStacks
 from convergence.operator.engine.store import (
     InMemoryStore,
+    OwnPush,
     ResourceRecord,
     StackRecord,
     SyncEntry,
@@ -164,8 +166,8 @@ class FaultyStore:
     def get_stack(self, name: str) -> StackRecord | None:
         return self.inner.get_stack(name)
 
-    def current_traversal(self, name: str) -> str | None:
-        return self.inner.current_traversal(name)
+    def is_current(self, name: str, traversal: str) -> bool:
+        return self.inner.is_current(name, traversal)
 
     def update_stack(self, stack: StackRecord) -> StackRecord:
         self._write()
@@ -201,9 +203,11 @@ class FaultyStore:
     def list_resources(self, stack: str) -> list[ResourceRecord]:
         return self.inner.list_resources(stack)
 
-    def update_resource(self, record: ResourceRecord) -> ResourceRecord:
+    def update_resource(
+        self, record: ResourceRecord, own_push: OwnPush | None = None
+    ) -> ResourceRecord:
         self._write()
-        return self.inner.update_resource(record)
+        return self.inner.update_resource(record, own_push)
 
     def delete_resource(self, record: ResourceRecord) -> None:
         self._write()
@@ -268,6 +272,9 @@ class Simulator:
             poll_interval=poll_interval,
             new_id=deterministic_ids(seed or 0),
         )
+        # Child stacks (OS::Heat::Stack) live in the same store and queue.
+        self.stacks = SimulatedStacks(self.engine, self.memory)
+        self.engine.stacks = self.stacks
         self._random = random.Random(seed) if seed is not None else None
         self._queue: list[_Queued] = []
         self._queued: dict[NodeMessage, _Queued] = {}
@@ -414,13 +421,14 @@ class Simulator:
 
     def restart(self, stack: str) -> None:
         """The operator restarted: messages in flight are lost, and the initial listing of
-        the stack's records wakes each of them once."""
+        the stack's records (and every other stack's: its children) wakes each of them once."""
         for queued in self._queue:
             queued.valid = False
         self._queue.clear()
         self._queued.clear()
-        for record in self.memory.list_resources(stack):
-            self.wake(stack, record.id)
+        for name in [stack, *(n for n in self.memory.stack_names() if n != stack)]:
+            for record in self.memory.list_resources(name):
+                self.wake(name, record.id)
 
     def crash_at_write(self, number: int) -> None:
         """Kill the worker making the `number`-th store write of all steps (from now on)."""

@@ -309,8 +309,8 @@ def test_a_rollback_of_a_stack_never_created_is_refused() -> None:
 
 
 def test_an_annotation_value_is_a_request_until_handled_at_the_current_traversal() -> None:
-    def at(traversal: str) -> Any:
-        return lambda: traversal
+    def at(current: str) -> Any:
+        return lambda traversal: traversal == current
 
     assert pending(RETRY, {RETRY.annotation: "1"}, {}, at("t1")) == "1"
     assert pending(RETRY, {}, {}, at("t1")) is None

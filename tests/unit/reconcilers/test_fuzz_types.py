@@ -68,6 +68,20 @@ classes = st.sampled_from(
     ["lettersdigits", "letters", "lowercase", "uppercase", "digits", "hexdigits", "octdigits", "x"]
 )
 seconds = st.one_of(st.floats(0, 3), st.integers(0, 2))
+# Child templates of OS::Heat::Stack: one that takes a parameter, one that fails, JSON
+# text, an empty one, one that is no template and text that is not YAML.
+CHILD_TEMPLATES = [
+    "heat_template_version: 2021-04-16\n"
+    "parameters: {word: {type: string, default: w}}\n"
+    "resources: {t: {type: OS::Heat::TestResource, properties: {value: {get_param: word}}}}\n"
+    "outputs: {said: {value: {get_attr: [t, output]}}}\n",
+    "heat_template_version: 2021-04-16\n"
+    "resources: {t: {type: OS::Heat::TestResource, properties: {fail: true}}}\n",
+    '{"heat_template_version": "2021-04-16", "resources": {}}',
+    "heat_template_version: 2021-04-16\n",
+    "resources: [1, 2]\n",
+    "{unclosed: [\n",
+]
 # Values of the right shape (often valid, at the edges of their ranges) per type and
 # property; any other property gets `values`.
 SHAPED: dict[str, dict[str, st.SearchStrategy[Any]]] = {
@@ -100,6 +114,23 @@ SHAPED: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "constraint_prop_secs": seconds,
         "client_name": short_text,
         "entity_name": short_text,
+    },
+    "OS::Heat::Stack": {
+        "template": st.sampled_from(CHILD_TEMPLATES),
+        "parameters": st.fixed_dictionaries({}, optional={"word": short_text, "other": values}),
+        "timeout": st.integers(-1, 3),
+    },
+    "OS::Heat::ResourceGroup": {
+        "count": st.integers(-1, 4),
+        "resource_def": st.fixed_dictionaries(
+            {"type": st.sampled_from(["OS::Heat::TestResource", "OS::Heat::Value", "No::Such"])},
+            optional={"properties": values, "metadata": values},
+        ),
+        "index_var": st.sampled_from(["%index%", "%i%", ""]),
+        "removal_policies": st.lists(
+            st.fixed_dictionaries({"resource_list": st.lists(st.sampled_from(["0", "1", "x"]))}),
+            max_size=2,
+        ),
     },
     "Kubernetes::Object": {
         "manifest": st.fixed_dictionaries(
@@ -161,7 +192,9 @@ def check_outcome(sim: Simulator, action: str, properties: dict[str, Any]) -> No
     assert failed, f"{stack.phase} ({reason!r}) but no resource FAILED"
     for record in failed:
         assert record.status_reason, f"{record.name} is {record.phase} without a reason"
-        if "Property error" in record.status_reason:
+        # A child stack's error is about the child's resources (fuzzed as their own types).
+        nested = record.status_reason.startswith("nested stack ")
+        if "Property error" in record.status_reason and not nested:
             known = {*properties, *PROPERTY_NAMES[record.type], "properties", *ALIASES.values()}
             assert any(name in record.status_reason for name in known), (
                 f"the reason names no property: {record.status_reason!r}"
@@ -189,7 +222,8 @@ def test_random_properties_end_complete_or_clearly_failed(type_name: str) -> Non
         sim.delete("s")
         run(sim)
         assert sim.stack("s").phase == "DELETE_COMPLETE", sim.stack("s").status_reason
-        assert sim.reality.of_stack("s") == [], "physical records left behind"
+        assert sim.reality.records == {}, "physical records left behind"
+        assert sim.memory.stack_names() == ["s"], "child stacks left behind"
         assert sim.secrets.of_stack("s") == [], "secrets left behind"
 
     lifecycle()
@@ -202,4 +236,6 @@ def test_every_registered_type_is_fuzzed() -> None:
         "OS::Heat::None",
         "OS::Heat::TestResource",
         "Kubernetes::Object",
+        "OS::Heat::Stack",
+        "OS::Heat::ResourceGroup",
     }

@@ -1,0 +1,204 @@
+"""Nested stacks on Kubernetes: the plugin API's NestedStacks as child Stack objects.
+
+`KubernetesStacks` (the engine's `NestedStackClients`, one per namespace)
+gives each parent stack a `ChildStacks`. A child is a Stack in the parent's
+namespace, written with the operator's identity (no tenant writes Stacks
+through a stack: `Kubernetes::Object` refuses the operator's kinds,
+`kube/reserved.py`), and made so that nesting grants nothing:
+- its `serviceAccountName` is the parent's, read at every apply, so the
+  child's Kubernetes objects are applied with exactly the parent's identity
+  (and a parent without one gives a child without one, confined as it is);
+- it carries no `parametersFrom`: its parameters are the resource's properties;
+- it is owned by the parent Stack (an ownerReference) and labelled with the
+  parent, the resource and the resource record, as every object made for a
+  stack is (`engine.plugin` labels); rollback is disabled, as Heat creates
+  nested stacks.
+The operator then converges it like any Stack (its own finalizer, traversals,
+revisions), and `kubectl get stacks` shows it.
+
+An apply is a server-side apply of the child's spec (field manager
+`convergence`) whose answer gives the generation applied. A child's state is
+read from its status: the phase is about the generation `observedGeneration`
+names (the engine writes the phase with the traversal before the controller
+writes observedGeneration). A spec the operator refused to start (an invalid
+template where no webhook runs) keeps its earlier phase, so a `Failed`
+condition of that generation with a not-started reason fails it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes.client import ApiClient
+
+from convergence.operator.engine.plugin import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    RESOURCE_LABEL,
+    STACK_LABEL,
+    STACK_RESOURCE_LABEL,
+    NestedStackState,
+    ResourceFailure,
+    label_value,
+)
+from convergence.operator.kube.api import (
+    APPLY_PATCH,
+    FIELD_MANAGER,
+    ApiError,
+    if_present,
+    is_not_found,
+    request,
+)
+from convergence.operator.kube.names import API_VERSION, GROUP, STACK_KIND, STACKS, VERSION
+from convergence.operator.kube.records import split_phase, status_of
+
+# Reasons of a Failed condition written for a spec that never started (controllers/stack.py,
+# parameters_from.py): the phase then still speaks of the generation before.
+NOT_STARTED_REASONS = frozenset({"InvalidTemplate", "ParametersNotFound", "ParametersForbidden"})
+
+
+class ChildStacks:
+    """The NestedStacks of one parent stack (see the module)."""
+
+    def __init__(self, owner: KubernetesStacks, parent: str) -> None:
+        self._owner = owner
+        self.parent = parent
+
+    def _path(self, name: str) -> str:
+        return f"/apis/{GROUP}/{VERSION}/namespaces/{self._owner.namespace}/{STACKS}/{name}"
+
+    def apply(
+        self,
+        name: str,
+        template: Mapping[str, Any],
+        parameters: Mapping[str, Any],
+        *,
+        resource: str,
+        record_id: str,
+        timeout: float | None = None,
+    ) -> int:
+        api = self._owner.api
+        parent = if_present(request, api, "GET", self._path(self.parent))
+        if parent is None:
+            raise ResourceFailure(f"the parent stack {self.parent} is gone")
+        spec: dict[str, Any] = {
+            "template": dict(template),
+            "parameters": dict(parameters),
+            "disableRollback": True,
+        }
+        self._refuse_a_stranger(name, str(parent["metadata"]["uid"]))
+        service_account = (parent.get("spec") or {}).get("serviceAccountName")
+        if service_account:
+            spec["serviceAccountName"] = service_account
+        if timeout is not None:
+            spec["timeoutSeconds"] = max(1, int(timeout))
+        manifest = {
+            "apiVersion": API_VERSION,
+            "kind": STACK_KIND,
+            "metadata": {
+                "name": name,
+                "namespace": self._owner.namespace,
+                "labels": {
+                    STACK_LABEL: label_value(self.parent),
+                    RESOURCE_LABEL: label_value(resource),
+                    STACK_RESOURCE_LABEL: record_id,
+                    MANAGED_BY_LABEL: MANAGED_BY,
+                },
+                "ownerReferences": [
+                    {
+                        "apiVersion": API_VERSION,
+                        "kind": STACK_KIND,
+                        "name": self.parent,
+                        "uid": parent["metadata"]["uid"],
+                    }
+                ],
+            },
+            "spec": spec,
+        }
+        try:
+            applied = request(
+                api,
+                "PATCH",
+                self._path(name),
+                query=[("fieldManager", FIELD_MANAGER), ("force", True)],
+                body=manifest,
+                content_type=APPLY_PATCH,
+            )
+        except ApiError as exc:
+            raise ResourceFailure(f"cannot apply nested stack {name}: {exc.message}") from None
+        return int(applied["metadata"].get("generation") or 0)
+
+    def _refuse_a_stranger(self, name: str, parent_uid: str) -> None:
+        """Fail when a Stack called `name` exists that this parent does not own.
+
+        A child's name is derived from the parent, the resource and its record;
+        a Stack of that name someone else made (by chance, or on purpose) is
+        never taken over by an apply, nor deleted.
+        """
+        existing = if_present(request, self._owner.api, "GET", self._path(name))
+        if existing is not None and not owned_by(existing, parent_uid):
+            raise ResourceFailure(
+                f"a Stack named {name} exists and is not a nested stack of {self.parent}"
+            )
+
+    def get(self, name: str) -> NestedStackState | None:
+        body = if_present(request, self._owner.api, "GET", self._path(name))
+        if body is None:
+            return None
+        return child_state(body)
+
+    def delete(self, name: str) -> None:
+        parent = if_present(request, self._owner.api, "GET", self._path(self.parent))
+        if parent is not None:
+            self._refuse_a_stranger(name, str(parent["metadata"]["uid"]))
+        options = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+        try:
+            request(self._owner.api, "DELETE", self._path(name), body=options)
+        except ApiError as exc:
+            if not is_not_found(exc):
+                raise ResourceFailure(f"cannot delete nested stack {name}: {exc.message}") from None
+
+
+def owned_by(body: Mapping[str, Any], owner_uid: str) -> bool:
+    """Whether the object names the Stack with `owner_uid` among its owners."""
+    owners = (body.get("metadata") or {}).get("ownerReferences") or ()
+    return any(o.get("kind") == STACK_KIND and o.get("uid") == owner_uid for o in owners)
+
+
+def child_state(body: Mapping[str, Any]) -> NestedStackState:
+    """What a type sees of a child Stack's body (see the module)."""
+    status = status_of(body)
+    metadata = body.get("metadata") or {}
+    generation = int(metadata.get("generation") or 0)
+    observed = int(status.get("observedGeneration") or 0)
+    action, state = split_phase(str(status.get("phase") or "INIT_COMPLETE"))
+    reason = str(status.get("statusReason") or "")
+    if observed >= generation and state != "IN_PROGRESS":
+        for condition in status.get("conditions") or ():
+            if (
+                condition.get("type") == "Failed"
+                and condition.get("status") == "True"
+                and condition.get("reason") in NOT_STARTED_REASONS
+                and int(condition.get("observedGeneration") or 0) >= generation
+            ):
+                state, reason = "FAILED", str(condition.get("message") or reason)
+    return NestedStackState(
+        name=str(metadata.get("name")),
+        generation=observed,
+        action=action,
+        status=state,
+        reason=reason,
+        outputs=dict(status.get("outputs") or {}),
+    )
+
+
+class KubernetesStacks:
+    """The engine's NestedStackClients in one namespace: a ChildStacks per parent."""
+
+    def __init__(self, api: ApiClient, namespace: str) -> None:
+        self.api = api
+        self.namespace = namespace
+
+    def for_stack(self, stack: str) -> ChildStacks:
+        return ChildStacks(self, stack)
