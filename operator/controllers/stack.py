@@ -11,10 +11,11 @@
   error in the Stack's status and an Event, and a Stack never created shows
   CREATE_FAILED (the validating webhook, controllers/admission.py, refuses
   most such specs at `kubectl apply` already).
-- Cancel and rollback are one kubectl command each. Annotations are part of
-  what kopf compares, so a new value is a new request, carried out once per
-  value (the value handled last is kept in `status.handledCancel` /
-  `status.handledRollback` / `status.handledRetry`):
+- Cancel, rollback and retry are one kubectl command each. Annotations are
+  part of what kopf compares, so an annotation that appears or changes is a
+  request; once carried out it is recorded in status and consumed (taken off
+  the Stack), so the same command later is a new request (`requests` says
+  when a value counts as handled already):
 
       kubectl annotate --overwrite stack NAME convergence.dev/cancel=no-rollback
       kubectl annotate --overwrite stack NAME convergence.dev/cancel=rollback
@@ -43,13 +44,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import kubernetes
 
 from convergence.operator import logs
 from convergence.operator.controllers import Notify, Rejected, Requeue
+from convergence.operator.controllers.requests import (
+    CANCEL,
+    CANCEL_VALUES,
+    KINDS,
+    ROLLBACK,
+    RequestKind,
+    pending,
+)
 from convergence.operator.engine import operations
 from convergence.operator.engine.hot.errors import TemplateError
 from convergence.operator.engine.store import (
@@ -61,18 +70,14 @@ from convergence.operator.engine.store import (
     StackRecord,
 )
 from convergence.operator.engine.wiring import Engine
-from convergence.operator.kube.api import is_not_found
-from convergence.operator.kube.names import GROUP, STACKS, VERSION
+from convergence.operator.kube.api import JSON_PATCH, MERGE_PATCH, is_invalid, is_not_found
+from convergence.operator.kube.names import GROUP, STACKS, VERSION, json_pointer_token
 from convergence.operator.kube.records import status_of
 from convergence.operator.namespaces import Namespaces
 from convergence.operator.parameters_from import ParametersUnavailable, merged_parameters
 from convergence.operator.spec import StackSpec
 from convergence.operator.status import Status, not_started, stack_report
 
-CANCEL_ANNOTATION = f"{GROUP}/cancel"
-ROLLBACK_ANNOTATION = f"{GROUP}/rollback"
-RETRY_ANNOTATION = f"{GROUP}/retry"
-CANCEL_VALUES = ("rollback", "no-rollback")
 # Seconds between retries of a stack whose parametersFrom sources are missing.
 PARAMETERS_RETRY_DELAY = 5.0
 
@@ -87,7 +92,7 @@ class StackRequest:
     name: str
     generation: int | None
     annotations: Mapping[str, str]
-    # The status kopf handed over (possibly older than the API's: see `fresh_status`).
+    # The status kopf handed over (possibly older than the API's: see `fresh`).
     status: Mapping[str, Any]
     spec: StackSpec
 
@@ -103,12 +108,6 @@ class StackRequest:
             status=status_of(body),
             spec=StackSpec.of(body),
         )
-
-
-def new_value(annotations: Mapping[str, str], annotation: str, handled: Any) -> str | None:
-    """The annotation's value when it is a new request (not the value handled last)."""
-    value = annotations.get(annotation)
-    return value if value is not None and value != handled else None
 
 
 class StackController:
@@ -133,38 +132,92 @@ class StackController:
         # The body kopf hands us can predate our own last write (a long create
         # while events queue up makes kopf see a CREATE cause again): decide on
         # the status as it is now, or the same generation starts twice.
-        current = self.fresh_status(request)
+        fresh = self.fresh(request)
+        current = fresh.status
         if current.get("observedGeneration") != generation:
             self._start_traversal(engine, request, patch, notify)
-        annotations = request.annotations
-        cancel = new_value(annotations, CANCEL_ANNOTATION, current.get("handledCancel"))
-        if cancel is not None:
-            patch["handledCancel"] = cancel
-            self._cancel(engine, name, cancel, patch, notify)
-        retry = new_value(annotations, RETRY_ANNOTATION, current.get("handledRetry"))
-        if retry is not None:
-            patch["handledRetry"] = retry
-            if current.get("observedGeneration") == generation:
-                self._start_traversal(engine, request, patch, notify)
-        rollback = new_value(annotations, ROLLBACK_ANNOTATION, current.get("handledRollback"))
-        if rollback is not None:
-            patch["handledRollback"] = rollback
-            self._rollback(engine, name, patch, notify)
+
+        def is_current(traversal: str) -> bool:
+            return engine.store.is_current(name, traversal)
+
+        def traversal() -> str:
+            stack = engine.store.get_stack(name)
+            return "" if stack is None else stack.traversal
+
+        for kind in KINDS:
+            value = fresh.annotations.get(kind.annotation)
+            if value is None:
+                continue
+            try:
+                if pending(kind, fresh.annotations, current, is_current) is not None:
+                    self._carry_out(kind, value, engine, request, current, patch, notify)
+                else:
+                    logger.info("stack %s: %s=%s was handled already", name, kind.annotation, value)
+            finally:
+                # Recorded and consumed even when it failed: a request is tried once.
+                patch.update(kind.marker(value, traversal()))
+                self.consume(request, patch, kind, value)
         # On resume: a failure whose automatic rollback a restart cut off rolls back now.
         if operations.resume_lost_rollback(engine, name):
             logger.info("stack %s: starting the rollback its failure was due", name)
 
-    def fresh_status(self, request: StackRequest) -> Mapping[str, Any]:
-        """The Stack's status read from the API now (the handler's copy may be stale)."""
+    def _carry_out(
+        self,
+        kind: RequestKind,
+        value: str,
+        engine: Engine,
+        request: StackRequest,
+        current: Mapping[str, Any],
+        patch: MutableMapping[str, Any],
+        notify: Notify,
+    ) -> None:
+        """Carry out a request by annotation."""
+        if kind is CANCEL:
+            self._cancel(engine, request.name, value, patch, notify)
+        elif kind is ROLLBACK:
+            self._rollback(engine, request.name, patch, notify)
+        elif current.get("observedGeneration") == request.generation:
+            # A retry; a new generation has just been started above.
+            self._start_traversal(engine, request, patch, notify)
+
+    def consume(
+        self, request: StackRequest, status: Mapping[str, Any], kind: RequestKind, value: str
+    ) -> None:
+        """Write `status` (with the request's record) now, then take the annotation off.
+
+        In this order, so that a client that sees the annotation gone finds the
+        outcome in status. The annotation goes only if it still has `value`: a
+        newer value is a newer request, for the next call.
+        """
+        objects = kubernetes.client.CustomObjectsApi(self.namespaces.api)
+        where = (GROUP, VERSION, request.namespace, STACKS, request.name)
+        pointer = f"/metadata/annotations/{json_pointer_token(kind.annotation)}"
+        take_off = [
+            {"op": "test", "path": pointer, "value": value},
+            {"op": "remove", "path": pointer},
+        ]
+        try:
+            objects.patch_namespaced_custom_object_status(
+                *where, {"status": dict(status)}, _content_type=MERGE_PATCH
+            )
+            objects.patch_namespaced_custom_object(*where, take_off, _content_type=JSON_PATCH)
+        except kubernetes.client.ApiException as exc:
+            if not (is_not_found(exc) or is_invalid(exc)):
+                raise
+
+    def fresh(self, request: StackRequest) -> StackRequest:
+        """The request with the Stack's status and annotations as read from the API now
+        (the handler's copy may be stale: an annotation consumed already, for one)."""
         try:
             body = kubernetes.client.CustomObjectsApi(
                 self.namespaces.api
             ).get_namespaced_custom_object(GROUP, VERSION, request.namespace, STACKS, request.name)
         except kubernetes.client.ApiException as exc:
             if is_not_found(exc):
-                return request.status
+                return request
             raise
-        return status_of(cast(Mapping[str, Any], body))
+        fresh = StackRequest.of(cast(Mapping[str, Any], body))
+        return replace(request, status=fresh.status, annotations=fresh.annotations)
 
     def _start_traversal(
         self,
@@ -234,9 +287,9 @@ class StackController:
         patch: MutableMapping[str, Any],
         notify: Notify,
     ) -> None:
-        """Carry out a new value of the cancel annotation."""
+        """Carry out a cancel request."""
         if value not in CANCEL_VALUES:
-            _refuse(patch, notify, f"{CANCEL_ANNOTATION} must be one of {', '.join(CANCEL_VALUES)}")
+            _refuse(patch, notify, f"{CANCEL.annotation} must be one of {', '.join(CANCEL_VALUES)}")
             return
         try:
             operations.cancel_update(engine, name, rollback=value == "rollback")
@@ -248,7 +301,7 @@ class StackController:
     def _rollback(
         self, engine: Engine, name: str, patch: MutableMapping[str, Any], notify: Notify
     ) -> None:
-        """Carry out a new value of the rollback annotation."""
+        """Carry out a rollback request."""
         stack = engine.store.get_stack(name)
         try:
             if stack is None:

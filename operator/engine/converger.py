@@ -42,11 +42,11 @@ from convergence.operator.engine.decision import UpdateKind, decide_update
 from convergence.operator.engine.graph import Node, cleanup_node, update_node
 from convergence.operator.engine.hot.definition import ResourceData
 from convergence.operator.engine.messages import NodeMessage
-from convergence.operator.engine.operations import replacement_id
 from convergence.operator.engine.outcome import (
     Outcome,
     StepOutcome,
 )
+from convergence.operator.engine.record_ids import replacement_id
 from convergence.operator.engine.store import (
     COMPLETE,
     CREATE,
@@ -75,7 +75,7 @@ class StepReport:
     poll_after: float | None = None
 
     def __str__(self) -> str:
-        parts = [f"{self.message.node.kind} {self.resource or self.message.node.record_id[:8]}"]
+        parts = [f"{self.message.node.kind} {self.resource or self.message.node.record_id}"]
         parts.append(f"[{self.message.traversal[:8]}]: {self.outcome}")
         if self.inputs:
             parts.append("inputs " + ", ".join(f"{k}={v}" for k, v in sorted(self.inputs.items())))

@@ -5,8 +5,8 @@ stack record; storing it makes every older traversal stale without interrupting
 anything (running actions finish, then their nodes re-enter the newest
 traversal). Starting a traversal picks, for each resource of the target
 template, the best existing record (Heat's scoring), creates INIT records for
-the rest, computes the graph once and stores it with the stack, then triggers
-the leaves.
+the rest (named by `record_ids.record_id`: readable, unique), computes the
+graph once and stores it with the stack, then triggers the leaves.
 
 This module also holds every write of stack state after the start: a traversal
 is *ready* (in service) when all its update nodes are done, and *complete*
@@ -18,7 +18,6 @@ stack's current one, so a stale worker never overwrites a newer traversal.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -34,6 +33,7 @@ from convergence.operator.engine.graph import (
 from convergence.operator.engine.hot.definition import ResourceData
 from convergence.operator.engine.messages import NodeMessage
 from convergence.operator.engine.plugin import StackRef
+from convergence.operator.engine.record_ids import record_id, replacement_id
 from convergence.operator.engine.store import (
     COMPLETE,
     CREATE,
@@ -57,11 +57,6 @@ class OperationRefused(Exception):
 
 class StackNotFound(LookupError):
     """No stack of that name."""
-
-
-def replacement_id(record_id: str, traversal: str) -> str:
-    """The id of the record replacing `record_id` in `traversal` (the same on every retry)."""
-    return str(uuid.uuid5(uuid.NAMESPACE_OID, f"{record_id}/{traversal}"))
 
 
 def replaced_in(record: ResourceRecord, traversal: str) -> bool:
@@ -151,7 +146,7 @@ def converge(
         best = best_existing_record(by_name.get(name, ()), revision, stack.template)
         if best is None:
             best = ResourceRecord(
-                id=engine.new_id(),
+                id=record_id(stack.name, name, engine.new_id()),
                 stack=stack.name,
                 name=name,
                 type=resource.type,

@@ -118,7 +118,7 @@ class StepOutcome:
         if kind is Outcome.BUSY:
             return f"busy with traversal {(self.busy_with or '')[:8]}, waiting"
         if kind is Outcome.REPLACEMENT_CREATED:
-            return f"needs replacement: created {(self.replacement or '')[:8]}"
+            return f"needs replacement: created {self.replacement or ''}"
         if kind is Outcome.RECORD_DELETED and self.retained:
             return "deleted record (retained physical resource)"
         if kind is Outcome.WORKER_CRASHED:

@@ -8,7 +8,8 @@ Records and their Kubernetes counterparts:
   (a map in the same status, merged one key at a time).
 - `TemplateRevision` ↔ an immutable revision object (e.g. a ControllerRevision).
 - `ResourceRecord` ↔ a `StackResource` custom resource: one per physical
-  resource *version* (a replacement is a new record with `replaces`).
+  resource *version* (a replacement is a new record with `replaces`), named
+  by its id, `<stack>-<logical name>-<short id>` (`record_ids`).
 - A sync point ↔ a map in the node's own `StackResource` status
   (`syncPoints.update` / `syncPoints.cleanup`), keyed by sender node; each
   entry carries the sender's traversal id and data.

@@ -1,10 +1,13 @@
 """How engine identifiers become Kubernetes object names and API coordinates.
 
-Record and revision ids name objects directly (they are UUIDs, which are
-DNS-1123 subdomains), so they are checked, never rewritten: a rewritten id
-could no longer be found by the engine. The labels every object of a stack
-carries are part of the plugin API (`engine.plugin`), as types label their
-objects with them too.
+Record and revision ids name objects directly, so they are checked, never
+rewritten: a rewritten id could no longer be found by the engine. A record id
+is made to be a name a person reads (`<stack>-<logical name>-<short id>`, a
+DNS-1123 label of at most 63 characters: `engine.record_ids`), so `kubectl get
+stackresources` lists a stack's StackResources by resource; records made by
+older operators are named by bare UUIDs, which are names as well, and keep them.
+The labels every object of a stack carries are part of the plugin API
+(`engine.plugin`), as types label their objects with them too.
 """
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ class ConfigMapReality:
             record_id = str(item["metadata"]["name"])
             try:
                 suffix = f"-{short_id(record_id)}"
-            except ValueError:  # not a UUID: its physical name has no short id of it
+            except ValueError:  # not a record id: no physical name ends with a short id of it
                 continue
             if item["spec"]["stack"] == record.stack and record.name.endswith(suffix):
                 with self._record_ids_lock:

@@ -8,10 +8,11 @@ live in the Stack's namespace). The mapping (DESIGN.md §2; field by field in
   stack-complete sync point is `status.syncPoints.complete` beside it, or the
   sync map of the traversal (`graphs`); the traversal's graph is in a
   ConfigMap of its own that `status.graphRef` names (`graphs`);
-- a `ResourceRecord` is a `StackResource` named by the record id, owned by the
-  Stack, labelled with stack and logical name, holding a finalizer that lets it
-  go only after its physical resource (`RESOURCE_FINALIZER`); its update and
-  cleanup sync points are `status.syncPoints.update` / `.cleanup`;
+- a `ResourceRecord` is a `StackResource` named by the record id (readable:
+  `engine.record_ids`), owned by the Stack, labelled with stack and logical
+  name, holding a finalizer that lets it go only after its physical resource
+  (`RESOURCE_FINALIZER`); its update and cleanup sync points are
+  `status.syncPoints.update` / `.cleanup`;
 - a `TemplateRevision` is a ControllerRevision and a Secret (`revisions`).
 
 Every engine write is a compare-and-set of `status.version`, every push one

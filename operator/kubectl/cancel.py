@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from convergence.operator.controllers.stack import CANCEL_ANNOTATION, CANCEL_VALUES
+from convergence.operator.controllers.requests import CANCEL, CANCEL_VALUES
 from convergence.operator.kubectl.requests import add_request, request
 
 ROLLBACK, NO_ROLLBACK = CANCEL_VALUES
@@ -27,4 +27,4 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return request(args, "cancel", CANCEL_ANNOTATION, NO_ROLLBACK if args.no_rollback else ROLLBACK)
+    return request(args, "cancel", CANCEL, NO_ROLLBACK if args.no_rollback else ROLLBACK)

@@ -91,12 +91,13 @@ def describe(found: snapshot.Snapshot, event: CoreV1Event) -> dict[str, Any]:
 
 def row(described: dict[str, Any]) -> list[str]:
     involved = described["object"]
-    name = involved["name"] if involved["kind"] == STACK_KIND else snapshot.short(involved["name"])
+    kind, name = involved["kind"], involved["name"]
+    name = name if kind == STACK_KIND else snapshot.object_name(name)
     return [
         described["time"],
         described["type"],
         described["reason"],
-        f"{involved['kind']}/{name}",
+        f"{kind}/{name}",
         described["resource"] or "",
         described["message"],
     ]

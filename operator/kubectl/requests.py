@@ -1,11 +1,12 @@
 """Requests to the operator by annotation, as `cancel`, `rollback` and `retry` write them.
 
 The operator reads `convergence.dev/cancel`, `/rollback` and `/retry` on a
-Stack and carries out each new value once, keeping the value it handled last
-in `status.handledCancel` / `handledRollback` / `handledRetry`
-(`controllers.stack`). These commands write exactly those annotations; with
-`--wait` they wait until the operator has handled the value and print what
-the stack's phase and reason then are (a refused request shows there).
+Stack, carries out each request, records the value it handled in
+`status.handledCancel` / `handledRollback` / `handledRetry` and then takes the
+annotation off (`controllers.requests`), so the same request can be made again
+later. These commands write exactly those annotations; with `--wait` they wait
+until the operator has handled the request and print what the stack's phase
+and reason then are (a refused request shows there).
 """
 
 from __future__ import annotations
@@ -17,14 +18,13 @@ from typing import Any
 
 from kubernetes.client import CustomObjectsApi
 
+from convergence.operator.controllers.requests import RequestKind, handled
 from convergence.operator.kube.api import MERGE_PATCH
 from convergence.operator.kube.names import GROUP, STACKS, VERSION
 from convergence.operator.kube.records import status_of
 from convergence.operator.kubectl import output, snapshot
 from convergence.operator.kubectl.client import PluginError, target
 
-# Where the operator keeps the value of each annotation it handled last.
-HANDLED = {"cancel": "handledCancel", "rollback": "handledRollback", "retry": "handledRetry"}
 POLL_SECONDS = 0.5
 
 
@@ -43,16 +43,12 @@ def add_wait(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def request(args: argparse.Namespace, request: str, annotation: str, value: str) -> int:
-    """Annotate the Stack `args.stack` with `annotation=value`; with --wait, await its handling."""
+def request(args: argparse.Namespace, request: str, kind: RequestKind, value: str) -> int:
+    """Annotate the Stack `args.stack` with `kind.annotation=value`; with --wait, await its
+    handling. A request of the same value still waiting for the operator is waited for."""
     where = target(args)
-    # A clear "not found" before any write; and a value handled already would be ignored.
-    handled = status_of(snapshot.read_stack_body(where, args.stack)).get(HANDLED[request])
-    if handled == value:
-        raise PluginError(
-            f"the operator has handled {annotation}={value} already, and it acts on each "
-            "value once: this request would be ignored"
-        )
+    snapshot.read_stack_body(where, args.stack)  # a clear "not found" before any write
+    annotation = kind.annotation
     CustomObjectsApi(where.api).patch_namespaced_custom_object(
         GROUP,
         VERSION,
@@ -67,8 +63,9 @@ def request(args: argparse.Namespace, request: str, annotation: str, value: str)
         return 0
     deadline = time.monotonic() + args.timeout
     while True:
-        status = status_of(snapshot.read_stack_body(where, args.stack))
-        if status.get(HANDLED[request]) == value:
+        body = snapshot.read_stack_body(where, args.stack)
+        if handled(kind, body, value):
+            status = status_of(body)
             reason = status.get("statusReason") or ""
             output.emit(f"handled: {status.get('phase')}{f' ({reason})' if reason else ''}\n")
             return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from convergence.operator.controllers.stack import RETRY_ANNOTATION
+from convergence.operator.controllers.requests import RETRY
 from convergence.operator.kubectl.requests import add_request, new_value, request
 
 
@@ -20,4 +20,4 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return request(args, "retry", RETRY_ANNOTATION, new_value())
+    return request(args, "retry", RETRY, new_value())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from convergence.operator.controllers.stack import ROLLBACK_ANNOTATION
+from convergence.operator.controllers.requests import ROLLBACK
 from convergence.operator.kubectl.requests import add_request, new_value, request
 
 
@@ -23,4 +23,4 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return request(args, "rollback", ROLLBACK_ANNOTATION, new_value())
+    return request(args, "rollback", ROLLBACK, new_value())

@@ -8,7 +8,6 @@ plugin shows is what the engine reads.
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -18,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 
 from convergence.operator.engine.graph import Graph
 from convergence.operator.engine.plugin import STACK_LABEL, label_value
+from convergence.operator.engine.record_ids import SHORT_ID_CHARS, is_uuid_id, short_id
 from convergence.operator.engine.store import ResourceRecord, StackRecord
 from convergence.operator.kube.api import NamespacedApi, is_not_found
 from convergence.operator.kube.graphs import GraphGone, TraversalGraphs
@@ -60,13 +60,20 @@ def condition(body: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
 
 
 def short(record_id: str) -> str:
-    """A record id as a table shows it: a UUID's last 8 characters (as `make demo` prints
-    them), any other name whole."""
+    """A record id as a table shows it: its last 8 characters (as `make demo` prints them),
+    which are the short id of a readable id (`engine.record_ids`) and the end of a UUID
+    one (an older operator's); any other name whole."""
     try:
-        uuid.UUID(record_id)
+        short_id(record_id)
     except ValueError:
         return record_id
-    return record_id[-8:]
+    return record_id[-SHORT_ID_CHARS:]
+
+
+def object_name(record_id: str) -> str:
+    """A StackResource as `trace` and `events` name it: its name, which `kubectl get` takes;
+    shortened as `short` does only where it is a UUID (an older operator's record)."""
+    return short(record_id) if is_uuid_id(record_id) else record_id
 
 
 def read_stack_body(target: Target, name: str) -> Mapping[str, Any]:

@@ -217,7 +217,7 @@ def rows(branch: Branch, home: str, lead: str = "", tail: str = "") -> Iterator[
     """The tree as table rows, the NAME column drawn with box characters; objects outside
     the stack's namespace `home` are named with their namespace."""
     where = f"{branch.namespace}/" if branch.namespace not in (None, home) else ""
-    name = snapshot.short(branch.name) if branch.kind == "StackResource" else branch.name
+    name = snapshot.object_name(branch.name) if branch.kind == "StackResource" else branch.name
     yield [f"{lead}{branch.kind}/{where}{name}", branch.resource, branch.phase, branch.ready,
            branch.status]  # fmt: skip
     for i, child in enumerate(branch.children):

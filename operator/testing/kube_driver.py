@@ -27,8 +27,9 @@ How the simulator's notions map here:
   finalizer is released only when the delete traversal completed.
 - rollback and cancel are what a user does with kubectl: a new value of the
   `convergence.dev/rollback` annotation, or `convergence.dev/cancel` set to
-  `rollback` / `no-rollback`; they are taken up when the Stack's
-  `status.handledRollback` / `handledCancel` shows the value. An update to
+  `rollback` / `no-rollback`; they are taken up when the operator has
+  recorded the value in `status.handledRollback` / `handledCancel` and taken
+  the annotation off (`controllers.requests.handled`). An update to
   the spec the stack has already (Heat's "update again with the same
   template") changes no generation; it is a new `convergence.dev/retry`.
 - A stack timeout in seconds is `spec.timeoutSeconds`.
@@ -47,6 +48,7 @@ import kubernetes
 from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
+from convergence.operator.controllers.requests import CANCEL, RETRY, ROLLBACK, RequestKind, handled
 from convergence.operator.engine.plugin import STACK_LABEL, label_value
 from convergence.operator.engine.sim.scenario import (
     Observation,
@@ -69,9 +71,6 @@ from convergence.operator.testing.cluster import Cluster
 
 JSON_PATCH = "application/json-patch+json"
 
-CANCEL_ANNOTATION = f"{GROUP}/cancel"
-ROLLBACK_ANNOTATION = f"{GROUP}/rollback"
-RETRY_ANNOTATION = f"{GROUP}/retry"
 UNSUPPORTED_STEPS: Mapping[str, str] = {
     "pause": "holding one resource's worker has no meaning on Kubernetes (simulator only)",
     "resume": "releasing a held resource worker has no meaning on Kubernetes (simulator only)",
@@ -153,29 +152,26 @@ class KubernetesDriver:
     def apply(self, stack: str, operation: Operation) -> None:
         if operation.kind in UNSUPPORTED_STEPS:
             raise NotSupportedOnKubernetes(UNSUPPORTED_STEPS[operation.kind])
-        expected: tuple[str, str] | None = None
+        expected: tuple[RequestKind, str] | None = None
         if operation.kind == "create":
             self._create(stack, operation)
         elif operation.kind == "update":
             if not self._update(stack, operation):
                 self._rollbacks += 1
-                expected = ("handledRetry", f"scenario-{self._rollbacks}")
-                self._annotate(stack, RETRY_ANNOTATION, expected[1])
+                expected = (RETRY, f"scenario-{self._rollbacks}")
         elif operation.kind == "delete":
             self._delete(stack)
         elif operation.kind == "rollback":
             self._rollbacks += 1
-            expected = ("handledRollback", f"scenario-{self._rollbacks}")
-            self._annotate(stack, ROLLBACK_ANNOTATION, expected[1])
+            expected = (ROLLBACK, f"scenario-{self._rollbacks}")
         elif operation.kind == "cancel":
-            value = "rollback" if operation.options.get("rollback") else "no-rollback"
-            expected = ("handledCancel", value)
-            self._annotate(stack, CANCEL_ANNOTATION, value)
+            expected = (CANCEL, "rollback" if operation.options.get("rollback") else "no-rollback")
         else:
             raise ScenarioError(f"unknown operation {operation.kind!r}")
         if expected is None:
             self._await_taken_up(stack, operation.kind)
         else:
+            self._annotate(stack, expected[0].annotation, expected[1])
             self._await_handled(stack, operation.kind, *expected)
 
     def _annotate(self, stack: str, key: str, value: str) -> None:
@@ -185,9 +181,9 @@ class KubernetesDriver:
             GROUP, VERSION, self.namespace, STACKS, stack, patch
         )
 
-    def _await_handled(self, stack: str, kind: str, field: str, value: str) -> None:
+    def _await_handled(self, stack: str, kind: str, request: RequestKind, value: str) -> None:
         deadline = time.monotonic() + self.timeout
-        while (self._stack_status(stack) or {}).get(field) != value:
+        while not handled(request, self._stack_body(stack) or {}, value):
             if time.monotonic() > deadline:
                 raise ScenarioError(
                     f"the operator did not take up the {kind} of stack {stack} "

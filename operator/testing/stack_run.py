@@ -288,9 +288,9 @@ class StackRun:
             item_status = item.get("status") or {}
             metadata = item["metadata"]
             records.append(
-                f"    {item['spec']['resource']} {metadata['name'][:8]} "
-                f"{item_status.get('phase')} replaces={str(item['spec'].get('replaces'))[:8]} "
-                f"replacedBy={str(item_status.get('replacedBy'))[:8]}"
+                f"    {item['spec']['resource']} {metadata['name'][-8:]} "
+                f"{item_status.get('phase')} replaces={str(item['spec'].get('replaces'))[-8:]} "
+                f"replacedBy={str(item_status.get('replacedBy'))[-8:]}"
                 + (" DELETING" if metadata.get("deletionTimestamp") else "")
             )
         return (

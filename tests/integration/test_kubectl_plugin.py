@@ -366,21 +366,29 @@ def test_cancel_rollback_and_retry_write_the_annotations_the_operator_acts_on(
     code, out, err = plugin(capsys, cluster, namespace, "cancel", "steered", "--no-rollback",
                             "--wait")  # fmt: skip
     assert code == 0, err
-    assert annotations()["convergence.dev/cancel"] == "no-rollback"
     assert "handled: UPDATE_FAILED (Stack UPDATE cancelled)" in out, out
-    # The same value again would be ignored by the operator: refused here, nothing written.
-    code, _, err = plugin(capsys, cluster, namespace, "cancel", "steered", "--no-rollback")
-    assert code == 1, err
-    assert "acts on each value once" in err, err
+    assert "convergence.dev/cancel" not in annotations(), "a handled request is consumed"
+    first = status()["handledCancelTraversal"]
+    # The same cancel in a later update is a new request, carried out too.
+    apply_stack(cluster, namespace, stack_of("v2b", wait=8))
+    operator_process.eventually(
+        "the next slow update to start",
+        lambda: (s := status()).get("phase") == "UPDATE_IN_PROGRESS" and s["traversal"] != first,
+    )
+    code, out, err = plugin(capsys, cluster, namespace, "cancel", "steered", "--no-rollback",
+                            "--wait")  # fmt: skip
+    assert code == 0, err
+    assert "handled: UPDATE_FAILED (Stack UPDATE cancelled)" in out, out
+    assert status()["handledCancelTraversal"] != first
 
     # rollback: back to the last template in service (v1), although rollback is disabled.
     apply_stack(cluster, namespace, stack_of("v3", fail=True))
     wait_for_stack(cluster, namespace, "steered", "UPDATE_FAILED", operator=operator_process)
     code, out, err = plugin(capsys, cluster, namespace, "rollback", "steered", "--wait")
     assert code == 0, err
-    value = annotations()["convergence.dev/rollback"]
+    value = status()["handledRollback"]
     assert f"rollback requested (convergence.dev/rollback={value})" in out, out
-    assert status()["handledRollback"] == value
+    assert "convergence.dev/rollback" not in annotations()
     wait_for_stack(cluster, namespace, "steered", "ROLLBACK_COMPLETE", operator=operator_process)
     assert physical_value(cluster, namespace) == "v1"
 
@@ -388,8 +396,9 @@ def test_cancel_rollback_and_retry_write_the_annotations_the_operator_acts_on(
     before = status()["traversal"]
     code, out, err = plugin(capsys, cluster, namespace, "retry", "steered", "--wait")
     assert code == 0, err
-    value = annotations()["convergence.dev/retry"]
-    assert status()["handledRetry"] == value
+    value = status()["handledRetry"]
+    assert f"retry requested (convergence.dev/retry={value})" in out, out
+    assert "convergence.dev/retry" not in annotations()
     again = operator_process.eventually(
         "the retried update to fail again in a new traversal",
         lambda: (s := status()).get("phase") == "UPDATE_FAILED" and s["traversal"] != before

@@ -267,6 +267,10 @@ def test_missing_parameter_source_is_reported_then_picked_up(
     assert physical(cluster, namespace)["a"]["value"] == "late"
 
 
+def stack_annotations(cluster: Cluster, namespace: str, stack: str) -> dict[str, str]:
+    return dict(get(cluster, namespace, "stack", stack)["metadata"].get("annotations") or {})
+
+
 def _record(cluster: Cluster, namespace: str, resource: str) -> dict[str, Any] | None:
     for item in get(cluster, namespace, "stackresources")["items"]:
         if item["spec"]["resource"] == resource:
@@ -274,7 +278,7 @@ def _record(cluster: Cluster, namespace: str, resource: str) -> dict[str, Any] |
     return None
 
 
-def test_cancel_without_rollback_by_annotation(
+def test_cancel_without_rollback_by_annotation_again_in_a_later_update(
     cluster: Cluster, namespace: str, operator_process: OperatorProcess
 ) -> None:
     ns = f"--namespace={namespace}"
@@ -289,35 +293,44 @@ def test_cancel_without_rollback_by_annotation(
 
     apply_stack(cluster, namespace, "cancelled", spec("v1", 0))
     wait_for_stack(cluster, namespace, "cancelled", "CREATE_COMPLETE", operator=operator_process)
-    apply_stack(cluster, namespace, "cancelled", spec("v2", 12))
 
     def updating() -> bool:
         record = _record(cluster, namespace, "slow")
         return bool(record and record.get("status", {}).get("phase") == "UPDATE_IN_PROGRESS")
 
-    operator_process.eventually("the slow update to start", updating)
-    cluster.kubectl(
-        "annotate", ns, "--overwrite", "stack", "cancelled", "convergence.dev/cancel=no-rollback"
-    )
-    # The engine's cancel and the handler's own status patch are two writes.
-    status = operator_process.eventually(
-        "UPDATE_FAILED after cancel, the annotation handled",
-        lambda: (
-            (status := settled_status(cluster, namespace, "cancelled", "UPDATE_FAILED"))
-            and "handledCancel" in status
-            and status
-        ),
-    )
-    assert status["statusReason"] == "Stack UPDATE cancelled", status
-    assert status["handledCancel"] == "no-rollback"
-
     def finished() -> bool:
         record = _record(cluster, namespace, "slow")
         return bool(record and record.get("status", {}).get("phase") == "UPDATE_COMPLETE")
 
-    operator_process.eventually("the running action to finish", finished)
-    assert physical(cluster, namespace)["slow"]["value"] == "v2"
-    assert stack_status(cluster, namespace, "cancelled")["phase"] == "UPDATE_FAILED"
+    cancelled_at: list[str] = []
+    # The same command in two updates: each is a request of its own, carried out.
+    for value in ("v2", "v3"):
+        apply_stack(cluster, namespace, "cancelled", spec(value, 12))
+        operator_process.eventually(f"the slow update to {value} to start", updating)
+        cluster.kubectl(
+            "annotate",
+            ns,
+            "--overwrite",
+            "stack",
+            "cancelled",
+            "convergence.dev/cancel=no-rollback",
+        )
+        status = operator_process.eventually(
+            f"UPDATE_FAILED after the cancel of the update to {value}, the request consumed",
+            lambda: (
+                (status := settled_status(cluster, namespace, "cancelled", "UPDATE_FAILED"))
+                and status.get("handledCancelTraversal") not in (None, *cancelled_at)
+                and "convergence.dev/cancel"
+                not in stack_annotations(cluster, namespace, "cancelled")
+                and status
+            ),
+        )
+        assert status["statusReason"] == "Stack UPDATE cancelled", status
+        assert status["handledCancel"] == "no-rollback"
+        cancelled_at.append(status["handledCancelTraversal"])
+        operator_process.eventually("the running action to finish", finished)
+        assert physical(cluster, namespace)["slow"]["value"] == value
+        assert stack_status(cluster, namespace, "cancelled")["phase"] == "UPDATE_FAILED"
 
 
 def test_rollback_by_annotation_and_a_refused_cancel(

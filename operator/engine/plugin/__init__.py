@@ -73,7 +73,6 @@ from convergence.operator.engine.plugin.resource_type import (
     ResourceContext,
     ResourceType,
     StackRef,
-    short_id,
 )
 from convergence.operator.engine.plugin.secrets import (
     SECRET_TOKEN,
@@ -89,6 +88,7 @@ from convergence.operator.engine.plugin.stacks import (
     nested_stack_name,
     template_document,
 )
+from convergence.operator.engine.record_ids import short_id
 
 __all__ = [
     "ENTRY_POINT_GROUP",

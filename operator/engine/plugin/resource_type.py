@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import base64
-import uuid
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -20,6 +18,7 @@ from convergence.operator.engine.plugin.properties import (
 )
 from convergence.operator.engine.plugin.reality import Clock, PhysicalRecord, Reality
 from convergence.operator.engine.plugin.secrets import SecretStore
+from convergence.operator.engine.record_ids import short_id
 
 if TYPE_CHECKING:
     from convergence.operator.engine.plugin.stacks import NestedStacks
@@ -34,12 +33,6 @@ class StackRef:
 
     name: str
     id: str
-
-
-def short_id(record_id: str) -> str:
-    """Eight lowercase base32 characters derived from a record's UUID (Heat's short_id)."""
-    raw = uuid.UUID(record_id).bytes[:5]
-    return base64.b32encode(raw).decode("ascii").lower()
 
 
 @dataclass

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from convergence.operator.engine.hot.errors import TemplateError
 from convergence.operator.engine.hot.loading import json_document, load_document
 from convergence.operator.engine.plugin.errors import ResourceFailure
-from convergence.operator.engine.plugin.resource_type import short_id
+from convergence.operator.engine.record_ids import short_id
 
 # Child names stay within a label value (63 characters), so labels and selectors by
 # stack name read them unshortened.

@@ -165,7 +165,7 @@ class SimulatorDriver:
         names: dict[str, str] = {}
         for stack in self.simulator.memory._stacks:
             for record in self.simulator.resources(stack):
-                names[record.id] = f"{record.name}({record.id[:4]})"
+                names[record.id] = f"{record.name}({record.id[-4:]})"
         return names
 
     def apply(self, stack: str, operation: Operation) -> None:

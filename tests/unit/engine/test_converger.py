@@ -12,8 +12,8 @@ from convergence.operator.engine.converger import check_resource
 from convergence.operator.engine.graph import cleanup_node, update_node
 from convergence.operator.engine.hot.errors import TemplateError
 from convergence.operator.engine.messages import NodeMessage
-from convergence.operator.engine.operations import replacement_id
 from convergence.operator.engine.outcome import ActionResult, Outcome, acted
+from convergence.operator.engine.record_ids import replacement_id
 from convergence.operator.engine.sim.simulator import Simulator
 from convergence.operator.engine.store import NotFound
 from convergence.operator.testing import hot

@@ -44,8 +44,8 @@ from convergence.operator.engine.outcome import (
             "busy with traversal 01234567, waiting",
         ),
         (
-            StepOutcome(Outcome.REPLACEMENT_CREATED, replacement="abcdefghij"),
-            "needs replacement: created abcdefgh",
+            StepOutcome(Outcome.REPLACEMENT_CREATED, replacement="web-db-abcdefgh"),
+            "needs replacement: created web-db-abcdefgh",
         ),
         (StepOutcome(Outcome.RECORD_DELETED), "deleted record"),
         (

@@ -23,8 +23,8 @@ from typing import Any, ClassVar
 import pytest
 
 from convergence.operator.engine.converger import StepReport
-from convergence.operator.engine.operations import replacement_id
 from convergence.operator.engine.plugin import Cookie, PropertiesModel, TypeRegistry
+from convergence.operator.engine.record_ids import replacement_id
 from convergence.operator.engine.sim.scenario import reality_errors
 from convergence.operator.engine.sim.simulator import Simulator
 from convergence.operator.testing import hot

@@ -14,13 +14,18 @@ import pytest
 
 from convergence.operator.controllers import Rejected, Requeue
 from convergence.operator.controllers.drift import drift_event
+from convergence.operator.controllers.requests import (
+    CANCEL,
+    RETRY,
+    ROLLBACK,
+    RequestKind,
+    handled,
+    pending,
+)
 from convergence.operator.controllers.stack import (
-    CANCEL_ANNOTATION,
     PARAMETERS_RETRY_DELAY,
-    ROLLBACK_ANNOTATION,
     StackController,
     StackRequest,
-    new_value,
 )
 from convergence.operator.controllers.stackresource import StepMetrics, summarize
 from convergence.operator.engine.converger import StepReport
@@ -33,6 +38,7 @@ from convergence.operator.spec import REVISION_HISTORY_LIMIT, StackSpec
 from convergence.operator.status import Status
 from convergence.operator.testing import hot
 
+TEST_RESOURCE = "OS::Heat::TestResource"
 TEMPLATE = hot.template(
     {"A": {"type": "OS::Heat::TestResource", "properties": {"value": "a"}}},
     parameters={"word": {"type": "string"}},
@@ -90,9 +96,16 @@ class Controller(StackController):
     def __init__(self, sim: Simulator, sources: Mapping[str, Mapping[str, str]]) -> None:
         super().__init__(cast(Namespaces, SimulatedNamespaces(sim)), cast(Status, None))
         self.sources = sources
+        # (annotation, value, status written first) of each request consumed.
+        self.consumed: list[tuple[str, str, dict[str, Any]]] = []
 
-    def fresh_status(self, request: StackRequest) -> Mapping[str, Any]:
-        return request.status
+    def fresh(self, request: StackRequest) -> StackRequest:
+        return request
+
+    def consume(
+        self, request: StackRequest, status: Mapping[str, Any], kind: RequestKind, value: str
+    ) -> None:
+        self.consumed.append((kind.annotation, value, dict(status)))
 
     def read_source(
         self, namespace: str, service_account: str | None, kind: str, name: str
@@ -190,32 +203,104 @@ def test_an_invalid_template_is_rejected_with_the_generation_observed() -> None:
     assert [n[:2] for n in notices] == [("Warning", "InvalidTemplate")]
 
 
-def test_requests_by_annotation_are_carried_out_once_per_value() -> None:
+def test_a_request_is_carried_out_recorded_and_then_consumed() -> None:
     sim = Simulator()
     controller = Controller(sim, {})
     spec = {"template": TEMPLATE, "parameters": {"word": "w"}}
     reconcile(controller, request(spec))
     patch, notices = reconcile(
         controller,
-        request(spec, observedGeneration=1, annotations={CANCEL_ANNOTATION: "sometimes"}),
+        request(spec, observedGeneration=1, annotations={CANCEL.annotation: "sometimes"}),
     )
+    traversal = sim.stack("s").traversal
     assert patch["handledCancel"] == "sometimes"
+    assert patch["handledCancelTraversal"] == traversal
     assert patch["statusReason"].startswith("Operation refused: ")
     assert [n[:2] for n in notices] == [("Warning", "OperationRefused")]
-    handled = request(
-        spec,
-        observedGeneration=1,
-        handledCancel="sometimes",
-        annotations={CANCEL_ANNOTATION: "sometimes"},
+    # The status, record and outcome, is written before the annotation goes.
+    assert controller.consumed == [(CANCEL.annotation, "sometimes", patch)]
+
+
+def test_the_same_cancel_in_a_later_update_is_carried_out_again() -> None:
+    sim = Simulator()
+    controller = Controller(sim, {})
+
+    def slow(value: str) -> dict[str, Any]:
+        properties = {"value": value, "wait_secs": 5}
+        return {
+            "template": hot.template(hot.resources(TEST_RESOURCE, A={"properties": properties}))
+        }
+
+    reconcile(controller, request(slow("a")))
+    sim.run_until_quiet()
+    cancels: list[str] = []
+    status: dict[str, Any] = {}
+    for generation, value in ((2, "b"), (3, "c")):
+        update = slow(value)
+        reconcile(controller, request(update, generation=generation, **status))
+        sim.step()  # the update of A starts
+        assert sim.stack("s").phase == "UPDATE_IN_PROGRESS"
+        patch, _ = reconcile(
+            controller,
+            request(
+                update,
+                generation=generation,
+                observedGeneration=generation,
+                annotations={CANCEL.annotation: "no-rollback"},
+                **status,
+            ),
+        )
+        assert sim.stack("s").phase == "UPDATE_FAILED", f"cancel in generation {generation}"
+        cancels.append(patch["handledCancelTraversal"])
+        status = {k: v for k, v in patch.items() if k.startswith("handled")}
+        sim.run_until_quiet()
+    assert len(set(cancels)) == 2, "each cancel is recorded at its own traversal"
+
+
+def test_a_request_handled_at_the_current_traversal_is_only_consumed() -> None:
+    # The annotation of a request carried out just before the operator stopped.
+    sim = Simulator()
+    controller = Controller(sim, {})
+    spec = {"template": TEMPLATE, "parameters": {"word": "w"}}
+    reconcile(controller, request(spec))
+    traversal = sim.stack("s").traversal
+    marker: dict[str, Any] = ROLLBACK.marker("1", traversal)
+    patch, notices = reconcile(
+        controller,
+        request(spec, observedGeneration=1, annotations={ROLLBACK.annotation: "1"}, **marker),
     )
-    assert reconcile(controller, handled) == ({}, [])
+    assert notices == []
+    assert sim.stack("s").traversal == traversal, "nothing started"
+    assert [c[:2] for c in controller.consumed] == [(ROLLBACK.annotation, "1")]
+    assert patch == ROLLBACK.marker("1", traversal)
+
+
+def test_a_value_an_older_operator_handled_is_consumed_without_acting() -> None:
+    sim = Simulator()
+    controller = Controller(sim, {})
+    spec = {"template": TEMPLATE, "parameters": {"word": "w"}}
+    reconcile(controller, request(spec))
+    traversal = sim.stack("s").traversal
+    _, notices = reconcile(
+        controller,
+        request(
+            spec,
+            observedGeneration=1,
+            annotations={CANCEL.annotation: "rollback"},
+            handledCancel="rollback",
+        ),
+    )
+    assert notices == []
+    assert sim.stack("s").traversal == traversal
+    (consumed,) = controller.consumed
+    assert consumed[2]["handledCancelTraversal"] == traversal, "recorded in the new form"
 
 
 def test_a_rollback_of_a_stack_never_created_is_refused() -> None:
     patch, notices = reconcile(
         Controller(Simulator(), {}),
         request(
-            {"template": TEMPLATE}, observedGeneration=1, annotations={ROLLBACK_ANNOTATION: "1"}
+            {"template": TEMPLATE}, observedGeneration=1, annotations={ROLLBACK.annotation: "1"}
         ),
     )
     assert patch["handledRollback"] == "1"
@@ -223,10 +308,28 @@ def test_a_rollback_of_a_stack_never_created_is_refused() -> None:
     assert [n[:2] for n in notices] == [("Warning", "OperationRefused")]
 
 
-def test_an_annotation_value_is_new_until_handled() -> None:
-    assert new_value({"k": "1"}, "k", None) == "1"
-    assert new_value({"k": "1"}, "k", "1") is None
-    assert new_value({}, "k", None) is None
+def test_an_annotation_value_is_a_request_until_handled_at_the_current_traversal() -> None:
+    def at(current: str) -> Any:
+        return lambda traversal: traversal == current
+
+    assert pending(RETRY, {RETRY.annotation: "1"}, {}, at("t1")) == "1"
+    assert pending(RETRY, {}, {}, at("t1")) is None
+    handled_at_t1 = RETRY.marker("1", "t1")
+    assert pending(RETRY, {RETRY.annotation: "1"}, handled_at_t1, at("t1")) is None
+    assert pending(RETRY, {RETRY.annotation: "1"}, handled_at_t1, at("t2")) == "1"
+    assert pending(RETRY, {RETRY.annotation: "2"}, handled_at_t1, at("t1")) == "2"
+    # An older operator's record: the value alone, acted on once.
+    assert pending(RETRY, {RETRY.annotation: "1"}, {"handledRetry": "1"}, at("t2")) is None
+
+
+def test_a_request_is_handled_once_recorded_and_its_annotation_gone() -> None:
+    def body(annotations: dict[str, str], **status: str) -> dict[str, Any]:
+        return {"metadata": {"annotations": annotations}, "status": status}
+
+    recorded = {"handledCancel": "rollback"}
+    assert handled(CANCEL, body({}, **recorded), "rollback")
+    assert not handled(CANCEL, body({CANCEL.annotation: "rollback"}, **recorded), "rollback")
+    assert not handled(CANCEL, body({}), "rollback")
 
 
 # -- the StackResource controller ----------------------------------------------------------------
