@@ -18,6 +18,10 @@ GRANTED = [
     ("watch", "stacks.convergence.dev"),
     ("patch", "stacks.convergence.dev"),
     ("patch", "stacks.convergence.dev/status"),
+    # Nested stacks (OS::Heat::Stack, ResourceGroup) are child Stacks the operator writes.
+    ("create", "stacks.convergence.dev"),
+    ("delete", "stacks.convergence.dev"),
+    ("patch", "stackpreviews.convergence.dev/status"),
     ("create", "stackresources.convergence.dev"),
     ("patch", "stackresources.convergence.dev"),
     ("delete", "stackresources.convergence.dev"),
@@ -33,9 +37,8 @@ GRANTED = [
 ]
 # ... and what it never does, so it may not.
 DENIED = [
-    ("create", "stacks.convergence.dev"),
-    ("delete", "stacks.convergence.dev"),
     ("update", "stacks.convergence.dev"),
+    ("create", "stackpreviews.convergence.dev"),
     ("update", "stackresources.convergence.dev"),
     ("list", "secrets"),
     ("watch", "secrets"),

@@ -417,19 +417,39 @@ def test_a_service_account_of_another_namespace_cannot_be_named(kube: Kube, tena
 def test_hidden_values_and_random_strings_are_never_shown(
     kube: Kube, tenant: Tenant, operator: Operator
 ) -> None:
-    # A hidden parameter whose value breaks its constraint: the error names it, not its value.
+    # A hidden parameter whose value breaks its constraint: the error names it, not its
+    # value, both where `kubectl apply` is refused and where the status says so.
     hidden = "hidden-" + tenant.namespace
+    declare = {"key": {"type": "string", "hidden": True, "constraints": [{"length": {"min": 99}}]}}
     refused = tenant.stack(
         "refused",
         {"noop": {"type": "OS::Heat::None"}},
-        declare={
-            "key": {"type": "string", "hidden": True, "constraints": [{"length": {"min": 99}}]}
-        },
+        declare=declare,
         parameters={"key": hidden},
     )
-    tenant.apply(refused)
+    answer = tenant.apply(refused, check=False)
+    assert answer.returncode != 0, "the webhook let a Stack breaking its constraint in"
+    assert "parameters.key" in answer.stderr, answer.stderr
+    assert hidden not in answer.stderr + answer.stdout, "the refusal shows the hidden value"
+    assert not kube.exists("stack", "refused", namespace=tenant.namespace)
+    # Given through parametersFrom, the value is the operator's to check: in status.
+    source = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "refused-key", "namespace": tenant.namespace},
+        "data": {"key": hidden},
+    }
+    kube.apply([source], namespace=tenant.namespace)
+    from_source = tenant.stack(
+        "refused",
+        {"noop": {"type": "OS::Heat::None"}},
+        declare=declare,
+        parametersFrom=[{"kind": "ConfigMap", "name": "refused-key"}],
+    )
+    tenant.apply(from_source)
     failed = tenant.settled("refused")
-    assert "key" in reason_of(failed), reason_of(failed)
+    assert "parameters.key" in reason_of(failed), reason_of(failed)
+    assert "length" in reason_of(failed), reason_of(failed)
     # A RandomString passed through a Value and shown by an output: a reference everywhere.
     quiet = tenant.stack(
         "quiet",
