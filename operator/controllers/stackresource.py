@@ -156,8 +156,12 @@ class StackResourceController:
             self.step_metrics.count(report, record, time.monotonic())
             reports.append(report)
         summary = summarize(reports)
-        if summary.deleted and record is not None:
-            self.status.resource_deleted(namespace, record)
+        if summary.deleted:
+            # The record is gone: its Event is all there is to report (a patch of
+            # its status, from a body still cached, would only be refused).
+            if record is not None:
+                self.status.resource_deleted(namespace, record)
+            return summary.poll_after
         phase_before = record.phase if record is not None else None
         waiting, recheck = self._waiting_to_report(record_id, summary.waiting_for)
         acted = any(report.outcome.action is not None for report in reports)
