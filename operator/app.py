@@ -28,6 +28,7 @@ from convergence.operator.controllers.stack import StackController
 from convergence.operator.controllers.stackresource import StackResourceController
 from convergence.operator.engine.plugin import TypeRegistry
 from convergence.operator.engine.store import Conflict
+from convergence.operator.kube.api import is_unavailable
 from convergence.operator.kube.events import EventPoster
 from convergence.operator.kube.watch import RecordWatch
 from convergence.operator.namespaces import REPORT, Namespaces, RecordKey
@@ -162,8 +163,14 @@ class App:
             again = self.stack_resources.step(key)
         except Conflict:
             again = 0.0
-        except Exception:
-            logger.exception("step of %s failed; retrying", "/".join(key))
+        except Exception as exc:
+            if is_unavailable(exc):
+                # The API server or etcd is down for a moment: no failure of anything.
+                logger.warning(
+                    "step of %s: the API could not answer (%s); retrying", "/".join(key), exc
+                )
+            else:
+                logger.exception("step of %s failed; retrying", "/".join(key))
             error, again = True, RETRY_AFTER_ERROR
         finally:
             active.dec()

@@ -23,6 +23,7 @@ from convergence.operator.engine.definitions import template_definitions
 from convergence.operator.engine.messages import NodeMessage
 from convergence.operator.engine.plugin import TypeRegistry
 from convergence.operator.engine.wiring import Engine
+from convergence.operator.kube.api import is_unavailable
 from convergence.operator.kube.cache import ObjectCache
 from convergence.operator.kube.nested import KubernetesStacks
 from convergence.operator.kube.objects import KubernetesObjects
@@ -92,6 +93,7 @@ class Namespaces:
                 secrets=KubernetesSecretStore(self.api, namespace),
                 stacks=KubernetesStacks(self.api, namespace),
                 definitions=functools.partial(template_definitions, project_id=namespace),
+                transient=is_unavailable,
             )
         return self._engines[namespace]
 

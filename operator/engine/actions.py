@@ -107,6 +107,7 @@ class ResourceActions:
         try:
             plugin.retain()
         except Exception as exc:
+            self._unless_unavailable(exc)
             pending = PendingAction(action=DELETE, traversal=self.traversal)
             self._fail(stack, record, DELETE, failure_reason(exc), pending, True, context)
             return False
@@ -174,6 +175,7 @@ class ResourceActions:
             # (most are) is recorded complete in one write, without waiting a poll.
             done = is_complete(plugin, pending.action, cookie)
         except Exception as exc:
+            self._unless_unavailable(exc)
             self._fail(
                 stack, record, pending.action, failure_reason(exc), pending, current, context
             )
@@ -220,6 +222,7 @@ class ResourceActions:
         try:
             done = is_complete(plugin, pending.action, pending.cookie)
         except Exception as exc:
+            self._unless_unavailable(exc)
             self._fail(
                 stack, record, pending.action, failure_reason(exc), pending, current, context
             )
@@ -332,6 +335,16 @@ class ResourceActions:
             self._propagate(stack, graph_node, self._node_data(completed), written)
         else:
             self._reenter_newest(stack.name, completed)
+
+    def _unless_unavailable(self, exc: Exception) -> None:
+        """Raise `exc` again when it says only that the infrastructure could not answer.
+
+        The step then ends with it and is tried again later, the record as it is
+        (an action not started is started again, one started is checked again):
+        an API server or etcd that is down for a moment fails no resource.
+        """
+        if self.engine.transient(exc):
+            raise exc
 
     def _fail(
         self,

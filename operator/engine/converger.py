@@ -263,6 +263,7 @@ class _Step(ResourceActions):
             raw = definition.resolve_properties(record.name, data)
             properties = self._validated(plugin_type, raw, stack.name)
         except Exception as exc:
+            self._unless_unavailable(exc)
             self._fail(stack, record, action, failure_reason(exc), pending, current=True)
             return
         pending = replace(pending, properties=raw)

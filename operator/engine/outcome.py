@@ -44,6 +44,7 @@ class Outcome(enum.Enum):
     ACTION = "action"
     # The step did not finish: it is run again.
     CONFLICT = "write conflict, retrying"
+    UNAVAILABLE = "what the step asked could not be answered now, retrying"
     WORKER_CRASHED = "worker crashed"
 
     @property

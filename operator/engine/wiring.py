@@ -29,6 +29,7 @@ from convergence.operator.engine.plugin import (
     SecretStore,
     StackRef,
     TypeRegistry,
+    Unavailable,
 )
 from convergence.operator.engine.store import Store
 
@@ -59,6 +60,12 @@ class Engine:
     # Child stacks per parent stack (OS::Heat::Stack); None: nesting is not wired.
     stacks: NestedStackClients | None = None
     new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
+    # Whether an exception of a type's action says only that the infrastructure could
+    # not answer now (the step is retried; the resource does not fail). The operator
+    # adds the Kubernetes client's unavailable answers and lost connections.
+    transient: Callable[[BaseException], bool] = field(
+        default=lambda exc: isinstance(exc, Unavailable)
+    )
     _cache: dict[str | None, Definition] = field(default_factory=dict, repr=False)
 
     def definition(self, stack: StackRef, revision_id: str | None) -> Definition:

@@ -53,6 +53,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar, cast
 
+import urllib3
 from kubernetes.client import (
     ApiClient,
     AppsV1Api,
@@ -62,6 +63,7 @@ from kubernetes.client import (
 )
 from kubernetes.client.exceptions import ApiException
 
+from convergence.operator.engine.plugin import Unavailable
 from convergence.operator.engine.store import Conflict, NotFound, StoreError, SyncEntry
 from convergence.operator.kube.cache import ObjectCache
 from convergence.operator.kube.names import (
@@ -181,6 +183,21 @@ def is_invalid(exc: BaseException) -> bool:
 def is_namespace_terminating(exc: BaseException) -> bool:
     """Whether the API refused to make an object because its namespace is being deleted."""
     return isinstance(exc, ApiException) and isinstance(api_error(exc), NamespaceTerminating)
+
+
+# Answers that say the API could not answer now, not that it refused: too many
+# requests, an internal error (etcd unreachable), a bad gateway, unavailable, a timeout.
+UNAVAILABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether the API could not be reached or could not answer now (try again later)."""
+    if isinstance(exc, Unavailable):
+        return True
+    if isinstance(exc, ApiException):
+        return int(exc.status or 0) in UNAVAILABLE_STATUSES
+    # The connection itself: refused, reset, timed out (urllib3 wraps these).
+    return isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)
 
 
 def _refusal(exc: ApiException) -> str:

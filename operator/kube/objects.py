@@ -44,6 +44,7 @@ from convergence.operator.engine.plugin import (
     ObjectRef,
     ObjectRejected,
     ResourceFailure,
+    Unavailable,
 )
 from convergence.operator.kube.api import (
     APPLY_PATCH,
@@ -53,6 +54,7 @@ from convergence.operator.kube.api import (
     is_conflict,
     is_invalid,
     is_not_found,
+    is_unavailable,
     request,
 )
 from convergence.operator.kube.names import (
@@ -149,13 +151,18 @@ _IMMUTABLE_WORDS = (
 )
 
 
-def _rejected(ref: ObjectRef, verb: str, exc: ApiError) -> ObjectRejected:
-    """The plugin API's exception for a refusal: the two a type acts on by their own class."""
+def _rejected(ref: ObjectRef, verb: str, exc: ApiError) -> ObjectRejected | Unavailable:
+    """The plugin API's exception for a refusal: the two a type acts on by their own class.
+
+    An answer that the API could not answer now is no refusal: `Unavailable`.
+    """
     message = exc.message
     if len(message) > _MESSAGE_MAX:
         half = _MESSAGE_MAX // 2
         message = f"{message[:half]} ... {message[-half:]}"
     text = f"cannot {verb} {ref}: {message}"
+    if is_unavailable(exc):
+        return Unavailable(text)
     if is_conflict(exc):
         return ObjectConflict(text, exc.reason)
     lowered = text.lower()

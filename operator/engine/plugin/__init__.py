@@ -45,6 +45,7 @@ from convergence.operator.engine.plugin.errors import (
     ObjectImmutable,
     ObjectRejected,
     ResourceFailure,
+    Unavailable,
     UnknownResourceType,
 )
 from convergence.operator.engine.plugin.objects import (
@@ -123,6 +124,7 @@ __all__ = [
     "StackRef",
     "StoredSecret",
     "TypeRegistry",
+    "Unavailable",
     "UnknownResourceType",
     "changed_properties",
     "coerce_value",

@@ -5,7 +5,8 @@ Events). The Kubernetes API's refusals reach a type as `ObjectRejected`, and
 the two refusals a type acts on have their own class, so a type never reads
 HTTP status codes: `ObjectImmutable` (the change needs a new object) and
 `ObjectConflict` (another field manager owns what an unforced apply touched).
-The Kubernetes layer decides which one a refusal is.
+The Kubernetes layer decides which one a refusal is. `Unavailable` is no
+refusal: the question could not be answered now, and the step is retried.
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ class ObjectImmutable(ObjectRejected):
 
 class ObjectConflict(ObjectRejected):
     """An apply without force met fields that another field manager owns."""
+
+
+class Unavailable(Exception):
+    """What a type asked could not be answered now (the API server or its storage
+    is down, or it asks the client to slow down): no failure of the resource. The
+    step is tried again later; the action stays as it was."""
 
 
 class UnknownResourceType(LookupError):

@@ -362,6 +362,14 @@ class Simulator:
             self.wake(message.stack, message.node.record_id)
             crashed = StepOutcome(Outcome.WORKER_CRASHED, reason=str(crash))
             report = StepReport(message, crashed, self._resource_name(message))
+        except Exception as exc:
+            if not self.engine.transient(exc):
+                raise
+            # As the operator retries a step the infrastructure could not answer.
+            self._remove(queued)
+            self._enqueue(message, self.clock.now() + self.engine.poll_interval)
+            unavailable = StepOutcome(Outcome.UNAVAILABLE, reason=str(exc))
+            report = StepReport(message, unavailable, self._resource_name(message))
         else:
             self._remove(queued)
             if report.poll_after is not None:

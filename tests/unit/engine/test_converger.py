@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -13,10 +13,12 @@ from convergence.operator.engine.graph import cleanup_node, update_node
 from convergence.operator.engine.hot.errors import TemplateError
 from convergence.operator.engine.messages import NodeMessage
 from convergence.operator.engine.outcome import ActionResult, Outcome, acted
+from convergence.operator.engine.plugin import TypeRegistry, Unavailable
 from convergence.operator.engine.record_ids import replacement_id
 from convergence.operator.engine.sim.simulator import Simulator
 from convergence.operator.engine.store import NotFound
 from convergence.operator.testing import hot
+from convergence.reconcilers.heat_test_resource import TestResource
 
 TYPE = "OS::Heat::TestResource"
 
@@ -296,3 +298,50 @@ def test_a_stale_action_ends_though_its_template_revision_is_gone(
     assert sim.stack("s").phase == "DELETE_COMPLETE"
     assert sim.resources("s") == []
     assert sim.copies("s", "A") == sim.copies("s", "B") == []
+
+
+class FlakyBackend(TestResource):
+    """A TestResource whose backend cannot answer the first create and the first check."""
+
+    __test__ = False
+    unanswered: ClassVar[list[str]] = []
+
+    def create(self) -> Any:
+        if "create" not in FlakyBackend.unanswered:
+            FlakyBackend.unanswered.append("create")
+            raise Unavailable("the API server is down")
+        return super().create()
+
+    def check_create_complete(self, cookie: Any) -> bool:
+        if "check" not in FlakyBackend.unanswered:
+            FlakyBackend.unanswered.append("check")
+            raise Unavailable("etcd is restarting")
+        return super().check_create_complete(cookie)
+
+
+def test_an_unavailable_backend_fails_no_resource_and_the_step_is_tried_again() -> None:
+    """An API server or etcd down for a moment is no failure of the resource: the step
+    ends, is tried again, and the action goes on from where it was."""
+    FlakyBackend.unanswered.clear()
+    sim = Simulator(TypeRegistry({TYPE: FlakyBackend}))
+    sim.create("s", hot.template(hot.resources(TYPE, A={"properties": {"value": "a"}})))
+    sim.run_until_quiet()
+    assert FlakyBackend.unanswered == ["create", "check"]
+    outcomes = [r.outcome.kind for r in sim.trace]
+    assert outcomes.count(Outcome.UNAVAILABLE) == 2, outcomes
+    assert sim.stack("s").phase == "CREATE_COMPLETE"
+    assert [c.properties for c in sim.copies("s", "A")] == [{"value": "a"}]
+
+
+def test_an_error_that_is_not_unavailability_still_fails_the_resource() -> None:
+    class Broken(TestResource):
+        __test__ = False
+
+        def create(self) -> Any:
+            raise RuntimeError("a bug in the type")
+
+    sim = Simulator(TypeRegistry({TYPE: Broken}))
+    sim.create("s", hot.template(hot.resources(TYPE, A={})))
+    sim.run_until_quiet()
+    assert sim.stack("s").phase == "CREATE_FAILED"
+    assert "RuntimeError: a bug in the type" in record_of(sim, "A").status_reason
