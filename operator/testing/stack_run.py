@@ -20,6 +20,7 @@ same seed again (`replay`).
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Mapping, Sequence, Set
@@ -42,6 +43,13 @@ TEST_RESOURCE = "OS::Heat::TestResource"
 GC_GRACE = 15.0
 
 Template = dict[str, Any]
+
+
+def seeds_from_env(seeds_var: str, runs_var: str, default_runs: int) -> list[int]:
+    """The seeds a seeded test runs: those `seeds_var` lists ("3,7"), else the first
+    `runs_var` (default `default_runs`)."""
+    chosen = [int(s) for s in os.environ.get(seeds_var, "").split(",") if s.strip()]
+    return chosen or list(range(int(os.environ.get(runs_var, str(default_runs)))))
 
 
 def random_resources(

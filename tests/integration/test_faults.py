@@ -63,14 +63,12 @@ from convergence.operator.testing.stack_run import (
     random_resources,
     random_template,
     replace_some,
+    seeds_from_env,
 )
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.slow]
 
-FAULT_RUNS = int(os.environ.get("FAULT_RUNS", "1"))
-SEEDS = [int(s) for s in os.environ.get("FAULT_SEEDS", "").split(",") if s.strip()] or list(
-    range(FAULT_RUNS)
-)
+SEEDS = seeds_from_env("FAULT_SEEDS", "FAULT_RUNS", 1)
 RESOURCES = 30
 SLOW_RESOURCES = 4
 REPLACED_RESOURCES = 5

@@ -36,7 +36,6 @@ a minute on two cores.
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Iterator
@@ -56,14 +55,12 @@ from convergence.operator.testing.stack_run import (
     kept_errors,
     random_resources,
     replace_some,
+    seeds_from_env,
 )
 
 pytestmark = pytest.mark.controlplane
 
-KILL_RUNS = int(os.environ.get("KILL_RUNS", "20"))
-SEEDS = [int(s) for s in os.environ.get("KILL_SEEDS", "").split(",") if s.strip()] or list(
-    range(KILL_RUNS)
-)
+SEEDS = seeds_from_env("KILL_SEEDS", "KILL_RUNS", 20)
 RESOURCES = 30
 SLOW_RESOURCES = 4
 REPLACED_RESOURCES = 5
