@@ -52,7 +52,12 @@ from convergence.operator.kube.names import GROUP, STACK_RESOURCES, STACKS, VERS
 from convergence.operator.kube.watch import Gone, RecordWatch
 from convergence.operator.testing import hot
 from convergence.operator.testing.cluster import Cluster
-from convergence.operator.testing.controlplane import REPO_ROOT, ControlPlane, build_binaries
+from convergence.operator.testing.controlplane import (
+    REPO_ROOT,
+    ControlPlane,
+    build_binaries,
+    log_tail,
+)
 from convergence.operator.testing.stack_run import (
     TEST_RESOURCE,
     StackRun,
@@ -88,6 +93,8 @@ NAMESPACE_SLOW = 45
 NAMESPACE_WAIT_SECS = 3
 # The operator is killed once at least this many (drawn by seed) are in progress.
 IN_PROGRESS_AT_KILL = (5, 17)
+# Seconds the namespace controller may take to delete the revisions of a deleted namespace.
+REVISIONS_GONE_TIMEOUT = 90.0
 # Seconds the namespace may take to go once the operator is back.
 NAMESPACE_GONE_TIMEOUT = 120.0
 CONVERGE_TIMEOUT = 150.0
@@ -506,11 +513,24 @@ def test_namespace_deleted_while_the_operator_is_down_goes_once_it_is_back(
 
     cluster.kubectl("delete", "namespace", run.namespace, "--wait=false")
     # The namespace controller deletes what holds no finalizer, the template revisions among it.
+    # Its workers and informers may still be backing off from the earlier tests' outages.
     apps = AppsV1Api(run.driver.api)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + REVISIONS_GONE_TIMEOUT
     while apps.list_namespaced_controller_revision(run.namespace).items:
         if time.monotonic() > deadline:
-            pytest.fail(run.report("namespace deletion", ["the revisions were never deleted"]))
+            control, _ = plane
+            namespace = CoreV1Api(run.driver.api).read_namespace(run.namespace)
+            conditions = [
+                f"{c.type}={c.status} {c.reason}: {c.message}"
+                for c in (namespace.status.conditions or [])
+            ]
+            errors = [
+                f"the revisions were not deleted in {REVISIONS_GONE_TIMEOUT:g}s",
+                f"namespace phase {namespace.status.phase}, conditions {conditions}",
+                "kube-controller-manager log, tail:\n"
+                + log_tail(control.state_dir / "kube-controller-manager.log", 40),
+            ]
+            pytest.fail(run.report("namespace deletion", errors))
         time.sleep(0.2)
     run.faults.append(f"namespace deleted, its revisions gone ({run.progress()})")
 
