@@ -256,6 +256,7 @@ def resource_to_status(record: ResourceRecord) -> dict[str, Any]:
         "deletionPolicy": record.deletion_policy,
         "pluginData": dict(record.data),
         "lock": record.lock,
+        "lockHolder": record.holder,
         "converged": record.converged,
         "pending": pending_to_status(record.pending),
     }
@@ -299,6 +300,7 @@ def resource_from_body(body: Mapping[str, Any]) -> ResourceRecord:
         deletion_policy=str(status.get("deletionPolicy", "Delete")),
         data=dict(status.get("pluginData") or {}),
         lock=status.get("lock"),
+        holder=status.get("lockHolder"),
         pending=pending_from_status(status.get("pending")),
         converged=status.get("converged"),
         version=engine_version(body),
