@@ -157,6 +157,11 @@ class StackRecord:
     started_at: float = 0.0
     outputs: Mapping[str, Any] = field(default_factory=dict)
     version: int = 0
+    # The caller's id of the desired state the last create or update started to
+    # converge to (on Kubernetes the Stack's generation): a create or update asked
+    # again for the same id finds it started already (several operator replicas
+    # hear of one change, and each asks).
+    desired: str | None = None
 
     @property
     def phase(self) -> str:

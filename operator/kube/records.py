@@ -160,6 +160,7 @@ def stack_to_status(stack: StackRecord) -> dict[str, Any]:
         "timeoutSeconds": stack.timeout,
         "startedAt": stack.started_at,
         "outputs": dict(stack.outputs),
+        "desired": stack.desired,
     }
 
 
@@ -187,6 +188,7 @@ def stack_from_body(body: Mapping[str, Any]) -> StackRecord | None:
         started_at=_float(status.get("startedAt")) or 0.0,
         outputs=dict(status.get("outputs") or {}),
         version=int(status["version"]),
+        desired=status.get("desired"),
     )
 
 

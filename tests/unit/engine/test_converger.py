@@ -383,3 +383,26 @@ def test_an_action_held_by_a_live_engine_is_left_to_it_and_taken_over_once_it_di
     assert done.outcome == acted("CREATE", ActionResult.COMPLETE)
     assert (record_of(sim, "A").lock, record_of(sim, "A").holder) == (None, None)
     assert len(sim.copies("s", "A")) == 1
+
+
+def test_a_change_asked_for_again_by_another_replica_is_started_once() -> None:
+    """Every replica hears of a new Stack generation and asks for it: the first start wins,
+    the others find it started; a delete, too, is started once."""
+    sim = Simulator()
+    template = hot.template(hot.resources(TYPE, A={"properties": {"value": "a"}}))
+    created = operations.create_stack(sim.engine, "s", template, desired="1")
+    again = operations.create_stack(sim.engine, "s", template, desired="1")
+    assert again.traversal == created.traversal
+    sim.run_until_quiet()
+    updated_template = hot.template(hot.resources(TYPE, A={"properties": {"value": "b"}}))
+    updated = operations.update_stack(sim.engine, "s", updated_template, desired="2")
+    assert updated.traversal != created.traversal
+    assert operations.update_stack(sim.engine, "s", updated_template, desired="2").traversal == (
+        updated.traversal
+    )
+    sim.run_until_quiet()
+    assert sim.stack("s").phase == "UPDATE_COMPLETE"
+    deleting = operations.delete_stack(sim.engine, "s")
+    assert operations.delete_stack(sim.engine, "s").traversal == deleting.traversal
+    sim.run_until_quiet()
+    assert sim.stack("s").phase == "DELETE_COMPLETE"
