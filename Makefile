@@ -11,7 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CONTROLPLANE := $(PY) -m convergence.operator.testing.controlplane
 
-.PHONY: venv lock graphviz-bin controlplane-bin controlplane controlplane-down env demo test lint unit integration clean chart-crds e2e e2e-kind bench faults kill-replicas
+.PHONY: venv lock graphviz-bin controlplane-bin controlplane controlplane-down env demo test lint unit integration clean chart-crds e2e e2e-kind bench faults kill-replicas bench-replicas
 
 # The venv is rebuilt when pyproject.toml or the lock changes.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -86,6 +86,12 @@ KILL_REPLICA_RUNS ?= 10
 KILL_REPLICA_SEEDS ?=
 faults: venv controlplane-bin
 	FAULT_RUNS=$(FAULT_RUNS) FAULT_SEEDS=$(FAULT_SEEDS) $(VENV)/bin/pytest tests/integration/test_faults.py
+
+# The benchmark with 1, 2 and 3 operator replicas: 1000 resources, and 10 stacks of 100.
+bench-replicas: venv controlplane-bin
+	for replicas in 1 2 3; do \
+	  $(PY) tests/bench/bench_operator.py 1000 --chain=0 --spread=10 --replicas=$$replicas || exit 1; \
+	done
 
 # The three-replica kill test over many seeds (`make test` runs 2).
 kill-replicas: venv controlplane-bin

@@ -18,6 +18,12 @@ average at start and end, optionally a warm-up of many small stacks first (to
 compare a long-running operator with a fresh one) and a profile of the
 operator. It prints figures and asserts nothing about time.
 
+With `--replicas R` the operator runs as R replicas sharing the work (CPU
+seconds are their sum, RSS the largest one's); `--spread K` adds K stacks of
+`--spread-size` resources created, updated and deleted at once, each in a
+namespace of its own. `make bench-replicas` runs 1000 resources and 10 x 100
+with 1, 2 and 3 replicas.
+
     make bench                        # SIZES="100 1000"; BIG=1 WARM=1 PROFILE=1
     PYTHONSAFEPATH=1 .venv/bin/python tests/bench/bench_operator.py 100 1000 --chain 100
 """
@@ -25,6 +31,7 @@ operator. It prints figures and asserts nothing about time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -219,11 +226,12 @@ class Bench:
         self,
         cluster: Cluster,
         plane: ControlPlane,
-        operator: OperatorProcess,
+        operators: list[OperatorProcess],
         poll_slowdown: float,
     ) -> None:
         self.cluster = cluster
-        self.operator = operator
+        self.operators = operators
+        self.operator = operators[0]
         api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
         self.stacks = kubernetes.client.CustomObjectsApi(api)
         self.core = kubernetes.client.CoreV1Api(api)
@@ -236,10 +244,19 @@ class Bench:
 
     @property
     def operator_pid(self) -> int:
-        pid = self.operator.pid
-        if pid is None:
-            raise SystemExit(f"the operator is not running; its log:\n{self.operator.tail()}")
-        return pid
+        return self.operator_pids[0]
+
+    @property
+    def operator_pids(self) -> list[int]:
+        pids = []
+        for operator in self.operators:
+            if operator.pid is None:
+                raise SystemExit(f"an operator is not running; its log:\n{operator.tail()}")
+            pids.append(operator.pid)
+        return pids
+
+    def operator_cpu(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.operator_pids)
 
     def server_cpu(self) -> float:
         return sum(cpu_seconds(pid) for pid in self.server_pids)
@@ -249,7 +266,7 @@ class Bench:
         """Time the body; count requests and CPU from just before it until its writes settle."""
         phase = Phase(name, resources, edges, budget)
         counts = request_counts(self.cluster)
-        operator_cpu, server_cpu = cpu_seconds(self.operator_pid), self.server_cpu()
+        operator_cpu, server_cpu = self.operator_cpu(), self.server_cpu()
         start = time.monotonic()
         yield phase
         phase.seconds = time.monotonic() - start
@@ -261,9 +278,9 @@ class Bench:
         after, phase.settled = self.settled_counts(at_end)
         phase.trailing = after - at_end
         phase.counts = (after if phase.settled else at_end) - counts
-        phase.operator_cpu = cpu_seconds(self.operator_pid) - operator_cpu
+        phase.operator_cpu = self.operator_cpu() - operator_cpu
         phase.control_plane_cpu = self.server_cpu() - server_cpu
-        phase.peak_rss_mib = peak_rss_mib(self.operator_pid)
+        phase.peak_rss_mib = max(peak_rss_mib(pid) for pid in self.operator_pids)
         self.phases.append(phase)
         print_phase(phase, self.floor(resources))
 
@@ -365,7 +382,7 @@ class Bench:
             time.sleep(1.0)
 
     def log(self) -> str:
-        return self.operator.tail()
+        return "\n".join(f"{o.log}:\n{o.tail()}" for o in self.operators)
 
     # --- the runs ----------------------------------------------------------------
 
@@ -399,6 +416,40 @@ class Bench:
         template, _ = random_dag(size, seed=size, suffix="v2")
         self.traverse("update", namespace, template, edges, "UPDATE_COMPLETE")
         self.delete("delete", namespace, size, edges)
+        self.drop_namespaces(f"{BENCH_LABEL}=run")
+
+    def spread(self, stacks: int, size: int) -> None:
+        """`stacks` stacks of `size` resources, each in its own namespace, converged at once."""
+        print(f"\n== {stacks} stacks of {size} resources at once")
+        namespaces = [f"bench-spread-{index}" for index in range(stacks)]
+        for namespace in namespaces:
+            self.create_namespace(namespace)
+        resources = stacks * size
+        for name, suffix, phase in (
+            ("spread create", "", "CREATE_COMPLETE"),
+            ("spread update", "v2", "UPDATE_COMPLETE"),
+        ):
+            dags = [random_dag(size, seed=index, suffix=suffix) for index in range(stacks)]
+            edges = sum(e for _, e in dags)
+            budget = (2 if phase == "UPDATE_COMPLETE" else 3) * resources + edges
+            items = [hot.stack("bench", t, n) for (t, _), n in zip(dags, namespaces, strict=True)]
+            with self.phase(name, resources, edges, budget) as measured:
+                self.apply({"apiVersion": "v1", "kind": "List", "items": items})
+                self.poll(
+                    measured,
+                    f"{stacks} stacks {phase}",
+                    120 + resources * 3,
+                    lambda: all(self.converged(n, "bench", phase) for n in namespaces),  # noqa: B023
+                )
+        with self.phase("spread delete", resources, edges, 3 * resources + edges) as measured:
+            for namespace in namespaces:
+                self.cluster.kubectl("delete", "-n", namespace, "stack", "bench", "--wait=false")
+            self.poll(
+                measured,
+                f"{stacks} stacks deleted",
+                120 + resources * 3,
+                lambda: all(self.stack(n, "bench") is None for n in namespaces),
+            )
         self.drop_namespaces(f"{BENCH_LABEL}=run")
 
     def chain(self, length: int) -> None:
@@ -552,6 +603,17 @@ def print_summary(bench: Bench, sizes: list[int]) -> None:
             + f" {sum(p.operator_cpu for p in traversals):>6.1f}"
             + f" {max(p.peak_rss_mib for p in traversals):>7.0f}"
         )
+    spread = [p for p in bench.phases if p.name.startswith("spread ")]
+    if spread:
+        print(
+            f"{len(bench.operators)} replica(s), stacks at once ({spread[0].resources} resources): "
+            + ", ".join(
+                f"{p.name.removeprefix('spread ')} {p.seconds:.1f} s "
+                f"({p.per_resource(p.total_writes):.1f} writes/res)"
+                for p in spread
+            )
+            + f"; CPU {sum(p.operator_cpu for p in spread):.1f} s"
+        )
     hops = [p for p in bench.phases if p.name == "chain"]
     if hops:
         per_hop = hops[0].seconds / hops[0].resources * 1000
@@ -588,6 +650,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--warm", type=int, default=0, help="small stacks to converge and delete first"
     )
+    parser.add_argument("--replicas", type=int, default=1, help="operator replicas sharing work")
+    parser.add_argument("--spread", type=int, default=0, help="stacks converged at once (0: none)")
+    parser.add_argument("--spread-size", type=int, default=100, help="resources of each")
     parser.add_argument("--profile", type=Path, help="run the operator under cProfile to here")
     parser.add_argument(
         "--profile-clock",
@@ -615,15 +680,22 @@ def main(argv: list[str]) -> int:
             log.parent.mkdir(parents=True, exist_ok=True)
             log.unlink(missing_ok=True)
             print(f"operator log: {log}")
-            operator = OperatorProcess(
-                kubeconfig,
-                log,
-                "--all-namespaces",
-                "--metrics-port=0",  # (no port to collide with another operator here)
-                entry=entry,
-            )
-            with operator:
-                bench = Bench(cluster, plane, operator, poll_slowdown=3.0 if args.profile else 1.0)
+            operators = [
+                OperatorProcess(
+                    kubeconfig,
+                    log if args.replicas == 1 else log.with_name(f"operator-{index}.log"),
+                    "--all-namespaces",
+                    "--metrics-port=0",  # (no port to collide with another operator here)
+                    *(("--identity", f"bench-{index}") if args.replicas > 1 else ()),
+                    entry=entry,
+                )
+                for index in range(args.replicas)
+            ]
+            print(f"operator replicas: {args.replicas}")
+            with contextlib.ExitStack() as running:
+                for operator in operators:
+                    running.enter_context(operator)
+                bench = Bench(cluster, plane, operators, poll_slowdown=3.0 if args.profile else 1.0)
                 bench.idle()
                 if args.warm:
                     bench.warm_up(args.warm)
@@ -631,6 +703,8 @@ def main(argv: list[str]) -> int:
                     bench.chain(args.chain)
                 for size in args.sizes:
                     bench.size(size)
+                if args.spread:
+                    bench.spread(args.spread, args.spread_size)
             print_summary(bench, args.sizes)
             print(f"load average at end: {load()}")
         finally:
