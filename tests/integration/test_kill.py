@@ -71,9 +71,8 @@ pytestmark = pytest.mark.controlplane
 
 SEEDS = seeds_from_env("KILL_SEEDS", "KILL_RUNS", 20)
 # The same runs with three operator replicas sharing the work (none unless asked for), one
-# of them killed at each
-# moment and replaced by a replica of another identity (as a Deployment replaces a pod):
-# the others take over its actions once its Lease has expired (`REPLICA_LEASE_SECONDS`).
+# of them killed at each moment and replaced by a replica of another identity (as a
+# Deployment replaces a pod): the others take over its actions once its Lease has expired.
 REPLICA_SEEDS = seeds_from_env("KILL_REPLICA_SEEDS", "KILL_REPLICA_RUNS", 0)
 REPLICAS = 3
 REPLICA_LEASE_SECONDS = 6.0
