@@ -34,6 +34,10 @@ class NestedStackResource(ResourceType):
         """The child's template, parameter values and timeout in seconds (None: none)."""
         raise NotImplementedError
 
+    def child_environment(self) -> tuple[Mapping[str, Any], Mapping[str, str]]:
+        """The child's Heat environment and files map (default: none)."""
+        return {}, {}
+
     def stacks(self) -> NestedStacks:
         """The parent's child stacks; ResourceFailure where nesting is not wired."""
         if self.context.stacks is None:
@@ -53,6 +57,7 @@ class NestedStackResource(ResourceType):
     def _apply(self) -> Cookie:
         name = self.child()
         template, parameters, timeout = self.child_spec()
+        environment, files = self.child_environment()
         # Recorded before the request: a delete after a failed create still finds it.
         self.context.resource_id = name
         generation = self.stacks().apply(
@@ -62,6 +67,8 @@ class NestedStackResource(ResourceType):
             resource=self.context.name,
             record_id=self.context.record_id,
             timeout=timeout,
+            environment=environment,
+            files=files,
         )
         return {"generation": generation}
 

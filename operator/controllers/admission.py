@@ -64,7 +64,7 @@ class StackAdmission:
         try:
             spec = StackSpec.of(body)
             if spec.parameters_from:
-                Template.parse(dict(spec.template or {}))
+                Template.parse(dict(spec.template or {}), files=spec.files)
                 return
             previous = self._previous(old, name, namespace) if operation == "UPDATE" else None
             self._definition(spec, name, namespace, previous)
@@ -80,6 +80,7 @@ class StackAdmission:
             dict(spec.template or {}),
             dict(spec.parameters or {}),
             dict(spec.environment or {}),
+            dict(spec.files or {}),
         )
         return template_definitions(
             revision, StackRef(name, REVIEW_STACK_ID), self.types, previous, project_id=namespace

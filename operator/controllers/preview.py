@@ -125,7 +125,12 @@ class PreviewController:
             # Without a Stack named, a create even where a Stack of the preview's name exists.
             previewing = preview.preview_update if operation == "update" else preview.preview_create
             result = previewing(
-                engine, request.stack, dict(spec.template or {}), parameters, spec.environment
+                engine,
+                request.stack,
+                dict(spec.template or {}),
+                parameters,
+                spec.environment,
+                spec.files,
             )
         except ParametersUnavailable as exc:
             return operation, _failed(exc.reason, str(exc))

@@ -253,6 +253,7 @@ class StackController:
                 disable_rollback=spec.disable_rollback,
                 timeout=spec.timeout,
                 environment=spec.environment,
+                files=spec.files,
             )
         except TemplateError as exc:
             # TemplateError messages never carry a hidden parameter's value (the engine masks it).

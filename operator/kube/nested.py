@@ -77,6 +77,8 @@ class ChildStacks:
         resource: str,
         record_id: str,
         timeout: float | None = None,
+        environment: Mapping[str, Any] | None = None,
+        files: Mapping[str, str] | None = None,
     ) -> int:
         api = self._owner.api
         parent = if_present(request, api, "GET", self._path(self.parent))
@@ -93,6 +95,10 @@ class ChildStacks:
             spec["serviceAccountName"] = service_account
         if timeout is not None:
             spec["timeoutSeconds"] = max(1, int(timeout))
+        if environment:
+            spec["environment"] = dict(environment)
+        if files:
+            spec["files"] = dict(files)
         manifest = {
             "apiVersion": API_VERSION,
             "kind": STACK_KIND,

@@ -89,8 +89,11 @@ class NestedStacks(Protocol):
         resource: str,
         record_id: str,
         timeout: float | None = None,
+        environment: Mapping[str, Any] | None = None,
+        files: Mapping[str, str] | None = None,
     ) -> int:
-        """Create child `name`, or update it in place, to `template` with `parameters`;
+        """Create child `name`, or update it in place, to `template` with `parameters`
+        (and Heat's `environment` and files map, for a template resource's child);
         return the generation of its spec. `resource` and `record_id` say which resource
         of the parent owns it. ResourceFailure when the child is refused (an invalid
         template, a child being deleted)."""

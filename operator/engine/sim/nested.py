@@ -68,15 +68,32 @@ class ParentStacks:
         resource: str,
         record_id: str,
         timeout: float | None = None,
+        environment: Mapping[str, Any] | None = None,
+        files: Mapping[str, str] | None = None,
     ) -> int:
         engine = self.owner.engine
         try:
             if engine.store.get_stack(name) is None:
                 operations.create_stack(
-                    engine, name, template, parameters, disable_rollback=True, timeout=timeout
+                    engine,
+                    name,
+                    template,
+                    parameters,
+                    disable_rollback=True,
+                    timeout=timeout,
+                    environment=environment,
+                    files=files,
                 )
             else:
-                operations.update_stack(engine, name, template, parameters, timeout=timeout)
+                operations.update_stack(
+                    engine,
+                    name,
+                    template,
+                    parameters,
+                    timeout=timeout,
+                    environment=environment,
+                    files=files,
+                )
         except TemplateError as exc:
             raise ResourceFailure(f"nested stack {name}: invalid template: {exc}") from None
         except operations.OperationRefused as exc:

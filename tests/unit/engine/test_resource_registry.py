@@ -63,8 +63,33 @@ def test_an_unknown_type_without_an_alias_is_still_an_error() -> None:
     [
         ({"resource_registry": {"A": {"hooks": "pre-create"}}}, "expected a resource type name"),
         ({"resource_registry": ["A"]}, "expected a map"),
-        ({"event_sinks": []}, "unsupported section(s) event_sinks"),
+        (
+            {"event_sinks": []},
+            "environment.event_sinks: event_sinks is not supported by Convergence",
+        ),
+        (
+            {"encrypted_param_names": ["pw"]},
+            "environment.encrypted_param_names: encrypted_param_names is not supported",
+        ),
+        (
+            {"parameter_merge_strategies": {}},
+            "environment.parameter_merge_strategies: parameter_merge_strategies is not supported",
+        ),
+        ({"flavor": "m1.small"}, "environment.flavor: unsupported section"),
         ({"parameter_defaults": "x"}, "expected a map"),
+        ({"parameters": ["x"]}, "environment.parameters: expected a map"),
+        (
+            {"resource_registry": {"resources": {"a": {"hooks": "pre-create"}}}},
+            "environment.resource_registry.resources.a.hooks: hooks: breakpoints are not supported",
+        ),
+        (
+            {"resource_registry": {"resources": {"a": {"restricted_actions": "replace"}}}},
+            "resources.a.restricted_actions: restricted_actions: restricted actions are not",
+        ),
+        (
+            {"resource_registry": {"resources": {"a": {"My::T": 3}}}},
+            "resources.a.My::T: expected a resource type name or a template file",
+        ),
     ],
 )
 def test_an_environment_we_cannot_honour_is_refused(
