@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from convergence.operator.engine import preview
 from convergence.operator.engine.hot.errors import TemplateError
 from convergence.operator.engine.sim.simulator import Simulator
 from convergence.operator.testing import hot
@@ -377,3 +378,21 @@ def test_per_resource_overrides_reach_into_the_child_by_resource_name() -> None:
     )
     assert record(sim, "box", record(sim, "web").resource_id).type == "OS::Heat::None"
     assert record(sim, "box", record(sim, "other").resource_id).type == "OS::Heat::TestResource"
+
+
+def test_preview_says_a_new_file_content_updates_and_another_file_replaces() -> None:
+    template = parent({"web": {"type": "server.yaml", "properties": {"word": "a"}}})
+    sim = created(template, {"server.yaml": SERVER})
+    same = preview.preview_update(sim.engine, "p", template, files={"server.yaml": SERVER})
+    assert [c.name for c in same.unchanged] == ["web"], same
+    louder = preview.preview_update(sim.engine, "p", template, files={"server.yaml": server("?")})
+    (updated,) = louder.updated
+    assert (updated.name, updated.type, updated.properties) == (
+        "web",
+        "server.yaml",
+        ("files", "template"),
+    )
+    template["resources"]["web"]["type"] = "other.yaml"
+    moved = preview.preview_update(sim.engine, "p", template, files={"other.yaml": SERVER})
+    (replaced,) = moved.replaced
+    assert replaced.reason == "its type changes from server.yaml to other.yaml", replaced
