@@ -30,7 +30,11 @@ from convergence.operator.engine import preview
 from convergence.operator.engine.hot.errors import TemplateError
 from convergence.operator.engine.operations import OperationRefused
 from convergence.operator.namespaces import Namespaces
-from convergence.operator.parameters_from import ParametersUnavailable, merged_parameters
+from convergence.operator.parameters_from import (
+    ParametersUnavailable,
+    merged_files,
+    merged_parameters,
+)
 from convergence.operator.spec import StackPreviewSpec
 
 READY = "Ready"
@@ -122,6 +126,13 @@ class PreviewController:
                     spec.service_account_name, kind, source
                 ),
             )
+            files = merged_files(
+                spec.files,
+                spec.files_from,
+                lambda kind, source: self.namespaces.sources(request.namespace).read(
+                    spec.service_account_name, kind, source, "filesFrom"
+                ),
+            )
             # Without a Stack named, a create even where a Stack of the preview's name exists.
             previewing = preview.preview_update if operation == "update" else preview.preview_create
             result = previewing(
@@ -130,7 +141,7 @@ class PreviewController:
                 dict(spec.template or {}),
                 parameters,
                 spec.environment,
-                spec.files,
+                files,
             )
         except ParametersUnavailable as exc:
             return operation, _failed(exc.reason, str(exc))

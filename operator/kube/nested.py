@@ -55,7 +55,15 @@ from convergence.operator.kube.records import split_phase, status_of
 
 # Reasons of a Failed condition written for a spec that never started (controllers/stack.py,
 # parameters_from.py): the phase then still speaks of the generation before.
-NOT_STARTED_REASONS = frozenset({"InvalidTemplate", "ParametersNotFound", "ParametersForbidden"})
+NOT_STARTED_REASONS = frozenset(
+    {
+        "InvalidTemplate",
+        "ParametersNotFound",
+        "ParametersForbidden",
+        "FilesNotFound",
+        "FilesForbidden",
+    }
+)
 
 
 class ChildStacks:

@@ -150,3 +150,78 @@ def test_without_a_webhook_a_recursive_template_is_reported_in_status(
     assert [c["reason"] for c in failed] == ["InvalidTemplate"], failed
     assert get(cluster, namespace, "stacks")["items"][0]["metadata"]["name"] == "loop"
     assert len(get(cluster, namespace, "stacks")["items"]) == 1, "no child may be made"
+
+
+def test_files_from_a_config_map_are_read_as_the_stacks_service_account(
+    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+) -> None:
+    kubectl = cluster.kubectl
+    kubectl(
+        "create",
+        f"--namespace={namespace}",
+        "configmap",
+        "templates",
+        f"--from-literal=server.yaml={server('hey')}",
+    )
+    kubectl("create", f"--namespace={namespace}", "serviceaccount", "reader")
+    template = hot.template(
+        {"web": {"type": "server.yaml", "properties": {"word": "you"}}},
+        outputs={"said": {"value": {"get_attr": ["web", "said"]}}},
+    )
+    apply(
+        cluster,
+        namespace,
+        "from-cm",
+        template,
+        serviceAccountName="reader",
+        filesFrom=[{"kind": "ConfigMap", "name": "templates"}],
+    )
+
+    # The ServiceAccount may not read the ConfigMap yet: refused, naming who and what.
+    def refused() -> bool:
+        body = get(cluster, namespace, "stack", "from-cm")
+        failed = [
+            c
+            for c in (body.get("status") or {}).get("conditions") or ()
+            if c["type"] == "Failed" and c["status"] == "True"
+        ]
+        return any(
+            c["reason"] == "FilesForbidden"
+            and f"filesFrom: ServiceAccount {namespace}/reader may not read ConfigMap templates"
+            in c["message"]
+            for c in failed
+        )
+
+    operator_process.eventually("the files source to be refused to the ServiceAccount", refused)
+    assert get(cluster, namespace, "stacks")["items"][0]["metadata"]["name"] == "from-cm"
+
+    # Once its ServiceAccount may read it, the stack is made from it (the read is retried).
+    kubectl(
+        "create",
+        f"--namespace={namespace}",
+        "role",
+        "read-templates",
+        "--verb=get",
+        "--resource=configmaps",
+        "--resource-name=templates",
+    )
+    kubectl(
+        "create",
+        f"--namespace={namespace}",
+        "rolebinding",
+        "reader-templates",
+        "--role=read-templates",
+        f"--serviceaccount={namespace}:reader",
+    )
+    status = wait_for_stack(
+        cluster, namespace, "from-cm", "CREATE_COMPLETE", operator=operator_process
+    )
+    assert status["outputs"] == {"said": "hey you"}
+    (child,) = [
+        item
+        for item in get(cluster, namespace, "stacks")["items"]
+        if item["metadata"]["name"] != "from-cm"
+    ]
+    assert child["spec"]["files"] == {"server.yaml": server("hey")}
+    assert "filesFrom" not in child["spec"], "a child gets files, never sources"
+    assert child["spec"]["serviceAccountName"] == "reader"
