@@ -44,6 +44,7 @@ from convergence.operator.engine.hot.template_resources import (
     ChildTemplate,
     check_properties,
     check_tree,
+    check_values,
     load_child,
 )
 
@@ -479,6 +480,7 @@ class StackDefinition:
         properties = self._bind_map(parsed.properties, f"{parsed.where}.properties")
         child = self._children.get(name)
         if child is not None:
+            check_values(properties.value, child, parsed.where)
             # What the template resource type runs: the child's template, environment and
             # files, with the properties as its parameters.
             properties = _BoundSnippet(

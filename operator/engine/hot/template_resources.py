@@ -4,8 +4,10 @@ As in Heat, a type ending in `.yaml` or `.template` (written in the template
 or reached through the environment's `resource_registry`) names a file of the
 Stack's `spec.files`; the resource is a nested stack of that template. Its
 properties are the child template's parameters (a property the child does not
-declare, or a parameter without a default that no property nor
-`parameter_defaults` gives, is an error here, at the property's path), its
+declare, a parameter without a default that no property nor
+`parameter_defaults` gives, or a value known before the traversal that the
+parameter's type or constraints refuse, is an error here, at the property's
+path), its
 attributes are the child's outputs, and the child gets the parent's files and
 the environment Heat would give it (`Environment.child`).
 
@@ -26,6 +28,7 @@ from typing import Any
 
 from convergence.operator.engine.hot.environment import Environment, Resolution, is_template_type
 from convergence.operator.engine.hot.errors import ErrorCollector, TemplateError
+from convergence.operator.engine.hot.functions.snippets import Function
 from convergence.operator.engine.hot.loading import json_document, load_document
 from convergence.operator.engine.hot.template import Template
 
@@ -113,6 +116,37 @@ def check_properties(properties: Any, child: ChildTemplate, where: str) -> None:
                 )
             )
     errors.check()
+
+
+def check_values(properties: Mapping[str, Any], child: ChildTemplate, where: str) -> None:
+    """A template resource's bound property values that are known now (no get_resource or
+    get_attr left in them) against the types and constraints of the child's parameters, as
+    the child will check them: a bad one is refused here, at its property's path."""
+    errors = ErrorCollector()
+    for key, value in properties.items():
+        schema = child.template.parameter_schemas.get(key)
+        if schema is None or value is None or _has_function(value):
+            continue
+        try:
+            schema.check_constraints(schema.coerce(value))
+        except TemplateError as exc:
+            errors.add(
+                TemplateError(
+                    f"{where}.properties.{key}",
+                    f"{exc.message} (parameter {key!r} of template {child.file!r})",
+                )
+            )
+    errors.check()
+
+
+def _has_function(value: Any) -> bool:
+    if isinstance(value, Function):
+        return True
+    if isinstance(value, Mapping):
+        return any(_has_function(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_function(item) for item in value)
+    return False
 
 
 def check_tree(

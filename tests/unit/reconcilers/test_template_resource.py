@@ -322,6 +322,44 @@ def test_bad_properties_of_a_template_resource_are_refused_at_their_paths() -> N
     ) in message
 
 
+def test_property_values_known_before_the_traversal_are_checked_as_the_child_would() -> None:
+    child = yaml.safe_dump(
+        hot.template(
+            {},
+            parameters={
+                "size": {"type": "number", "constraints": [{"range": {"max": 5}}]},
+                "secret": {
+                    "type": "string",
+                    "hidden": True,
+                    "default": "long enough",
+                    "constraints": [{"length": {"min": 4}}],
+                },
+            },
+        )
+    )
+    message = refused(
+        parent({"db": {"type": "db.yaml", "properties": {"size": 9, "secret": "abc"}}}),
+        {"db.yaml": child},
+    )
+    assert (
+        "resources.db.properties.size: range: 9 is out of range (min: None, max: 5) "
+        "(parameter 'size' of template 'db.yaml')"
+    ) in message
+    assert "resources.db.properties.secret: length: the length of ******" in message
+    assert "abc" not in message, "a hidden parameter's value is never shown"
+    # A value that comes from another resource is the child's to check.
+    sim = created(
+        parent(
+            {
+                "n": {"type": "OS::Heat::Value", "properties": {"value": 3}},
+                "db": {"type": "db.yaml", "properties": {"size": {"get_attr": ["n", "value"]}}},
+            }
+        ),
+        {"db.yaml": child},
+    )
+    assert record(sim, "db").status == "COMPLETE"
+
+
 def test_an_attribute_that_is_no_output_of_the_child_is_refused() -> None:
     message = refused(
         parent(
