@@ -266,6 +266,8 @@ class StackController:
                 timeout=spec.timeout,
                 environment=spec.environment,
                 files=files,
+                # Every replica hears of the new generation: it is started once.
+                desired=str(generation),
             )
         except TemplateError as exc:
             # TemplateError messages never carry a hidden parameter's value (the engine masks it).
