@@ -34,9 +34,10 @@ class NestedStackResource(ResourceType):
         """The child's template, parameter values and timeout in seconds (None: none)."""
         raise NotImplementedError
 
-    def child_environment(self) -> tuple[Mapping[str, Any], Mapping[str, str]]:
-        """The child's Heat environment and files map (default: none)."""
-        return {}, {}
+    def child_environment(self) -> tuple[Mapping[str, Any] | None, Mapping[str, str] | None]:
+        """The child's Heat environment and files map (None: the parent's, as Heat gives
+        them to a nested stack: see `NestedStacks.apply`)."""
+        return None, None
 
     def stacks(self) -> NestedStacks:
         """The parent's child stacks; ResourceFailure where nesting is not wired."""

@@ -20,12 +20,17 @@ resource: a new child, the old one deleted after. Registered as
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, ClassVar
 
 from pydantic import Field
 
-from convergence.operator.engine.plugin import UPDATE_ALLOWED, Cookie, PropertiesModel
+from convergence.operator.engine.plugin import (
+    UPDATE_ALLOWED,
+    Cookie,
+    PropertiesModel,
+    ResourceContext,
+)
 from convergence.reconcilers.nested_stack import NestedStackResource
 
 # The output whose value a template resource's reference id is, when the child has it.
@@ -63,6 +68,10 @@ class TemplateResource(NestedStackResource):
     any_attribute: ClassVar[bool] = True
     has_physical_resource: ClassVar[bool] = False
 
+    def __init__(self, context: ResourceContext, properties: PropertiesModel) -> None:
+        super().__init__(context, properties)
+        self._outputs: dict[str, Any] | None = None
+
     @property
     def props(self) -> TemplateResourceProperties:
         """The properties of the action at hand, typed."""
@@ -74,7 +83,7 @@ class TemplateResource(NestedStackResource):
         parameters = {k: v for k, v in self.props.parameters.items() if v is not None}
         return self.props.template, parameters, None
 
-    def child_environment(self) -> tuple[Mapping[str, Any], Mapping[str, str]]:
+    def child_environment(self) -> tuple[Mapping[str, Any] | None, Mapping[str, str] | None]:
         return self.props.environment, self.props.files
 
     def _settled(self, cookie: Cookie) -> bool:
@@ -94,5 +103,12 @@ class TemplateResource(NestedStackResource):
         return str(reference) if reference else super().reference_id()
 
     def get_attribute(self, name: str) -> Any:
-        state = self.child_state()
-        return None if state is None else dict(state.outputs).get(name)
+        if self._outputs is None:
+            # Read once per step, however many outputs are read.
+            state = self.child_state()
+            self._outputs = {} if state is None else dict(state.outputs)
+        return self._outputs.get(name)
+
+    def attribute_names(self) -> Collection[str]:
+        # `get_attr: [res]` gives every output of the child, as in Heat.
+        return tuple(self.props.template.get("outputs") or ())

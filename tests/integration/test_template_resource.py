@@ -225,3 +225,41 @@ def test_files_from_a_config_map_are_read_as_the_stacks_service_account(
     assert child["spec"]["files"] == {"server.yaml": server("hey")}
     assert "filesFrom" not in child["spec"], "a child gets files, never sources"
     assert child["spec"]["serviceAccountName"] == "reader"
+
+
+def test_a_resource_group_of_template_members_inherits_files_and_registry(
+    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+) -> None:
+    template = hot.template(
+        {
+            "group": {
+                "type": "OS::Heat::ResourceGroup",
+                "properties": {
+                    "count": 2,
+                    "resource_def": {"type": "My::Server", "properties": {"word": "m%index%"}},
+                },
+            }
+        },
+        outputs={"said": {"value": {"get_attr": ["group", "said"]}}},
+    )
+    apply(
+        cluster,
+        namespace,
+        "farm",
+        template,
+        files={"server.yaml": server("hi")},
+        environment={"resource_registry": {"My::Server": "server.yaml"}},
+    )
+    status = wait_for_stack(
+        cluster, namespace, "farm", "CREATE_COMPLETE", operator=operator_process
+    )
+    assert status["outputs"] == {"said": ["hi m0", "hi m1"]}
+    stacks = {item["metadata"]["name"]: item for item in get(cluster, namespace, "stacks")["items"]}
+    (group,) = [
+        s
+        for s in stacks.values()
+        if s["metadata"].get("labels", {}).get("convergence.dev/resource") == "group"
+    ]
+    assert group["spec"]["files"] == {"server.yaml": server("hi")}
+    assert group["spec"]["environment"] == {"resource_registry": {"My::Server": "server.yaml"}}
+    assert len(stacks) == 4, "the parent, the group's child and a child per member"

@@ -193,6 +193,13 @@ class Environment:
         return document
 
 
+def nested_environment(environment: Mapping[str, Any], resource: str) -> dict[str, Any]:
+    """The environment of the nested stack that resource `resource` of a stack with
+    `environment` makes, when its type does not say (OS::Heat::Stack, ResourceGroup):
+    Heat's child environment, no registry entry taken out."""
+    return Environment.parse(environment).child(resource, Resolution(resource)).as_dict()
+
+
 def _target(where: str, key: str, target: Any) -> str:
     if key in _REFUSED_ENTRIES:
         raise TemplateError(where, f"{key}: {_REFUSED_ENTRIES[key]}")

@@ -80,12 +80,17 @@ def test_properties_are_the_child_parameters_and_outputs_its_attributes() -> Non
             {"web": {"type": "server.yaml", "properties": {"word": "hi"}}},
             said={"get_attr": ["web", "said"]},
             ref={"get_resource": "web"},
+            every={"get_attr": ["web"]},
         ),
         {"server.yaml": SERVER},
     )
     web = record(sim, "web")
     assert web.type == "server.yaml"
-    assert sim.stack("p").outputs == {"said": "hi!", "ref": web.resource_id}
+    assert sim.stack("p").outputs == {
+        "said": "hi!",
+        "ref": web.resource_id,
+        "every": {"said": "hi!"},
+    }
     child = web.resource_id
     assert sim.stacks.parents[child].parent == "p"
     assert [c.properties for c in sim.copies(child, "box")] == [{"value": "hi!"}]
@@ -434,3 +439,38 @@ def test_preview_says_a_new_file_content_updates_and_another_file_replaces() -> 
     moved = preview.preview_update(sim.engine, "p", template, files={"other.yaml": SERVER})
     (replaced,) = moved.replaced
     assert replaced.reason == "its type changes from server.yaml to other.yaml", replaced
+
+
+def test_a_resource_group_of_template_members_gives_its_child_the_files_and_registry() -> None:
+    # Heat's most common shape: a group whose members are a template (here through an alias).
+    sim = created(
+        parent(
+            {
+                "group": {
+                    "type": "OS::Heat::ResourceGroup",
+                    "properties": {
+                        "count": 2,
+                        "resource_def": {"type": "My::Server", "properties": {"word": "m%index%"}},
+                    },
+                }
+            },
+            said={"get_attr": ["group", "said"]},
+        ),
+        {"server.yaml": SERVER},
+        environment={"resource_registry": {"My::Server": "server.yaml"}},
+    )
+    assert sim.stack("p").outputs == {"said": ["m0!", "m1!"]}
+    members = record(sim, "group").resource_id
+    assert {r.type for r in sim.resources(members)} == {"server.yaml"}
+
+
+def test_an_inline_nested_stack_reads_the_parents_files() -> None:
+    child = "heat_template_version: 2021-04-16\noutputs: {motd: {value: {get_file: motd.txt}}}\n"
+    sim = created(
+        parent(
+            {"db": {"type": "OS::Heat::Stack", "properties": {"template": child}}},
+            motd={"get_attr": ["db", "outputs", "motd"]},
+        ),
+        {"motd.txt": "hello\n"},
+    )
+    assert sim.stack("p").outputs == {"motd": "hello\n"}
