@@ -1,10 +1,11 @@
 """The StackPreview controller: answer a proposed change with the engine's preview, change nothing.
 
 A StackPreview carries a Stack's spec as it would be applied (template,
-parameters, parametersFrom, environment, serviceAccountName), the Stack it is
+parameters, parametersFrom, environment, files, filesFrom,
+serviceAccountName), the Stack it is
 about (`spec.stackName`; none, or one that does not exist, previews a
 create) or `spec.delete`. For each new generation the controller reads the
-parametersFrom sources exactly as the Stack controller does — as
+parametersFrom and filesFrom sources exactly as the Stack controller does — as
 `spec.serviceAccountName` through `kube/sources.py`, and in multi-tenant mode
 not at all without one — so a preview reads nothing a Stack of the same spec
 could not, and shows no value it read: only logical names, types and
@@ -14,7 +15,7 @@ store, without writing to it.
 The answer is the StackPreview's status: `phase` Ready with the five lists
 and a summary, or Failed with the reason (`InvalidTemplate`,
 `PropertiesInvalid`, `ParametersNotFound`, `ParametersForbidden`,
-`OperationRefused`) and the engine's message. A Failed preview is not tried
+`FilesNotFound`, `FilesForbidden`, `OperationRefused`) and the engine's message. A Failed preview is not tried
 again: it answers the spec as it was, and a new spec (a new generation) is
 previewed anew.
 """
