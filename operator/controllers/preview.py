@@ -16,8 +16,8 @@ The answer is the StackPreview's status: `phase` Ready with the five lists
 and a summary, or Failed with the reason (`InvalidTemplate`,
 `PropertiesInvalid`, `ParametersNotFound`, `ParametersForbidden`,
 `FilesNotFound`, `FilesForbidden`, `OperationRefused`) and the engine's
-message. A Failed preview is not tried again: it answers the spec as it was, and a new spec (a new generation) is
-previewed anew.
+message. A Failed preview is not tried again: it answers the spec as it was,
+and a new spec (a new generation) is previewed anew.
 """
 
 from __future__ import annotations
