@@ -474,3 +474,26 @@ def test_an_inline_nested_stack_reads_the_parents_files() -> None:
         {"motd.txt": "hello\n"},
     )
     assert sim.stack("p").outputs == {"motd": "hello\n"}
+
+
+def test_a_template_holding_a_group_of_templates_reaches_the_files_two_levels_down() -> None:
+    # The child gets the whole files map: what a group inside it makes is known only then.
+    tier = yaml.safe_dump(
+        hot.template(
+            {
+                "group": {
+                    "type": "OS::Heat::ResourceGroup",
+                    "properties": {
+                        "count": 2,
+                        "resource_def": {"type": "server.yaml", "properties": {"word": "s"}},
+                    },
+                }
+            },
+            outputs={"said": {"value": {"get_attr": ["group", "said"]}}},
+        )
+    )
+    sim = created(
+        parent({"tier": {"type": "tier.yaml"}}, said={"get_attr": ["tier", "said"]}),
+        {"tier.yaml": tier, "server.yaml": SERVER},
+    )
+    assert sim.stack("p").outputs == {"said": ["s!", "s!"]}
