@@ -96,7 +96,7 @@ class Namespaces:
                 dispatcher=QueueDispatcher(namespace, self.queue),
                 objects=objects,
                 secrets=KubernetesSecretStore(self.api, namespace),
-                stacks=KubernetesStacks(self.api, namespace),
+                stacks=KubernetesStacks(self.api, namespace, store),
                 definitions=functools.partial(template_definitions, project_id=namespace),
                 transient=is_unavailable,
                 **self._replica(),

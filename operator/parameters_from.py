@@ -12,6 +12,12 @@ A source the stack may not read is a `ParametersForbidden` (raised by the
 reader: see `kube/sources.py` for whose identity reads).
 Reading the objects is the caller's business: `merged_parameters` takes a
 function from (kind, name) to the object's string data, so it stays pure.
+
+`spec.filesFrom` is read the same way, by the same reader and identity: each
+source's keys become files of Heat's files map (every key a file of its name,
+or one `key` the file `file`), later sources over earlier ones and
+`spec.files` over all (`merged_files`); its errors are `FilesNotFound` and
+`FilesForbidden`, saying `filesFrom`.
 """
 
 from __future__ import annotations
@@ -44,6 +50,18 @@ class ParametersForbidden(ParametersUnavailable, PermissionError):
     """A source named in spec.parametersFrom is not one the stack's identity may read."""
 
     reason = "ParametersForbidden"
+
+
+class FilesNotFound(ParametersNotFound):
+    """A ConfigMap, Secret or key named in spec.filesFrom does not exist."""
+
+    reason = "FilesNotFound"
+
+
+class FilesForbidden(ParametersForbidden):
+    """A source named in spec.filesFrom is not one the stack's identity may read."""
+
+    reason = "FilesForbidden"
 
 
 def secret_strings(data: Mapping[str, str | bytes] | None) -> dict[str, str]:
@@ -81,4 +99,36 @@ def merged_parameters(
     if missing:
         raise ParametersNotFound("parametersFrom: not found: " + ", ".join(missing))
     merged.update(parameters or {})
+    return merged
+
+
+def merged_files(
+    files: Mapping[str, str] | None,
+    sources: Iterable[Mapping[str, Any]] | None,
+    read: ReadSource,
+) -> dict[str, str]:
+    """The stack's files map: every source in order, then `files` over them."""
+    merged: dict[str, str] = {}
+    missing: list[str] = []
+    for source in sources or ():
+        kind, name = str(source.get("kind")), str(source.get("name"))
+        try:
+            data = read(kind, name)
+        except FilesForbidden:
+            raise
+        except ParametersForbidden as exc:
+            raise FilesForbidden(str(exc)) from None
+        if data is None:
+            missing.append(f"{kind} {name}")
+            continue
+        key = source.get("key")
+        if key is None:
+            merged.update(data)
+        elif key in data:
+            merged[str(source.get("file") or key)] = data[key]
+        else:
+            missing.append(f"key {key!r} of {kind} {name}")
+    if missing:
+        raise FilesNotFound("filesFrom: not found: " + ", ".join(missing))
+    merged.update(files or {})
     return merged

@@ -31,6 +31,10 @@ class StackSpec(BaseModel):
     # ConfigMaps and Secrets to read parameters from (see parameters_from.py).
     parameters_from: list[dict[str, Any]] | None = None
     environment: dict[str, Any] | None = None
+    # Heat's files map: file name -> text, for get_file and template resources.
+    files: dict[str, str] | None = None
+    # ConfigMaps and Secrets to read files from, under `files` (see parameters_from.py).
+    files_from: list[dict[str, Any]] | None = None
     # As in Heat, a failed create or update is rolled back only when this is false.
     disable_rollback: bool = True
     timeout_seconds: int | None = None

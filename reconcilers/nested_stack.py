@@ -34,6 +34,11 @@ class NestedStackResource(ResourceType):
         """The child's template, parameter values and timeout in seconds (None: none)."""
         raise NotImplementedError
 
+    def child_environment(self) -> tuple[Mapping[str, Any] | None, Mapping[str, str] | None]:
+        """The child's Heat environment and files map (None: the parent's, as Heat gives
+        them to a nested stack: see `NestedStacks.apply`)."""
+        return None, None
+
     def stacks(self) -> NestedStacks:
         """The parent's child stacks; ResourceFailure where nesting is not wired."""
         if self.context.stacks is None:
@@ -53,6 +58,7 @@ class NestedStackResource(ResourceType):
     def _apply(self) -> Cookie:
         name = self.child()
         template, parameters, timeout = self.child_spec()
+        environment, files = self.child_environment()
         # Recorded before the request: a delete after a failed create still finds it.
         self.context.resource_id = name
         generation = self.stacks().apply(
@@ -62,6 +68,8 @@ class NestedStackResource(ResourceType):
             resource=self.context.name,
             record_id=self.context.record_id,
             timeout=timeout,
+            environment=environment,
+            files=files,
         )
         return {"generation": generation}
 

@@ -11,6 +11,8 @@ error is reported, each at its path (`resources.web.properties.image:
 get_param: unknown parameter 'imge'`).
 
 What stays on the status path (the Stack's Failed condition and an Event):
+- a Stack with `spec.filesFrom`, whole: its files (template resources'
+  templates, what get_file reads) are read only by the running operator;
 - values from `spec.parametersFrom`: only the running operator reads those
   ConfigMaps and Secrets, as the Stack's identity, so a Stack that has any is
   checked here for its template alone (parsing, names, functions), and its
@@ -63,8 +65,12 @@ class StackAdmission:
         namespace = str(metadata.get("namespace") or "")
         try:
             spec = StackSpec.of(body)
+            if spec.files_from:
+                # Files the running operator reads may hold the template resources'
+                # templates and what get_file names: all of it is checked then.
+                return
             if spec.parameters_from:
-                Template.parse(dict(spec.template or {}))
+                Template.parse(dict(spec.template or {}), files=spec.files)
                 return
             previous = self._previous(old, name, namespace) if operation == "UPDATE" else None
             self._definition(spec, name, namespace, previous)
@@ -80,6 +86,7 @@ class StackAdmission:
             dict(spec.template or {}),
             dict(spec.parameters or {}),
             dict(spec.environment or {}),
+            dict(spec.files or {}),
         )
         return template_definitions(
             revision, StackRef(name, REVIEW_STACK_ID), self.types, previous, project_id=namespace
@@ -93,7 +100,7 @@ class StackAdmission:
         if old is None:
             return None
         spec = StackSpec.of(old)
-        if spec.parameters_from:
+        if spec.parameters_from or spec.files_from:
             return None
         try:
             return self._definition(spec, name, namespace, None)

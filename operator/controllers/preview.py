@@ -1,10 +1,11 @@
 """The StackPreview controller: answer a proposed change with the engine's preview, change nothing.
 
 A StackPreview carries a Stack's spec as it would be applied (template,
-parameters, parametersFrom, environment, serviceAccountName), the Stack it is
+parameters, parametersFrom, environment, files, filesFrom,
+serviceAccountName), the Stack it is
 about (`spec.stackName`; none, or one that does not exist, previews a
 create) or `spec.delete`. For each new generation the controller reads the
-parametersFrom sources exactly as the Stack controller does — as
+parametersFrom and filesFrom sources exactly as the Stack controller does — as
 `spec.serviceAccountName` through `kube/sources.py`, and in multi-tenant mode
 not at all without one — so a preview reads nothing a Stack of the same spec
 could not, and shows no value it read: only logical names, types and
@@ -14,9 +15,9 @@ store, without writing to it.
 The answer is the StackPreview's status: `phase` Ready with the five lists
 and a summary, or Failed with the reason (`InvalidTemplate`,
 `PropertiesInvalid`, `ParametersNotFound`, `ParametersForbidden`,
-`OperationRefused`) and the engine's message. A Failed preview is not tried
-again: it answers the spec as it was, and a new spec (a new generation) is
-previewed anew.
+`FilesNotFound`, `FilesForbidden`, `OperationRefused`) and the engine's
+message. A Failed preview is not tried again: it answers the spec as it was,
+and a new spec (a new generation) is previewed anew.
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ from convergence.operator.engine import preview
 from convergence.operator.engine.hot.errors import TemplateError
 from convergence.operator.engine.operations import OperationRefused
 from convergence.operator.namespaces import Namespaces
-from convergence.operator.parameters_from import ParametersUnavailable, merged_parameters
+from convergence.operator.parameters_from import (
+    ParametersUnavailable,
+    merged_files,
+    merged_parameters,
+)
 from convergence.operator.spec import StackPreviewSpec
 
 READY = "Ready"
@@ -122,10 +127,22 @@ class PreviewController:
                     spec.service_account_name, kind, source
                 ),
             )
+            files = merged_files(
+                spec.files,
+                spec.files_from,
+                lambda kind, source: self.namespaces.sources(request.namespace).read(
+                    spec.service_account_name, kind, source, "filesFrom"
+                ),
+            )
             # Without a Stack named, a create even where a Stack of the preview's name exists.
             previewing = preview.preview_update if operation == "update" else preview.preview_create
             result = previewing(
-                engine, request.stack, dict(spec.template or {}), parameters, spec.environment
+                engine,
+                request.stack,
+                dict(spec.template or {}),
+                parameters,
+                spec.environment,
+                files,
             )
         except ParametersUnavailable as exc:
             return operation, _failed(exc.reason, str(exc))

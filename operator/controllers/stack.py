@@ -3,11 +3,12 @@
 - Create/update/resume: when `metadata.generation` differs from
   `status.observedGeneration`, start a traversal converging the stack to its
   spec (create, or update — also while another traversal runs), with
-  `spec.parametersFrom` read now (as the stack's identity) and merged under
-  `spec.parameters`. A missing ConfigMap, Secret or key, or one the stack may
-  not read, is reported (statusReason, Failed condition `ParametersNotFound` or
-  `ParametersForbidden`, a Warning Event), nothing starts, and the request is
-  retried. An invalid template fails before anything is created, with every
+  `spec.parametersFrom` and `spec.filesFrom` read now (as the stack's
+  identity) and merged under `spec.parameters` and `spec.files`. A missing
+  ConfigMap, Secret or key, or one the stack may not read, is reported
+  (statusReason, Failed condition `ParametersNotFound`, `ParametersForbidden`,
+  `FilesNotFound` or `FilesForbidden`, a Warning Event), nothing starts, and
+  the request is retried. An invalid template fails before anything is created, with every
   error in the Stack's status and an Event, and a Stack never created shows
   CREATE_FAILED (the validating webhook, controllers/admission.py, refuses
   most such specs at `kubectl apply` already).
@@ -74,7 +75,11 @@ from convergence.operator.kube.api import JSON_PATCH, MERGE_PATCH, is_invalid, i
 from convergence.operator.kube.names import GROUP, STACKS, VERSION, json_pointer_token
 from convergence.operator.kube.records import status_of
 from convergence.operator.namespaces import Namespaces
-from convergence.operator.parameters_from import ParametersUnavailable, merged_parameters
+from convergence.operator.parameters_from import (
+    ParametersUnavailable,
+    merged_files,
+    merged_parameters,
+)
 from convergence.operator.spec import StackSpec
 from convergence.operator.status import Status, not_started, stack_report
 
@@ -236,6 +241,13 @@ class StackController:
                     request.namespace, spec.service_account_name, kind, source
                 ),
             )
+            files = merged_files(
+                spec.files,
+                spec.files_from,
+                lambda kind, source: self.read_source(
+                    request.namespace, spec.service_account_name, kind, source, "filesFrom"
+                ),
+            )
         except ParametersUnavailable as exc:
             message = str(exc)
             if request.status.get("statusReason") != message:
@@ -253,6 +265,7 @@ class StackController:
                 disable_rollback=spec.disable_rollback,
                 timeout=spec.timeout,
                 environment=spec.environment,
+                files=files,
                 # Every replica hears of the new generation: it is started once.
                 desired=str(generation),
             )
@@ -317,11 +330,17 @@ class StackController:
         notify("Normal", "RollbackRequested", "Rolling back to the last good template")
 
     def read_source(
-        self, namespace: str, service_account: str | None, kind: str, name: str
+        self,
+        namespace: str,
+        service_account: str | None,
+        kind: str,
+        name: str,
+        field: str = "parametersFrom",
     ) -> Mapping[str, str] | None:
-        """The string data of a ConfigMap or Secret named by spec.parametersFrom (None: absent),
-        read as the stack's identity (`kube/sources.py`)."""
-        return self.namespaces.sources(namespace).read(service_account, kind, name)
+        """The string data of a ConfigMap or Secret named by spec.parametersFrom or
+        spec.filesFrom (`field`; None: absent), read as the stack's identity
+        (`kube/sources.py`)."""
+        return self.namespaces.sources(namespace).read(service_account, kind, name, field)
 
     # -- delete, timeouts -------------------------------------------------------------------------
 

@@ -321,7 +321,7 @@ class ResourceActions:
             if record.name in wanted.resources:
                 names = wanted.required_attributes(record.name)
         if ALL_ATTRIBUTES in names:
-            names = frozenset(plugin_type.attributes_schema)
+            names = frozenset(plugin.attribute_names())
         # A value revealed to the type in this step is stored as its reference again.
         attributes = self.revealed.hide(
             {name: plugin.get_attribute(name) for name in sorted(names)}

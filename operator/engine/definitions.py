@@ -4,8 +4,9 @@
 resources, what each requires, how properties and outputs resolve); a
 `DefinitionLoader` builds one from a stored template revision.
 `template_definitions` is the real loader: a HOT template bound with the
-template language (`engine/hot/`), the environment's aliases and parameter
-defaults applied. The simulator and tests may load definitions differently.
+template language (`engine/hot/`), with the revision's environment (registry,
+parameters, parameter defaults) and files map (get_file, template resources).
+The simulator and tests may load definitions differently.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from convergence.operator.engine.hot.definition import (
     StackDefinition,
     StackIdentity,
 )
-from convergence.operator.engine.hot.environment import parameter_defaults, resource_registry
+from convergence.operator.engine.hot.environment import Environment
 from convergence.operator.engine.hot.functions.references import ResourceReference
 from convergence.operator.engine.hot.template import Template
 from convergence.operator.engine.plugin import StackRef, TypeRegistry
@@ -76,14 +77,18 @@ def template_definitions(
     """
     # Lenient: the template's own errors are reported with those binding finds.
     template = (
-        Template.empty() if revision is None else Template.parse(revision.template, lenient=True)
+        Template.empty()
+        if revision is None
+        else Template.parse(revision.template, lenient=True, files=revision.files)
     )
     parameters: Mapping[str, Any] = {}
-    registry: dict[str, str] = {}
+    environment = Environment()
     if revision is not None:
-        registry = resource_registry(revision.environment)
+        environment = Environment.parse(revision.environment)
+        # As in Heat: defaults, then the environment's values, then the stack's own.
         parameters = {
-            **parameter_defaults(revision.environment, template),
+            **environment.defaults_for(template.parameter_schemas),
+            **environment.parameters,
             **revision.parameters,
         }
     prior = previous if isinstance(previous, StackDefinition) else None
@@ -93,7 +98,8 @@ def template_definitions(
         template,
         parameters,
         StackIdentity(name=stack.name, id=stack.id, project_id=project_id),
-        resource_registry=registry,
+        environment=environment,
+        files=None if revision is None else revision.files,
         type_exists=types.exists,
         type_attributes=types.attributes,
         previous=prior,

@@ -205,10 +205,16 @@ def _new_revision(
     parameters: Mapping[str, Any] | None,
     previous: Definition | None,
     environment: Mapping[str, Any] | None = None,
+    files: Mapping[str, str] | None = None,
 ) -> tuple[str, Definition]:
     # Validated before anything is stored: a bad template never starts a traversal.
     revision = TemplateRevision(
-        engine.new_id(), stack.name, dict(template), dict(parameters or {}), dict(environment or {})
+        engine.new_id(),
+        stack.name,
+        dict(template),
+        dict(parameters or {}),
+        dict(environment or {}),
+        dict(files or {}),
     )
     definition = engine.definitions(revision, stack_ref(stack), engine.types, previous)
     engine.store.put_template(revision)
@@ -225,9 +231,11 @@ def create_stack(
     disable_rollback: bool = True,
     timeout: float | None = None,
     environment: Mapping[str, Any] | None = None,
+    files: Mapping[str, str] | None = None,
     desired: str | None = None,
 ) -> StackRecord:
-    """Create a stack: converge from nothing to `template` (with Heat's `environment`).
+    """Create a stack: converge from nothing to `template` (with Heat's `environment` and
+    files map).
 
     With `desired` (the caller's id of this desired state), a stack created for
     the same id already is returned as it is.
@@ -245,7 +253,12 @@ def create_stack(
     # The template is validated before the stack is stored: an invalid one
     # leaves nothing behind.
     revision = TemplateRevision(
-        engine.new_id(), name, dict(template), dict(parameters or {}), dict(environment or {})
+        engine.new_id(),
+        name,
+        dict(template),
+        dict(parameters or {}),
+        dict(environment or {}),
+        dict(files or {}),
     )
     definition = engine.definitions(revision, stack_ref(new), engine.types, None)
     try:
@@ -275,10 +288,11 @@ def update_stack(
     disable_rollback: bool | None = None,
     timeout: float | None = None,
     environment: Mapping[str, Any] | None = None,
+    files: Mapping[str, str] | None = None,
     desired: str | None = None,
 ) -> StackRecord:
-    """Update a stack to `template` (with Heat's `environment`), even while another
-    operation is in progress.
+    """Update a stack to `template` (with Heat's `environment` and files map), even while
+    another operation is in progress.
 
     With `desired` (the caller's id of this desired state), an update started for
     the same id already (by another worker, another replica) is not started again.
@@ -289,7 +303,9 @@ def update_stack(
     if stack.action == DELETE:
         raise OperationRefused(f"Stack {name} is being deleted ({stack.phase})")
     previous = engine.definition(stack_ref(stack), stack.template)
-    revision, definition = _new_revision(engine, stack, template, parameters, previous, environment)
+    revision, definition = _new_revision(
+        engine, stack, template, parameters, previous, environment, files
+    )
     settings: dict[str, Any] = {"desired": desired}
     if disable_rollback is not None:
         settings["disable_rollback"] = disable_rollback

@@ -144,6 +144,7 @@ def preview_update(
     template: Mapping[str, Any],
     parameters: Mapping[str, Any] | None = None,
     environment: Mapping[str, Any] | None = None,
+    files: Mapping[str, str] | None = None,
 ) -> Preview:
     """What updating `stack_name` to `template` would do (a create if there is no such stack).
 
@@ -153,12 +154,12 @@ def preview_update(
     """
     stack = engine.store.get_stack(stack_name)
     if stack is None:
-        return preview_create(engine, stack_name, template, parameters, environment)
+        return preview_create(engine, stack_name, template, parameters, environment, files)
     if stack.action == DELETE:
         raise OperationRefused(f"Stack {stack_name} is being deleted ({stack.phase})")
     ref = stack_ref(stack)
     previous = engine.definition(ref, stack.template)
-    definition = _definition(engine, ref, template, parameters, environment, previous)
+    definition = _definition(engine, ref, template, parameters, environment, previous, files)
     by_name: dict[str, list[ResourceRecord]] = {}
     for record in engine.store.list_resources(stack_name):
         by_name.setdefault(record.name, []).append(record)
@@ -186,6 +187,7 @@ def preview_create(
     template: Mapping[str, Any],
     parameters: Mapping[str, Any] | None = None,
     environment: Mapping[str, Any] | None = None,
+    files: Mapping[str, str] | None = None,
 ) -> Preview:
     """What creating a stack of `template` would do: every resource added.
 
@@ -193,7 +195,7 @@ def preview_create(
     properties need no other resource and fail its type's validation.
     """
     ref = StackRef(stack_name, "")
-    definition = _definition(engine, ref, template, parameters, environment, None)
+    definition = _definition(engine, ref, template, parameters, environment, None, files)
     revealed = Revealed()
     lists = _Lists()
     for name, resource in definition.resources.items():
@@ -232,10 +234,16 @@ def _definition(
     parameters: Mapping[str, Any] | None,
     environment: Mapping[str, Any] | None,
     previous: Definition | None,
+    files: Mapping[str, str] | None = None,
 ) -> Definition:
     """The template bound as the operation would bind it (validated; nothing stored)."""
     revision = TemplateRevision(
-        PREVIEW_REVISION, ref.name, dict(template), dict(parameters or {}), dict(environment or {})
+        PREVIEW_REVISION,
+        ref.name,
+        dict(template),
+        dict(parameters or {}),
+        dict(environment or {}),
+        dict(files or {}),
     )
     return engine.definitions(revision, ref, engine.types, previous)
 

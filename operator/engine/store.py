@@ -125,8 +125,10 @@ class OwnPush:
 class TemplateRevision:
     """An immutable template with the parameters and the environment it was applied with.
 
-    `environment` is Heat's environment as the Stack gives it: for now its
-    `resource_registry` (type aliases) is what the template language reads.
+    `environment` is Heat's environment as the Stack gives it (see
+    `hot/environment.py`); `files` is Heat's files map (file name -> text, the
+    Stack's `spec.files`): what `get_file` reads and where template resources
+    find their templates.
     """
 
     id: str
@@ -134,6 +136,7 @@ class TemplateRevision:
     template: Mapping[str, Any]
     parameters: Mapping[str, Any] = field(default_factory=dict)
     environment: Mapping[str, Any] = field(default_factory=dict)
+    files: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,10 @@ through a stack: `Kubernetes::Object` refuses the operator's kinds,
 - its `serviceAccountName` is the parent's, read at every apply, so the
   child's Kubernetes objects are applied with exactly the parent's identity
   (and a parent without one gives a child without one, confined as it is);
-- it carries no `parametersFrom`: its parameters are the resource's properties;
+- it carries no `parametersFrom` nor `filesFrom`: its parameters are the
+  resource's properties, its files and environment the ones its type gives, or
+  else (OS::Heat::Stack, ResourceGroup) the parent's, read from the parent's
+  current template revision, as Heat gives them to a nested stack;
 - it is owned by the parent Stack (an ownerReference) and labelled with the
   parent, the resource and the resource record, as every object made for a
   stack is (`engine.plugin` labels); rollback is disabled, as Heat creates
@@ -32,6 +35,7 @@ from typing import Any
 
 from kubernetes.client import ApiClient
 
+from convergence.operator.engine.hot.environment import nested_environment
 from convergence.operator.engine.plugin import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -42,6 +46,7 @@ from convergence.operator.engine.plugin import (
     ResourceFailure,
     label_value,
 )
+from convergence.operator.engine.store import Store
 from convergence.operator.kube.api import (
     APPLY_PATCH,
     FIELD_MANAGER,
@@ -55,7 +60,15 @@ from convergence.operator.kube.records import split_phase, status_of
 
 # Reasons of a Failed condition written for a spec that never started (controllers/stack.py,
 # parameters_from.py): the phase then still speaks of the generation before.
-NOT_STARTED_REASONS = frozenset({"InvalidTemplate", "ParametersNotFound", "ParametersForbidden"})
+NOT_STARTED_REASONS = frozenset(
+    {
+        "InvalidTemplate",
+        "ParametersNotFound",
+        "ParametersForbidden",
+        "FilesNotFound",
+        "FilesForbidden",
+    }
+)
 
 
 class ChildStacks:
@@ -77,11 +90,17 @@ class ChildStacks:
         resource: str,
         record_id: str,
         timeout: float | None = None,
+        environment: Mapping[str, Any] | None = None,
+        files: Mapping[str, str] | None = None,
     ) -> int:
         api = self._owner.api
         parent = if_present(request, api, "GET", self._path(self.parent))
         if parent is None:
             raise ResourceFailure(f"the parent stack {self.parent} is gone")
+        if environment is None or files is None:
+            inherited = self._owner.inherited(self.parent, resource)
+            environment = inherited[0] if environment is None else environment
+            files = inherited[1] if files is None else files
         spec: dict[str, Any] = {
             "template": dict(template),
             "parameters": dict(parameters),
@@ -93,6 +112,10 @@ class ChildStacks:
             spec["serviceAccountName"] = service_account
         if timeout is not None:
             spec["timeoutSeconds"] = max(1, int(timeout))
+        if environment:
+            spec["environment"] = dict(environment)
+        if files:
+            spec["files"] = dict(files)
         manifest = {
             "apiVersion": API_VERSION,
             "kind": STACK_KIND,
@@ -194,11 +217,25 @@ def child_state(body: Mapping[str, Any]) -> NestedStackState:
 
 
 class KubernetesStacks:
-    """The engine's NestedStackClients in one namespace: a ChildStacks per parent."""
+    """The engine's NestedStackClients in one namespace: a ChildStacks per parent.
 
-    def __init__(self, api: ApiClient, namespace: str) -> None:
+    `store` is the namespace's engine store, where a parent's current template
+    revision is read for what a child inherits (None: children inherit nothing).
+    """
+
+    def __init__(self, api: ApiClient, namespace: str, store: Store | None = None) -> None:
         self.api = api
         self.namespace = namespace
+        self.store = store
+
+    def inherited(self, parent: str, resource: str) -> tuple[dict[str, Any], dict[str, str]]:
+        """The environment and files a child of `resource` gets from its parent's current
+        template revision, as Heat gives them to a nested stack."""
+        record = None if self.store is None else self.store.get_stack(parent)
+        if self.store is None or record is None or record.template is None:
+            return {}, {}
+        revision = self.store.get_template(record.template)
+        return nested_environment(revision.environment, resource), dict(revision.files)
 
     def for_stack(self, stack: str) -> ChildStacks:
         return ChildStacks(self, stack)

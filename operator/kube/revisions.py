@@ -102,6 +102,7 @@ class TemplateRevisions:
         values = {
             "parameters": dict(revision.parameters),
             **({"environment": dict(revision.environment)} if revision.environment else {}),
+            **({"files": dict(revision.files)} if revision.files else {}),
         }
         # The values first: a revision that exists always has them. (A writer dying
         # in between leaves a Secret that goes with the Stack.)
@@ -170,6 +171,7 @@ class TemplateRevisions:
             template=dict(data.get("template") or {}),
             parameters=dict(values.get("parameters") or {}),
             environment=dict(values.get("environment") or {}),
+            files=dict(values.get("files") or {}),
         )
 
     def prune(self, stack: str, keep: set[str], limit: int) -> list[str]:

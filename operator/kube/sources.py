@@ -1,4 +1,4 @@
-"""`spec.parametersFrom` sources, read with the identity the stack acts with.
+"""`spec.parametersFrom` and `spec.filesFrom` sources, read with the identity the stack acts with.
 
 The operator may read every ConfigMap and Secret of the namespaces it serves;
 the people who write Stacks may not. So a source is read:
@@ -47,21 +47,24 @@ class ParameterSources:
             return "the operator"
         return f"ServiceAccount {self.objects.namespace}/{service_account}"
 
-    def read(self, service_account: str | None, kind: str, name: str) -> Mapping[str, str] | None:
-        """The string data of the ConfigMap or Secret `name` (None: it does not exist)."""
+    def read(
+        self, service_account: str | None, kind: str, name: str, field: str = "parametersFrom"
+    ) -> Mapping[str, str] | None:
+        """The string data of the ConfigMap or Secret `name` (None: it does not exist);
+        `field` is the spec field that names it, for messages."""
         if service_account is None and self.objects.require_service_account:
             raise ParametersForbidden(
-                f"parametersFrom: {kind} {name}: the stack names no spec.serviceAccountName, "
+                f"{field}: {kind} {name}: the stack names no spec.serviceAccountName, "
                 "and this operator reads sources only as the stack's ServiceAccount "
                 "(--require-service-account)"
             )
         if service_account is not None and not is_object_name(service_account):
             raise ParametersForbidden(
-                f"parametersFrom: spec.serviceAccountName {service_account!r} is not the name "
+                f"{field}: spec.serviceAccountName {service_account!r} is not the name "
                 f"of a ServiceAccount of namespace {self.objects.namespace!r}"
             )
         if not is_object_name(name):
-            raise ParametersForbidden(f"parametersFrom: {name!r} is not the name of a {kind}")
+            raise ParametersForbidden(f"{field}: {name!r} is not the name of a {kind}")
         path = f"/api/v1/namespaces/{self.objects.namespace}/{_PLURALS[kind]}/{name}"
         try:
             body = request(self.objects.client_for(service_account), "GET", path)
@@ -70,14 +73,14 @@ class ParameterSources:
                 return None
             if isinstance(exc, ApiForbidden):
                 raise ParametersForbidden(
-                    f"parametersFrom: {self.identity(service_account)} may not read "
+                    f"{field}: {self.identity(service_account)} may not read "
                     f"{kind} {name}: {exc.message}"
                 ) from None
             raise
         state = operator_state(body)
         if state is not None:
             raise ParametersForbidden(
-                f"parametersFrom: {kind} {name} holds {state}, which is never a parameter source"
+                f"{field}: {kind} {name} holds {state}, which is never a source"
             )
         if kind == CONFIG_MAP:
             return {str(k): str(v) for k, v in (body.get("data") or {}).items()}

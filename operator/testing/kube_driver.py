@@ -200,6 +200,9 @@ class KubernetesDriver:
             if seconds is None:
                 raise NotSupportedOnKubernetes(_timeout_reason(operation.options["timeout"]))
             settings["timeoutSeconds"] = seconds
+        for key in ("files", "environment"):
+            if key in operation.options:
+                settings[key] = dict(operation.options[key])
         return settings
 
     def _create(self, stack: str, operation: Operation) -> None:

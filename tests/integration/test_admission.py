@@ -182,6 +182,27 @@ def test_parameters_from_values_are_checked_on_the_status_path(
     assert "resources.a.depends_on: unknown resource" in said
 
 
+def test_files_from_sources_are_checked_on_the_status_path(
+    cluster: Cluster, webhook: ServedWebhook, admitted: str
+) -> None:
+    looping = "heat_template_version: 2021-04-16\nresources: {again: {type: loop.yaml}}\n"
+    cluster.kubectl(
+        "create",
+        "configmap",
+        "templates",
+        f"--namespace={admitted}",
+        f"--from-literal=loop.yaml={looping}",
+    )
+    template = hot.template({"web": {"type": "loop.yaml"}})
+    source = [{"kind": "ConfigMap", "name": "templates"}]
+    # The files are the operator's to read, as the Stack's identity: accepted at apply ...
+    accepted, said = apply(cluster, admitted, hot.stack("looped", template, filesFrom=source))
+    assert accepted, said
+    # ... and refused in status once it has read them.
+    status = wait_for_stack(cluster, admitted, "looped", "CREATE_FAILED", operator=webhook.operator)
+    assert "a template cannot use itself: loop.yaml -> loop.yaml" in status["statusReason"], status
+
+
 def test_server_side_apply_of_an_emptied_template_converges_to_nothing(
     cluster: Cluster, webhook: ServedWebhook, admitted: str
 ) -> None:

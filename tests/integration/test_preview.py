@@ -231,6 +231,32 @@ def test_parameters_from_are_read_as_the_previews_service_account(
     assert f"ServiceAccount {namespace}/nobody may not read Secret db" in refused["message"]
 
 
+def test_files_from_are_read_for_a_preview_of_template_resources(
+    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+) -> None:
+    server = "heat_template_version: 2021-04-16\nresources: {box: {type: OS::Heat::None}}\n"
+    cluster.kubectl(
+        "create",
+        f"--namespace={namespace}",
+        "configmap",
+        "templates",
+        f"--from-literal=server.yaml={server}",
+    )
+    template = hot.template({"web": {"type": "server.yaml"}})
+    source = [{"kind": "ConfigMap", "name": "templates"}]
+    read = ask(cluster, namespace, "templated", {"template": template, "filesFrom": source})
+    assert (read["phase"], lists(read)) == ("Ready", {"added": ["web"]}), read
+    assert read["added"][0]["type"] == "server.yaml", read
+    missing = ask(
+        cluster,
+        namespace,
+        "untemplated",
+        {"template": template, "filesFrom": [{"kind": "ConfigMap", "name": "none"}]},
+    )
+    assert (missing["phase"], missing["reason"]) == ("Failed", "FilesNotFound"), missing
+    assert missing["message"] == "filesFrom: not found: ConfigMap none", missing
+
+
 def test_multi_tenant_mode_reads_no_source_for_a_preview_naming_no_service_account(
     cluster: Cluster, namespace: str
 ) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from convergence.operator.engine.hot.environment import resolve_type
+from convergence.operator.engine.hot.environment import Environment, is_template_type
 from convergence.operator.engine.hot.errors import ErrorCollector, TemplateError, describe_value
 from convergence.operator.engine.hot.functions.conditions import outline_references
 from convergence.operator.engine.hot.functions.references import GetAttr, ResourceReference
@@ -39,6 +39,14 @@ from convergence.operator.engine.hot.parameters import (
     changed_immutable_parameters,
 )
 from convergence.operator.engine.hot.template import ParsedResource, Template
+from convergence.operator.engine.hot.template_resources import (
+    TEMPLATE_RESOURCE_TYPE,
+    ChildTemplate,
+    check_properties,
+    check_tree,
+    check_values,
+    load_child,
+)
 
 
 @dataclass(frozen=True)
@@ -68,7 +76,7 @@ class ResourceDefinition:
     """One enabled resource of a StackDefinition, properties still unresolved."""
 
     name: str
-    type: str  # after resource_registry aliases
+    type: str  # after resource_registry aliases; a template file's name for a template resource
     properties: Mapping[str, Any]  # snippet with get_resource/get_attr still in it
     depends_on: tuple[str, ...] = ()
     deletion_policy: str = "Delete"  # "Delete" | "Retain"
@@ -265,13 +273,17 @@ class StackDefinition:
         identity: StackIdentity,
         *,
         resource_registry: Mapping[str, str] | None = None,
+        environment: Environment | None = None,
+        files: Mapping[str, str] | None = None,
         type_exists: Callable[[str], bool] | None = None,
         type_attributes: Callable[[str], Collection[str] | None] | None = None,
         previous: StackDefinition | None = None,
         validate: bool = False,
     ) -> None:
         """Validate parameters (types, constraints, required, immutable vs `previous`),
-        evaluate conditions, resolve type aliases and check types with `type_exists` and
+        evaluate conditions, resolve types through the `environment`'s registry (or a bare
+        `resource_registry` of aliases), load template resources' templates from `files`
+        and check all they nest (template_resources.py), check types with `type_exists` and
         the attributes `get_attr` names with `type_attributes` (None: any attribute),
         detect dependency cycles; with `validate`, bind everything too (see validate()).
         Raise TemplateError: every error found, with those of a lenient `template`."""
@@ -310,8 +322,13 @@ class StackDefinition:
         self._parsed = {
             name: parsed for name, parsed in template.parsed_resources.items() if enabled[name]
         }
+        if environment is None:
+            environment = Environment(registry=dict(resource_registry or {}))
+        self._files: Mapping[str, str] = MappingProxyType(dict(files or {}))
+        # Template resources by name: the nested stack each one makes.
+        self._children: dict[str, ChildTemplate] = {}
         self._types = self._resource_types(
-            list(self._parsed.values()), resource_registry or {}, type_exists, errors
+            list(self._parsed.values()), environment, type_exists, errors
         )
         # The references of each enabled resource, and of each enabled output (None
         # for an output whose condition is false).
@@ -370,8 +387,9 @@ class StackDefinition:
             if not isinstance(reference, GetAttr) or reference.resource_name not in self._parsed:
                 continue
             attribute = reference.attribute_name
-            resource_type = self._types[self._parsed[reference.resource_name].type]
-            known = type_attributes(resource_type)
+            resource_type = self._types[reference.resource_name]
+            child = self._children.get(reference.resource_name)
+            known = child.outputs if child is not None else type_attributes(resource_type)
             if attribute is None or known is None or attribute in known:
                 continue
             errors.add(
@@ -399,34 +417,41 @@ class StackDefinition:
                 f"parameters.{changed[0]}", f"immutable parameters cannot be changed: {details}"
             )
 
-    @staticmethod
     def _resource_types(
+        self,
         resources: list[ParsedResource],
-        registry: Mapping[str, str],
+        environment: Environment,
         type_exists: Callable[[str], bool] | None,
         errors: ErrorCollector,
     ) -> dict[str, str]:
-        """Template type -> registered type, for the types of the enabled resources
-        (an unknown one is kept in `errors`, and mapped to its resolved name all the same)."""
+        """Resource name -> registered type or template file, for the enabled resources (an
+        unknown one is kept in `errors`, and mapped to its resolved name all the same);
+        template resources' children are loaded and checked on the way."""
         types: dict[str, str] = {}
         for parsed in resources:
-            resolved = types.get(parsed.type)
-            if resolved is None:
-                resolved = parsed.type
-                with errors.part():
-                    resolved = resolve_type(parsed.type, registry)
-                types[parsed.type] = resolved
-            if type_exists is not None and not type_exists(resolved):
+            where = f"{parsed.where}.type"
+            types[parsed.name] = parsed.type
+            with errors.part():
+                resolution = environment.resolve(parsed.type, parsed.name)
+                types[parsed.name] = resolution.type
                 alias = (
                     f" (mapped from {parsed.type!r} by the resource_registry)"
-                    if resolved != parsed.type
+                    if resolution.type != parsed.type
                     else ""
                 )
-                errors.add(
-                    TemplateError(
-                        f"{parsed.where}.type", f"unknown resource type {resolved!r}{alias}"
+                if is_template_type(resolution.type):
+                    child = load_child(parsed.name, resolution, environment, self._files, where)
+                    self._children[parsed.name] = child
+                    check_properties(parsed.properties, child, parsed.where)
+                    check_tree(child, self._files, type_exists, (), where)
+                elif resolution.type == TEMPLATE_RESOURCE_TYPE:
+                    raise TemplateError(
+                        where,
+                        f"{TEMPLATE_RESOURCE_TYPE} runs template resources: write the "
+                        f"template's file name as the type (e.g. server.yaml){alias}",
                     )
-                )
+                elif type_exists is not None and not type_exists(resolution.type):
+                    raise TemplateError(where, f"unknown resource type {resolution.type!r}{alias}")
         return types
 
     def _bind_map(self, snippet: Any, where: str) -> _BoundSnippet:
@@ -453,12 +478,20 @@ class StackDefinition:
                 f"resources.{name}", "not an enabled resource of this stack definition"
             )
         properties = self._bind_map(parsed.properties, f"{parsed.where}.properties")
+        child = self._children.get(name)
+        if child is not None:
+            check_values(properties.value, child, parsed.where)
+            # What the template resource type runs: the child's template, environment and
+            # files, with the properties as its parameters.
+            properties = _BoundSnippet(
+                child.properties(properties.value, self._files), properties.dynamic
+            )
         metadata = self._bind_map(parsed.metadata, f"{parsed.where}.metadata")
         update_policy = self._bind_map(parsed.update_policy, f"{parsed.where}.update_policy")
         deletion_policy, _ = bind_snippet(parsed.deletion_policy, self._scope)
         definition = ResourceDefinition(
             name=name,
-            type=self._types[parsed.type],
+            type=self._types[name],
             properties=properties.render(),
             # depends_on a disabled resource is dropped, as in Heat.
             depends_on=tuple(

@@ -168,14 +168,21 @@ class Template:
     errors: tuple[TemplateError, ...]
 
     @classmethod
-    def parse(cls, source: str | Mapping[str, Any], *, lenient: bool = False) -> Template:
+    def parse(
+        cls,
+        source: str | Mapping[str, Any],
+        *,
+        lenient: bool = False,
+        files: Mapping[str, str] | None = None,
+    ) -> Template:
         """Parse YAML text or a mapping; raise TemplateError (TemplateErrors for several)
         on any static error, or keep them in `errors` when `lenient` (a document that is
-        no template at all, e.g. of an unknown version, raises even then)."""
+        no template at all, e.g. of an unknown version, raises even then). `files` is
+        the stack's files map, which `get_file` reads."""
         if isinstance(source, str):
-            return _parse_text(source, lenient)
+            return _parse_text(source, lenient, tuple(sorted((files or {}).items())))
         if isinstance(source, Mapping):
-            return cls(json_document(source, ""), lenient=lenient)
+            return cls(json_document(source, ""), lenient=lenient, files=files)
         raise TemplateError(
             "template", f"expected YAML text or a map, got {describe_value(source)}"
         )
@@ -185,7 +192,9 @@ class Template:
         """The empty template (what a delete converges to)."""
         return cls({"heat_template_version": LATEST_VERSION})
 
-    def __init__(self, document: Any, *, lenient: bool = False) -> None:
+    def __init__(
+        self, document: Any, *, lenient: bool = False, files: Mapping[str, str] | None = None
+    ) -> None:
         """Validate a JSON document (use `parse`)."""
         if not isinstance(document, dict):
             raise TemplateError(
@@ -247,7 +256,7 @@ class Template:
             resources=frozenset(raw_resources),
             conditions=frozenset(raw_conditions),
         )
-        parser = SnippetParser(self.version, names, errors)
+        parser = SnippetParser(self.version, names, errors, files)
         self.parsed_conditions = {}
         for name, definition in raw_conditions.items():
             with errors.part():
@@ -443,6 +452,6 @@ class Template:
 
 
 @functools.lru_cache(maxsize=8)
-def _parse_text(text: str, lenient: bool) -> Template:
+def _parse_text(text: str, lenient: bool, files: tuple[tuple[str, str], ...]) -> Template:
     # Worker steps parse the same stored template again and again.
-    return Template(json_document(load_document(text), ""), lenient=lenient)
+    return Template(json_document(load_document(text), ""), lenient=lenient, files=dict(files))

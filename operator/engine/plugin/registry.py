@@ -1,5 +1,10 @@
 """The registry of resource types: found in the entry-point group `convergence.resource_types`
-(`TypeRegistry.from_entry_points`) or registered explicitly (tests)."""
+(`TypeRegistry.from_entry_points`) or registered explicitly (tests).
+
+A type that names a template file (`server.yaml`: a template resource) is run
+by the type registered as `TEMPLATE_RESOURCE_TYPE`; which templates exist is
+the stack's files map's business (hot/template_resources.py), not the registry's.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from convergence.operator.engine.hot.environment import is_template_type
+from convergence.operator.engine.hot.template_resources import TEMPLATE_RESOURCE_TYPE
 from convergence.operator.engine.plugin.errors import UnknownResourceType
 from convergence.operator.engine.plugin.resource_type import ResourceType
 
@@ -45,6 +52,8 @@ class TypeRegistry:
 
     def exists(self, type_name: str) -> bool:
         """Whether a type of this name is known (StackDefinition's `type_exists`)."""
+        if is_template_type(type_name):
+            type_name = TEMPLATE_RESOURCE_TYPE
         return type_name in self._types or type_name in self._lazy
 
     def attributes(self, type_name: str) -> frozenset[str] | None:
@@ -57,6 +66,8 @@ class TypeRegistry:
 
     def get(self, type_name: str) -> type[ResourceType]:
         """The type registered under `type_name`; raise UnknownResourceType if none."""
+        if is_template_type(type_name):
+            type_name = TEMPLATE_RESOURCE_TYPE
         if type_name in self._types:
             return self._types[type_name]
         with self._loading:

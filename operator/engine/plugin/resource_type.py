@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Collection, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -151,6 +151,11 @@ class ResourceType:
     def get_attribute(self, name: str) -> Any:
         """The value of attribute `name` (read once per traversal by the engine)."""
         return None
+
+    def attribute_names(self) -> Collection[str]:
+        """What `get_attr: [res]` (every attribute) reads: `attributes_schema`, unless the
+        type knows its attributes only once made (a template resource: its child's outputs)."""
+        return tuple(self.attributes_schema)
 
     def retain(self) -> None:
         """Let go of the physical resource, kept by `deletion_policy: Retain`.

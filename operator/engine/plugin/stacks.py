@@ -89,9 +89,14 @@ class NestedStacks(Protocol):
         resource: str,
         record_id: str,
         timeout: float | None = None,
+        environment: Mapping[str, Any] | None = None,
+        files: Mapping[str, str] | None = None,
     ) -> int:
-        """Create child `name`, or update it in place, to `template` with `parameters`;
-        return the generation of its spec. `resource` and `record_id` say which resource
+        """Create child `name`, or update it in place, to `template` with `parameters`,
+        Heat's `environment` and files map (None: what Heat gives a nested stack, from the
+        parent's current template revision: its files, and its environment as
+        `hot.environment.nested_environment` makes it for `resource`); return the
+        generation of its spec. `resource` and `record_id` say which resource
         of the parent owns it. ResourceFailure when the child is refused (an invalid
         template, a child being deleted)."""
         ...

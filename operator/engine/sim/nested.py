@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from convergence.operator.engine import operations
+from convergence.operator.engine.hot.environment import nested_environment
 from convergence.operator.engine.hot.errors import TemplateError
 from convergence.operator.engine.plugin import NestedStackState, ResourceFailure
 from convergence.operator.engine.store import COMPLETE, DELETE, InMemoryStore
@@ -68,15 +69,36 @@ class ParentStacks:
         resource: str,
         record_id: str,
         timeout: float | None = None,
+        environment: Mapping[str, Any] | None = None,
+        files: Mapping[str, str] | None = None,
     ) -> int:
         engine = self.owner.engine
+        if environment is None or files is None:
+            inherited = self._inherited(resource)
+            environment = inherited[0] if environment is None else environment
+            files = inherited[1] if files is None else files
         try:
             if engine.store.get_stack(name) is None:
                 operations.create_stack(
-                    engine, name, template, parameters, disable_rollback=True, timeout=timeout
+                    engine,
+                    name,
+                    template,
+                    parameters,
+                    disable_rollback=True,
+                    timeout=timeout,
+                    environment=environment,
+                    files=files,
                 )
             else:
-                operations.update_stack(engine, name, template, parameters, timeout=timeout)
+                operations.update_stack(
+                    engine,
+                    name,
+                    template,
+                    parameters,
+                    timeout=timeout,
+                    environment=environment,
+                    files=files,
+                )
         except TemplateError as exc:
             raise ResourceFailure(f"nested stack {name}: invalid template: {exc}") from None
         except operations.OperationRefused as exc:
@@ -85,6 +107,15 @@ class ParentStacks:
         generation = self.owner.generations.get(name, 0) + 1
         self.owner.generations[name] = generation
         return generation
+
+    def _inherited(self, resource: str) -> tuple[dict[str, Any], dict[str, str]]:
+        """The environment and files a child of `resource` gets from the parent's revision."""
+        engine = self.owner.engine
+        parent = engine.store.get_stack(self.parent)
+        if parent is None or parent.template is None:
+            return {}, {}
+        revision = engine.store.get_template(parent.template)
+        return nested_environment(revision.environment, resource), dict(revision.files)
 
     def get(self, name: str) -> NestedStackState | None:
         stack = self.owner.engine.store.get_stack(name)

@@ -13,7 +13,9 @@ A scenario file names its templates and lists steps, for example:
       - expect: {phase: UPDATE_COMPLETE, ready: true, reality: bigger}
 
 Operations: create, update (template by name, or inline as a mapping with
-`heat_template_version`), rollback, cancel ({rollback: bool}), delete.
+`heat_template_version`; with `files:` a files map, inline or by name from the
+file's top-level `files:` sets, and `environment:` Heat's environment),
+rollback, cancel ({rollback: bool}), delete.
 Progress: `run: N` / `run: quiet` / `run_until: {...}` (conditions are
 observable: stack phase, readiness, a resource's phase, counts of copies), so
 files run unchanged on the Kubernetes operator, where step counts mean nothing.
@@ -284,6 +286,8 @@ class Scenario:
     templates: dict[str, Mapping[str, Any]]
     steps: list[Mapping[str, Any]]
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Named files maps (Heat's `files`), for operations' `files: NAME`.
+    files: dict[str, Mapping[str, str]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> Scenario:
@@ -297,6 +301,7 @@ class Scenario:
             templates=dict(raw.get("templates") or {}),
             steps=list(raw["steps"]),
             metadata=dict(raw.get("metadata") or {}),
+            files=dict(raw.get("files") or {}),
         )
 
 
@@ -349,13 +354,26 @@ class Runner:
         self.parameters[name] = parameters
         return self.scenario.templates[name], parameters
 
+    def _files(self, ref: Any) -> dict[str, str]:
+        if isinstance(ref, dict):
+            return dict(ref)
+        if ref not in self.scenario.files:
+            raise ScenarioError(f"no files {ref!r}")
+        return dict(self.scenario.files[ref])
+
     def _run_step(self, kind: str, argument: Any) -> None:
         stack = self.scenario.stack
         if kind in ("create", "update"):
             template, parameters = self._template(argument)
             options = {}
             if isinstance(argument, dict):
-                options = {k: argument[k] for k in ("disable_rollback", "timeout") if k in argument}
+                options = {
+                    k: argument[k]
+                    for k in ("disable_rollback", "timeout", "environment")
+                    if k in argument
+                }
+                if "files" in argument:
+                    options["files"] = self._files(argument["files"])
             self.driver.apply(stack, Operation(kind, template, parameters, options))
         elif kind in ("rollback", "delete"):
             self.driver.apply(stack, Operation(kind))

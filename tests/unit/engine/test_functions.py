@@ -661,7 +661,6 @@ def test_false_branch_references_are_not_evaluated() -> None:
 @pytest.mark.parametrize(
     ("snippet", "name"),
     [
-        ({"get_file": "script.sh"}, "get_file"),
         ({"yaql": {"expression": "$.data", "data": {}}}, "yaql"),
         ({"resource_facade": "metadata"}, "resource_facade"),
     ],
@@ -670,6 +669,31 @@ def test_unsupported_functions_say_so(snippet: Any, name: str) -> None:
     error = error_of(snippet)
     assert error.where == f"outputs.result.value: {name}", error
     assert f"{name} is not supported by Convergence" in error.message, error
+
+
+def test_get_file_gives_the_text_of_a_file_of_the_files_map() -> None:
+    files = {"script.sh": "#!/bin/sh\necho hi\n"}
+    document = template({"list_join": ["", ["x", "# end"]]}).raw
+    document["outputs"]["result"]["value"]["list_join"][1][0] = {"get_file": "script.sh"}
+    parsed = Template.parse(document, files=files)
+    definition = StackDefinition(parsed, {}, IDENTITY)
+    assert definition.resolve_outputs({})["result"] == "#!/bin/sh\necho hi\n# end"
+
+
+@pytest.mark.parametrize(
+    ("argument", "message"),
+    [
+        ("missing.sh", "no file 'missing.sh' in the stack's spec.files (files: script.sh)"),
+        (["script.sh"], "expected the name of a file of the stack's spec.files"),
+    ],
+)
+def test_get_file_of_no_file_is_an_error_naming_the_path(argument: Any, message: str) -> None:
+    document = template("x").raw
+    document["outputs"]["result"]["value"] = {"get_file": argument}
+    with pytest.raises(TemplateError) as caught:
+        Template.parse(document, files={"script.sh": "x"})
+    assert caught.value.where == "outputs.result.value: get_file", caught.value
+    assert caught.value.message == message, caught.value
 
 
 @pytest.mark.parametrize(

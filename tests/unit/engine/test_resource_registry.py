@@ -1,4 +1,5 @@
-"""The Stack's environment: resource_registry aliases and parameter_defaults, kept per revision."""
+"""The Stack's environment: parameters, parameter_defaults and resource_registry (aliases,
+templates, per-resource overrides, the child environment), kept per revision."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from convergence.operator.engine.hot.environment import Environment
 from convergence.operator.engine.hot.errors import TemplateError
 from convergence.operator.engine.sim.simulator import Simulator
 from convergence.operator.testing import hot
@@ -63,8 +65,33 @@ def test_an_unknown_type_without_an_alias_is_still_an_error() -> None:
     [
         ({"resource_registry": {"A": {"hooks": "pre-create"}}}, "expected a resource type name"),
         ({"resource_registry": ["A"]}, "expected a map"),
-        ({"event_sinks": []}, "unsupported section(s) event_sinks"),
+        (
+            {"event_sinks": []},
+            "environment.event_sinks: event_sinks is not supported by Convergence",
+        ),
+        (
+            {"encrypted_param_names": ["pw"]},
+            "environment.encrypted_param_names: encrypted_param_names is not supported",
+        ),
+        (
+            {"parameter_merge_strategies": {}},
+            "environment.parameter_merge_strategies: parameter_merge_strategies is not supported",
+        ),
+        ({"flavor": "m1.small"}, "environment.flavor: unsupported section"),
         ({"parameter_defaults": "x"}, "expected a map"),
+        ({"parameters": ["x"]}, "environment.parameters: expected a map"),
+        (
+            {"resource_registry": {"resources": {"a": {"hooks": "pre-create"}}}},
+            "environment.resource_registry.resources.a.hooks: hooks: breakpoints are not supported",
+        ),
+        (
+            {"resource_registry": {"resources": {"a": {"restricted_actions": "replace"}}}},
+            "resources.a.restricted_actions: restricted_actions: restricted actions are not",
+        ),
+        (
+            {"resource_registry": {"resources": {"a": {"My::T": 3}}}},
+            "resources.a.My::T: expected a resource type name or a template file",
+        ),
     ],
 )
 def test_an_environment_we_cannot_honour_is_refused(
@@ -140,3 +167,54 @@ def test_parameter_defaults_fill_declared_parameters_and_given_values_win() -> N
     sim.run_until_quiet()
     assert sim.stack("s").phase == "CREATE_COMPLETE", sim.stack("s").status_reason
     assert [c.properties for c in sim.copies("s", "r")] == [{"value": "hi bob"}]
+
+
+def test_a_childs_environment_is_heats_child_environment() -> None:
+    environment = Environment.parse(
+        {
+            "parameters": {"flavor": "big"},
+            "parameter_defaults": {"size": 3},
+            "resource_registry": {
+                "My::Server": "server.yaml",
+                "My::Alias": "OS::Heat::None",
+                "resources": {
+                    "web": {"My::Server": "web.yaml", "box": {"OS::Heat::TestResource": "X"}},
+                    "w*": {"disk": {"OS::Heat::TestResource": "Y"}},
+                },
+            },
+        }
+    )
+    mapped = environment.resolve("My::Server", "db")
+    assert (mapped.type, mapped.mapped_from, mapped.per_resource) == (
+        "server.yaml",
+        "My::Server",
+        False,
+    )
+    own = environment.resolve("My::Server", "web")
+    assert (own.type, own.per_resource) == ("web.yaml", True)
+
+    # The entry that made db a template is not in db's child; values are not passed down.
+    assert environment.child("db", mapped).as_dict() == {
+        "resource_registry": {"My::Alias": "OS::Heat::None"},
+        "parameter_defaults": {"size": 3},
+    }
+    # web's child keeps the global entries, and gets the overrides of its own resources
+    # (by web's name and by a matching pattern), not web's own type mapping.
+    assert environment.child("web", own).as_dict()["resource_registry"] == {
+        "My::Server": "server.yaml",
+        "My::Alias": "OS::Heat::None",
+        "resources": {
+            "box": {"OS::Heat::TestResource": "X"},
+            "disk": {"OS::Heat::TestResource": "Y"},
+        },
+    }
+
+
+def test_globs_and_chains_resolve_as_in_heat() -> None:
+    environment = Environment.parse(
+        {"resource_registry": {"OS::Nova::*": "My::*", "My::Server": "server.yaml"}}
+    )
+    resolution = environment.resolve("OS::Nova::Server", "vm")
+    assert (resolution.type, resolution.mapped_from) == ("server.yaml", "My::Server")
+    assert environment.resolve("OS::Nova::Volume").type == "My::Volume"
+    assert environment.resolve("OS::Heat::None").type == "OS::Heat::None"

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 import pytest
+import yaml
 
 from convergence.operator.controllers import Rejected, Requeue
 from convergence.operator.controllers.drift import drift_event
@@ -108,7 +109,12 @@ class Controller(StackController):
         self.consumed.append((kind.annotation, value, dict(status)))
 
     def read_source(
-        self, namespace: str, service_account: str | None, kind: str, name: str
+        self,
+        namespace: str,
+        service_account: str | None,
+        kind: str,
+        name: str,
+        field: str = "parametersFrom",
     ) -> Mapping[str, str] | None:
         return self.sources.get(f"{kind}/{name}")
 
@@ -156,6 +162,57 @@ def test_a_new_generation_starts_a_traversal_with_parameters_from_a_source() -> 
     assert notices == [("Normal", "StackUpdate", "Converging to generation 4")]
     assert sim.stack("s").phase == "CREATE_IN_PROGRESS"
     assert sim.memory.get_template(sim.stack("s").template or "").parameters == {"word": "hello"}
+
+
+def test_files_from_a_source_are_merged_under_spec_files_for_template_resources() -> None:
+    sim = Simulator()
+    server = yaml.safe_dump(hot.template(hot.resources("OS::Heat::None", box={})))
+    controller = Controller(
+        sim, {"ConfigMap/templates": {"server.yaml": server, "motd": "from the ConfigMap"}}
+    )
+    spec = {
+        "template": hot.template({"web": {"type": "server.yaml"}}),
+        "files": {"motd": "inline"},
+        "filesFrom": [{"kind": "ConfigMap", "name": "templates"}],
+    }
+    patch, _ = reconcile(controller, request(spec, generation=2))
+    assert patch == {"observedGeneration": 2}, patch
+    revision = sim.memory.get_template(sim.stack("s").template or "")
+    assert revision.files == {"server.yaml": server, "motd": "inline"}, "spec.files wins"
+    sim.run_until_quiet()
+    assert sim.stack("s").phase == "CREATE_COMPLETE", sim.stack("s").status_reason
+
+
+def test_one_key_of_a_files_source_becomes_the_file_it_names() -> None:
+    sim = Simulator()
+    server = yaml.safe_dump(hot.template(hot.resources("OS::Heat::None", box={})))
+    controller = Controller(sim, {"Secret/private": {"t": server}})
+    spec = {
+        "template": hot.template({"web": {"type": "server.yaml"}}),
+        "filesFrom": [{"kind": "Secret", "name": "private", "key": "t", "file": "server.yaml"}],
+    }
+    reconcile(controller, request(spec))
+    revision = sim.memory.get_template(sim.stack("s").template or "")
+    assert revision.files == {"server.yaml": server}
+
+
+def test_a_missing_files_source_is_reported_as_files_not_found() -> None:
+    sim = Simulator()
+    spec = {
+        "template": TEMPLATE,
+        "filesFrom": [{"kind": "ConfigMap", "name": "templates", "key": "server.yaml"}],
+    }
+    patch: dict[str, Any] = {}
+    notices: Notices = []
+    with pytest.raises(Requeue):
+        Controller(sim, {"ConfigMap/templates": {"other.yaml": "x"}}).reconcile(
+            request(spec), patch, lambda *notice: notices.append(notice)
+        )
+    assert patch["statusReason"] == (
+        "filesFrom: not found: key 'server.yaml' of ConfigMap templates"
+    )
+    assert [n[:2] for n in notices] == [("Warning", "FilesNotFound")]
+    assert sim.memory.get_stack("s") is None, "nothing starts"
 
 
 def test_a_converged_generation_starts_nothing() -> None:

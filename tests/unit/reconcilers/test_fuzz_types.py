@@ -19,14 +19,18 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from convergence.operator.engine.hot.template_resources import TEMPLATE_RESOURCE_TYPE
 from convergence.operator.engine.plugin import TypeRegistry
 from convergence.operator.engine.sim.simulator import Simulator
 from convergence.operator.testing import hot
 
-# Every type registered by entry point, and the property names each one knows.
+# Every type a template may name, registered by entry point, and the property names each one
+# knows (the type that runs template resources is named by no template: its file is).
 TYPES = TypeRegistry.from_entry_points()
 PROPERTY_NAMES: dict[str, list[str]] = {
-    name: sorted(TYPES.get(name).Properties.model_fields) for name in TYPES.names()
+    name: sorted(TYPES.get(name).Properties.model_fields)
+    for name in TYPES.names()
+    if name != TEMPLATE_RESOURCE_TYPE
 }
 # What a property name in a failure reason may look like for the fields above.
 ALIASES = {"class_": "class"}

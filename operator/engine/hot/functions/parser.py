@@ -1,8 +1,13 @@
 """The parse phase: which function each `{name: args}` names in a template version, and the
-parser that turns raw snippets into parsed ones (recording each snippet's outline)."""
+parser that turns raw snippets into parsed ones (recording each snippet's outline).
+
+`get_file` is done here, as Heat does it at parse time: the call is the text of
+the file it names in the stack's files map (`spec.files`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from convergence.operator.engine.hot.errors import ErrorCollector, TemplateError
@@ -35,8 +40,6 @@ from convergence.operator.engine.hot.functions.structures import (
 )
 
 _UNSUPPORTED = {
-    "get_file": "a Convergence stack has no files map; put the content in the template "
-    "or pass it as a parameter",
     "resource_facade": "there are no provider (nested) templates in Convergence",
     "yaql": "use the other intrinsic functions",
     "Fn::GetAZs": "there are no availability zones",
@@ -74,7 +77,10 @@ _CONDITION_FUNCTIONS: dict[str, type[Function]] = {
     "contains": Contains,
 }
 
-FUNCTION_NAMES = frozenset(_VALUE_FUNCTIONS) | frozenset(_CONDITION_FUNCTIONS)
+GET_FILE = "get_file"
+FUNCTION_NAMES = (
+    frozenset(_VALUE_FUNCTIONS) | frozenset(_CONDITION_FUNCTIONS) | frozenset({GET_FILE})
+)
 
 
 class SnippetParser:
@@ -86,11 +92,16 @@ class SnippetParser:
     """
 
     def __init__(
-        self, version: str, names: TemplateNames, errors: ErrorCollector | None = None
+        self,
+        version: str,
+        names: TemplateNames,
+        errors: ErrorCollector | None = None,
+        files: Mapping[str, str] | None = None,
     ) -> None:
         self.version = version
         self.names = names
         self.errors = errors
+        self.files = files or {}
         self._outline: list[ResourceReference | If] = []
 
     def parse_outlined(self, snippet: Any, path: str) -> tuple[Any, Outline]:
@@ -117,6 +128,8 @@ class SnippetParser:
                 name, raw_args = next(iter(snippet.items()))
                 found = len(self.errors.errors) if self.errors is not None else 0
                 try:
+                    if name == GET_FILE and not in_condition:
+                        return self._file(raw_args, f"{path}: {name}")
                     function = self._function(name, raw_args, path, in_condition)
                 except TemplateError as error:
                     if self.errors is None:
@@ -136,6 +149,18 @@ class SnippetParser:
                 for index, item in enumerate(snippet)
             ]
         return snippet
+
+    def _file(self, raw_args: Any, where: str) -> str:
+        """The text get_file gives: the file of the stack's files map it names."""
+        if not isinstance(raw_args, str) or not raw_args:
+            raise TemplateError(where, "expected the name of a file of the stack's spec.files")
+        text = self.files.get(raw_args)
+        if text is None:
+            known = ", ".join(sorted(self.files)) or "none"
+            raise TemplateError(
+                where, f"no file {raw_args!r} in the stack's spec.files (files: {known})"
+            )
+        return text
 
     def _function(self, name: str, raw_args: Any, path: str, in_condition: bool) -> Function | None:
         where = f"{path}: {name}"
