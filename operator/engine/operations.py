@@ -48,6 +48,7 @@ from convergence.operator.engine.store import (
     TemplateRevision,
 )
 from convergence.operator.engine.sync_point import arrived
+from convergence.operator.engine.type_checks import check_types
 from convergence.operator.engine.wiring import Engine
 
 
@@ -210,6 +211,7 @@ def _new_revision(
         engine.new_id(), stack.name, dict(template), dict(parameters or {}), dict(environment or {})
     )
     definition = engine.definitions(revision, stack_ref(stack), engine.types, previous)
+    check_types(definition, engine.types)
     engine.store.put_template(revision)
     engine.remember(revision.id, definition)
     return revision.id, definition
@@ -239,6 +241,7 @@ def create_stack(
         engine.new_id(), name, dict(template), dict(parameters or {}), dict(environment or {})
     )
     definition = engine.definitions(revision, stack_ref(new), engine.types, None)
+    check_types(definition, engine.types)
     engine.store.create_stack(new)
     engine.store.put_template(revision)
     engine.remember(revision.id, definition)

@@ -60,6 +60,7 @@ from convergence.operator.engine.store import (
     StackRecord,
     TemplateRevision,
 )
+from convergence.operator.engine.type_checks import check_types
 from convergence.operator.engine.wiring import Engine
 
 # The id of the revision a preview binds: never stored.
@@ -237,7 +238,9 @@ def _definition(
     revision = TemplateRevision(
         PREVIEW_REVISION, ref.name, dict(template), dict(parameters or {}), dict(environment or {})
     )
-    return engine.definitions(revision, ref, engine.types, previous)
+    definition = engine.definitions(revision, ref, engine.types, previous)
+    check_types(definition, engine.types)
+    return definition
 
 
 def _dependency_order(definition: Definition) -> list[str]:

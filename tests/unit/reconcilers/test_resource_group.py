@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Any
 
 import pytest
 
+from convergence.operator.engine.hot.errors import TemplateError
 from convergence.operator.engine.sim.simulator import Simulator
 from convergence.operator.testing import hot
 from convergence.reconcilers.resource_group import member_names, substituted
@@ -230,15 +232,13 @@ def test_a_definition_change_that_leaves_a_members_properties_alone_leaves_it_al
         ({"canary": {}}, "update_policy: canary"),
     ],
 )
-def test_a_bad_update_policy_fails_the_group_saying_what_is_wrong(
+def test_a_bad_update_policy_is_refused_before_anything_starts(
     policy: dict[str, Any], message: str
 ) -> None:
     sim = Simulator()
-    sim.create("p", group(2, policy=policy))
-    sim.run_until_quiet()
-    stack = sim.stack("p")
-    assert stack.phase == "CREATE_FAILED"
-    assert message in stack.status_reason, stack.status_reason
+    with pytest.raises(TemplateError, match=re.escape(f"resources.g: {message}")):
+        sim.create("p", group(2, policy=policy))
+    assert sim.memory.get_stack("p") is None, "a refused template left a stack behind"
 
 
 @pytest.mark.parametrize(
@@ -253,14 +253,27 @@ def test_a_bad_update_policy_fails_the_group_saying_what_is_wrong(
         ),
     ],
 )
-def test_bad_group_properties_fail_the_group_saying_what_is_wrong(
+def test_bad_group_properties_are_refused_before_anything_starts(
     properties: dict[str, Any], message: str
 ) -> None:
     sim = Simulator()
+    converged(sim, group(2))
     template = group(2)
     template["resources"]["g"]["properties"].update(properties)
+    with pytest.raises(TemplateError, match=re.escape(f"resources.g: Property error: {message}")):
+        sim.update("p", template)
+    assert sim.stack("p").phase == "CREATE_COMPLETE", "a refused template started an update"
+
+
+def test_a_count_known_only_when_the_group_runs_fails_the_group_saying_why() -> None:
+    sim = Simulator()
+    template = group(2)
+    template["resources"]["n"] = {"type": "OS::Heat::Value", "properties": {"value": -1}}
+    template["resources"]["g"]["properties"]["count"] = {"get_attr": ["n", "value"]}
     sim.create("p", template)
     sim.run_until_quiet()
     stack = sim.stack("p")
     assert stack.phase == "CREATE_FAILED"
-    assert message in stack.status_reason, stack.status_reason
+    assert "count: Input should be greater than or equal to 0" in stack.status_reason, (
+        stack.status_reason
+    )
