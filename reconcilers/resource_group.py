@@ -16,6 +16,27 @@ named in `removal_policies` (`[{resource_list: [name or reference id,
 ...]}]`) is removed and its name never used again (Heat's blacklist, kept in
 the resource's data with the members and their reference ids).
 
+`update_policy` (Heat's, through `ResourceContext.update_policy`):
+`batch_create` and `rolling_update` change the members in batches, and the
+batches are visible as the child's templates. The group applies one child
+template per batch, the next once the child has converged to the one before
+and `pause_time` has passed (the plan and its progress are in the data,
+under `rollout`, so a later poll, in another worker, carries on): on create
+the template grows by `max_batch_size` members a batch; on an update whose
+definition some members lack, at most `max_batch_size` members get it per
+batch, highest index first, and the group grows for a while when
+`min_in_service` leaves no room (group_batches.py is the arithmetic). The
+data keeps which definition each member has (`member_patterns`: name ->
+digest, `patterns`: digest -> resource_def with its index_var), so a change of
+count alone, or an update after a failed one, gives the new definition only
+to members that lack it, and members that neither come, go nor change are
+left as they are. Without a policy (or on an update of count alone) the
+whole new template is applied at once.
+
+A bad `count`, `index_var`, removal policy or `update_policy` is refused
+before anything starts (`validate_definition`, where the values are known
+then) and fails the group with the same words otherwise.
+
 Attributes: `refs` (the members' reference ids, in index order), `refs_map`
 (name -> reference id), `attributes` (`[group, attributes, ATTR]`: name ->
 ATTR of each member), `resource.N` (member N's reference id),
