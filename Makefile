@@ -11,7 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CONTROLPLANE := $(PY) -m convergence.operator.testing.controlplane
 
-.PHONY: venv lock graphviz-bin controlplane-bin controlplane controlplane-down env demo test lint unit integration clean chart-crds e2e e2e-kind bench faults
+.PHONY: venv lock graphviz-bin controlplane-bin controlplane controlplane-down env demo test lint unit integration clean chart-crds e2e e2e-kind bench faults kill-replicas
 
 # The venv is rebuilt when pyproject.toml or the lock changes.
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -82,8 +82,15 @@ test: venv controlplane-bin graphviz-bin lint
 # FAULT_RUNS seeds 0.., or FAULT_SEEDS=3,7 for chosen ones. About 5 minutes a seed.
 FAULT_RUNS ?= 5
 FAULT_SEEDS ?=
+KILL_REPLICA_RUNS ?= 10
+KILL_REPLICA_SEEDS ?=
 faults: venv controlplane-bin
 	FAULT_RUNS=$(FAULT_RUNS) FAULT_SEEDS=$(FAULT_SEEDS) $(VENV)/bin/pytest tests/integration/test_faults.py
+
+# The three-replica kill test over many seeds (`make test` runs 2).
+kill-replicas: venv controlplane-bin
+	KILL_REPLICA_RUNS=$(KILL_REPLICA_RUNS) KILL_REPLICA_SEEDS=$(KILL_REPLICA_SEEDS) \
+	  $(VENV)/bin/pytest tests/integration/test_kill.py -k replicas
 
 # The chart ships a copy of crds/ (Helm reads only the chart's own folder);
 # tests/integration/test_chart.py fails while the copy is stale.

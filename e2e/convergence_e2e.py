@@ -236,6 +236,8 @@ class Operator:
                 self.log,
                 "--all-namespaces",
                 f"--metrics-port={self.metrics_port}",
+                # As in the chart's pods: its Lease where the chart lets it keep one.
+                f"--lease-namespace={RELEASE_NAMESPACE}",
                 *self.webhook_args(),
                 *extra,
             ).start()

@@ -80,3 +80,14 @@ def test_the_operator_may_not_do_more(kube: Kube, release: str, verb: str, resou
     assert not kube.can_i(verb, resource, "default", OPERATOR_USER), (
         f"least privilege: the chart must not grant {verb} {resource}"
     )
+
+
+@pytest.mark.parametrize("verb", ["list", "create", "patch", "delete"])
+def test_the_operator_keeps_its_replica_lease_in_the_release_namespace_only(
+    kube: Kube, release: str, verb: str
+) -> None:
+    lease = "leases.coordination.k8s.io"
+    assert kube.can_i(verb, lease, RELEASE_NAMESPACE, OPERATOR_USER), f"{verb} {lease} is needed"
+    assert not kube.can_i(verb, lease, "default", OPERATOR_USER), (
+        f"least privilege: leases only in {RELEASE_NAMESPACE}"
+    )

@@ -30,6 +30,7 @@ from convergence.operator.engine.plugin import TypeRegistry
 from convergence.operator.engine.store import Conflict
 from convergence.operator.kube.api import is_unavailable
 from convergence.operator.kube.events import EventPoster
+from convergence.operator.kube.replicas import LEASE_DURATION, ReplicaLeases
 from convergence.operator.kube.watch import RecordWatch
 from convergence.operator.namespaces import REPORT, Namespaces, RecordKey
 from convergence.operator.status import Status
@@ -64,6 +65,11 @@ class Settings:
     webhook_address: str = "0.0.0.0"
     webhook_cert: str = ""
     webhook_key: str = ""
+    # This replica's identity, and the namespace of the replicas' Leases (kube/replicas.py).
+    identity: str = "convergence"
+    lease_namespace: str = "default"
+    # Seconds without a renewal of its Lease after which a replica is dead.
+    lease_seconds: float = LEASE_DURATION
 
 
 def api_client() -> kubernetes.client.ApiClient:
@@ -95,8 +101,18 @@ class App:
     ) -> None:
         self.settings = settings
         self.metrics = metrics.Metrics()
+        self.replicas = ReplicaLeases(
+            api,
+            settings.lease_namespace,
+            settings.identity,
+            duration=settings.lease_seconds,
+            interval=settings.lease_seconds / 3,
+        )
         self.namespaces = Namespaces(
-            api, types, require_service_account=settings.require_service_account
+            api,
+            types,
+            require_service_account=settings.require_service_account,
+            replicas=self.replicas,
         )
         events = EventPoster(api)
         self.status = Status(self.namespaces, events, self.metrics)
@@ -140,8 +156,14 @@ class App:
         self._queue_task = loop.create_task(
             self.namespaces.queue.run(process, self.settings.workers)
         )
+        # Alive to the other replicas before the first step takes a lock.
+        self.replicas.start()
         for watch in self.record_watches:
             watch.start()
+
+    def stop(self) -> None:
+        """A graceful end: the other replicas may take over this one's actions at once."""
+        self.replicas.stop()
 
     def process(self, key: RecordKey) -> float | None:
         """One request from the work queue, counted; returns when to run it again."""

@@ -1,7 +1,8 @@
 """The `convergence` command: `convergence run` starts the operator.
 
-Its arguments and environment (CONVERGENCE_WORKERS, CONVERGENCE_DRIFT_INTERVAL)
-become one `app.Settings`, from which everything else is built.
+Its arguments and environment (CONVERGENCE_WORKERS, CONVERGENCE_DRIFT_INTERVAL,
+CONVERGENCE_LEASE_SECONDS) become one `app.Settings`, from which everything else
+is built.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 
 from convergence.operator import logs
@@ -55,6 +57,18 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--webhook-address", default="0.0.0.0", help="address the webhook listens on")
     run.add_argument("--webhook-cert", default="", help="the webhook's serving certificate (PEM)")
     run.add_argument("--webhook-key", default="", help="the webhook's private key (PEM)")
+    run.add_argument(
+        "--identity",
+        default=os.environ.get("POD_NAME") or socket.gethostname(),
+        help="this replica's name, different for each replica running at once (default: "
+        "$POD_NAME, else the host name); it holds the actions this replica starts",
+    )
+    run.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE", ""),
+        help="namespace of the replicas' Leases (default: $POD_NAMESPACE, else the first "
+        "--namespace, else default)",
+    )
     run.add_argument("--verbose", "-v", action="store_true")
     args = parser.parse_args(argv)
     if args.webhook_port and not (args.webhook_cert and args.webhook_key):
@@ -74,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         webhook_address=args.webhook_address,
         webhook_cert=args.webhook_cert,
         webhook_key=args.webhook_key,
+        identity=args.identity,
+        lease_seconds=float(
+            os.environ.get("CONVERGENCE_LEASE_SECONDS", str(Settings.lease_seconds))
+        ),
+        lease_namespace=args.lease_namespace or (args.namespace or ["default"])[0],
     )
     logs.configure(args.log_format, verbose=args.verbose)
     if not args.verbose:

@@ -19,6 +19,7 @@ kopf's own.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Iterator, Mapping
@@ -63,6 +64,7 @@ def registry(settings: Settings) -> kopf.OperatorRegistry:
     # ($KUBECONFIG or the pod's ServiceAccount); an explicit registry says so itself.
     kopf.on.login(registry=registry, errors=kopf.ErrorsMode.IGNORED)(kopf.login_via_client)
     kopf.on.startup(registry=registry)(startup)
+    kopf.on.cleanup(registry=registry)(cleanup)
     for cause in (kopf.on.resume, kopf.on.create, kopf.on.update):
         cause(*stacks, registry=registry)(reconcile_stack)
     kopf.on.delete(*stacks, registry=registry)(delete_stack)
@@ -113,6 +115,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     app = App(config, api_client(), memo.types)
     app.start()
     memo.app = app
+
+
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    """The operator is stopping gracefully: let the other replicas take over at once."""
+    app = memo.get("app")
+    if isinstance(app, App):
+        await asyncio.to_thread(app.stop)
 
 
 def validate_stack(body: kopf.Body, memo: Any, **kwargs: Any) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from typing import Any
 
 import kubernetes
 
@@ -28,6 +29,7 @@ from convergence.operator.kube.cache import ObjectCache
 from convergence.operator.kube.nested import KubernetesStacks
 from convergence.operator.kube.objects import KubernetesObjects
 from convergence.operator.kube.reality import ConfigMapReality
+from convergence.operator.kube.replicas import ReplicaLeases
 from convergence.operator.kube.secrets import KubernetesSecretStore
 from convergence.operator.kube.sources import ParameterSources
 from convergence.operator.kube.store import KubernetesStore
@@ -60,8 +62,11 @@ class Namespaces:
         types: TypeRegistry,
         *,
         require_service_account: bool = False,
+        replicas: ReplicaLeases | None = None,
     ) -> None:
         self.api = api
+        # Who this replica is, and which others are alive (None: this one alone).
+        self.replicas = replicas
         self.types = types
         # Multi-tenant mode: a Stack must name a ServiceAccount to act as.
         self.require_service_account = require_service_account
@@ -94,8 +99,15 @@ class Namespaces:
                 stacks=KubernetesStacks(self.api, namespace),
                 definitions=functools.partial(template_definitions, project_id=namespace),
                 transient=is_unavailable,
+                **self._replica(),
             )
         return self._engines[namespace]
+
+    def _replica(self) -> dict[str, Any]:
+        """The Engine's fields saying which replica this is and which others are alive."""
+        if self.replicas is None:
+            return {}
+        return {"engine_id": self.replicas.identity, "alive": self.replicas.alive}
 
     def store(self, namespace: str) -> KubernetesStore:
         """The namespace's store (its graphs and revisions beyond the engine's Store)."""

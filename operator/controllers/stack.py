@@ -253,6 +253,8 @@ class StackController:
                 disable_rollback=spec.disable_rollback,
                 timeout=spec.timeout,
                 environment=spec.environment,
+                # Every replica hears of the new generation: it is started once.
+                desired=str(generation),
             )
         except TemplateError as exc:
             # TemplateError messages never carry a hidden parameter's value (the engine masks it).

@@ -25,6 +25,7 @@ from convergence.operator.engine.hot.definition import ALL_ATTRIBUTES
 from convergence.operator.engine.messages import NodeMessage
 from convergence.operator.engine.outcome import (
     ActionResult,
+    Outcome,
     StepOutcome,
     acted,
 )
@@ -152,6 +153,7 @@ class ResourceActions:
             status=IN_PROGRESS,
             status_reason="state changed",
             lock=self.traversal,
+            holder=self.engine.engine_id,
             pending=pending,
             requires=pending.requires | record.requires
             if pending.action == UPDATE
@@ -212,9 +214,34 @@ class ResourceActions:
         self.outcome = acted(pending.action, ActionResult.STARTED)
         self.poll_after = self.engine.poll_interval
 
+    def _held_here(self, record: ResourceRecord) -> ResourceRecord | None:
+        """The record, its action held by this engine; None (outcome HELD) while another
+        engine that is alive holds it.
+
+        The holder is the engine that started the action (or took it over). A
+        holder that died (its replica's Lease expired) is replaced by the first
+        engine to write its own id over it: the write is conditional on the
+        record's version, so of several engines taking over at once one wins and
+        the others see it hold the action. A record locked before engines had
+        ids has no holder: whoever steps it takes it.
+        """
+        holder = record.holder
+        if holder == self.engine.engine_id:
+            return record
+        if holder is not None and self.engine.alive(holder):
+            self.outcome = StepOutcome(Outcome.HELD, busy_with=holder)
+            # Looked at again in case the holder dies (it pushes on when it is done).
+            self.poll_after = self.engine.held_poll_interval
+            return None
+        return self.store.update_resource(replace(record, holder=self.engine.engine_id))
+
     def _continue_action(
         self, stack: StackRecord, record: ResourceRecord, *, current: bool
     ) -> None:
+        held = self._held_here(record)
+        if held is None:
+            return
+        record = held
         pending = record.pending
         assert pending is not None
         plugin_type = self.engine.types.get(record.type)
@@ -327,6 +354,7 @@ class ResourceActions:
                 status_reason="state changed",
                 action=record.action if record.action != INIT else CREATE,
                 lock=None,
+                holder=None,
                 pending=None,
                 template=pending.template,
                 properties=dict(pending.properties or {}),
@@ -382,6 +410,7 @@ class ResourceActions:
                 status=FAILED,
                 status_reason=reason,
                 lock=None,
+                holder=None,
                 pending=None,
                 requires=record.requires | pending.requires,
                 data=dict(context.data) if context else record.data,

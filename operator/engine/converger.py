@@ -33,6 +33,7 @@ engine/sensitive.py), and a failure reason never shows a revealed value.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -53,8 +54,10 @@ from convergence.operator.engine.store import (
     DELETE,
     INIT,
     UPDATE,
+    AlreadyExists,
     Conflict,
     NodeData,
+    NotFound,
     PendingAction,
     ResourceRecord,
     StackRecord,
@@ -302,17 +305,19 @@ class _Step(ResourceActions):
         """The record replacing `record` in this traversal, made if missing, and its node run."""
         new_id = replacement_id(record.id, self.traversal)
         if self.store.get_resource(new_id) is None:
-            self.store.create_resource(
-                ResourceRecord(
-                    id=new_id,
-                    stack=stack.name,
-                    name=record.name,
-                    type=type_name,
-                    created_at=self.engine.clock.now(),
-                    template=stack.template,
-                    replaces=record.id,
+            # Made meanwhile by another worker or replica stepping this node: the same id.
+            with contextlib.suppress(AlreadyExists):
+                self.store.create_resource(
+                    ResourceRecord(
+                        id=new_id,
+                        stack=stack.name,
+                        name=record.name,
+                        type=type_name,
+                        created_at=self.engine.clock.now(),
+                        template=stack.template,
+                        replaces=record.id,
+                    )
                 )
-            )
         self._trigger(stack.name, update_node(new_id))
 
     # -- cleanup nodes -------------------------------------------------------------------------
@@ -328,7 +333,12 @@ class _Step(ResourceActions):
                 return
             # Push first: once the record is gone nothing would wake this node again.
             self._propagate(stack, graph_node, None)
-            self.store.delete_resource(record)
+            try:
+                self.store.delete_resource(record)
+            except NotFound:
+                # Another worker or replica ran this node at the same time and deleted it.
+                self.outcome = StepOutcome(Outcome.ALREADY_DELETED)
+                return
             self.outcome = StepOutcome(Outcome.RECORD_DELETED, retained=record.action != INIT)
             return
         pending = PendingAction(action=DELETE, traversal=self.traversal)

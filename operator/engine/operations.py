@@ -42,6 +42,7 @@ from convergence.operator.engine.store import (
     IN_PROGRESS,
     ROLLBACK,
     UPDATE,
+    AlreadyExists,
     Conflict,
     ResourceRecord,
     StackRecord,
@@ -226,8 +227,16 @@ def create_stack(
     disable_rollback: bool = True,
     timeout: float | None = None,
     environment: Mapping[str, Any] | None = None,
+    desired: str | None = None,
 ) -> StackRecord:
-    """Create a stack: converge from nothing to `template` (with Heat's `environment`)."""
+    """Create a stack: converge from nothing to `template` (with Heat's `environment`).
+
+    With `desired` (the caller's id of this desired state), a stack created for
+    the same id already is returned as it is.
+    """
+    existing = engine.store.get_stack(name)
+    if existing is not None and desired is not None and existing.desired == desired:
+        return existing
     new = StackRecord(
         name=name,
         uid=engine.new_id(),
@@ -242,10 +251,22 @@ def create_stack(
     )
     definition = engine.definitions(revision, stack_ref(new), engine.types, None)
     check_types(definition, engine.types)
-    engine.store.create_stack(new)
+    try:
+        engine.store.create_stack(new)
+    except AlreadyExists:
+        if desired is None:
+            raise
+        # Another worker or replica is creating it for the same change: whichever
+        # starts the traversal first wins, and the other finds it started.
     engine.store.put_template(revision)
     engine.remember(revision.id, definition)
-    return converge(engine, _get(engine, name), revision.id, CREATE, definition)
+
+    def start(current: StackRecord) -> StackRecord:
+        if desired is not None and current.desired == desired:
+            return current
+        return converge(engine, current, revision.id, CREATE, definition, desired=desired)
+
+    return _retry(start, engine, name)
 
 
 def update_stack(
@@ -257,27 +278,47 @@ def update_stack(
     disable_rollback: bool | None = None,
     timeout: float | None = None,
     environment: Mapping[str, Any] | None = None,
+    desired: str | None = None,
 ) -> StackRecord:
     """Update a stack to `template` (with Heat's `environment`), even while another
-    operation is in progress."""
+    operation is in progress.
+
+    With `desired` (the caller's id of this desired state), an update started for
+    the same id already (by another worker, another replica) is not started again.
+    """
     stack = _get(engine, name)
+    if desired is not None and stack.desired == desired:
+        return stack
     if stack.action == DELETE:
         raise OperationRefused(f"Stack {name} is being deleted ({stack.phase})")
     previous = engine.definition(stack_ref(stack), stack.template)
     revision, definition = _new_revision(engine, stack, template, parameters, previous, environment)
-    settings: dict[str, Any] = {}
+    settings: dict[str, Any] = {"desired": desired}
     if disable_rollback is not None:
         settings["disable_rollback"] = disable_rollback
     if timeout is not None:
         settings["timeout"] = timeout
-    return _retry(
-        lambda s: converge(engine, s, revision, UPDATE, definition, **settings), engine, name
-    )
+
+    def start(current: StackRecord) -> StackRecord:
+        if desired is not None and current.desired == desired:
+            return current  # started meanwhile, by whoever changed the stack
+        # A stack stored but never converged (its creator stopped, or another replica
+        # is just about to start it) is still being created.
+        action = UPDATE if current.traversal else CREATE
+        return converge(engine, current, revision, action, definition, **settings)
+
+    return _retry(start, engine, name)
 
 
 def delete_stack(engine: Engine, name: str) -> StackRecord:
-    """Delete a stack: converge to the empty template (running actions finish first)."""
-    return _retry(lambda s: converge(engine, s, None, DELETE), engine, name)
+    """Delete a stack: converge to the empty template (running actions finish first).
+
+    A stack whose delete has started (by another worker or replica meanwhile) is
+    left to it: a delete is started once.
+    """
+    return _retry(
+        lambda s: s if s.action == DELETE else converge(engine, s, None, DELETE), engine, name
+    )
 
 
 def rollback_stack(engine: Engine, name: str) -> StackRecord:

@@ -28,6 +28,7 @@ class Outcome(enum.Enum):
     TIMED_OUT = "stack timed out"
     # The node cannot run yet.
     BUSY = "busy"  # an action of another traversal holds the record
+    HELD = "held"  # another engine, alive, carries out the record's action
     WAITING = "waiting"  # its sync point still lacks predecessors
     # The node is done, without a resource action.
     ALREADY_DELETED = "already deleted"
@@ -86,7 +87,7 @@ class StepOutcome:
     kind: Outcome
     # WAITING: the predecessors that have not pushed in this traversal yet.
     waiting_for: tuple[Node, ...] = ()
-    # BUSY: the traversal whose action holds the record.
+    # BUSY: the traversal whose action holds the record; HELD: the engine carrying it out.
     busy_with: str | None = None
     # ACTION: the resource action and its result.
     action: ResourceAction | None = None
@@ -118,6 +119,8 @@ class StepOutcome:
             return "waiting for " + ", ".join(map(str, self.waiting_for))
         if kind is Outcome.BUSY:
             return f"busy with traversal {(self.busy_with or '')[:8]}, waiting"
+        if kind is Outcome.HELD:
+            return f"action carried out by engine {self.busy_with}, waiting"
         if kind is Outcome.REPLACEMENT_CREATED:
             return f"needs replacement: created {self.replacement or ''}"
         if kind is Outcome.RECORD_DELETED and self.retained:

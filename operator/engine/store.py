@@ -157,6 +157,11 @@ class StackRecord:
     started_at: float = 0.0
     outputs: Mapping[str, Any] = field(default_factory=dict)
     version: int = 0
+    # The caller's id of the desired state the last create or update started to
+    # converge to (on Kubernetes the Stack's generation): a create or update asked
+    # again for the same id finds it started already (several operator replicas
+    # hear of one change, and each asks).
+    desired: str | None = None
 
     @property
     def phase(self) -> str:
@@ -207,8 +212,12 @@ class ResourceRecord:
     deletion_policy: str = "Delete"
     # The plugin's persisted data (Heat's data_set).
     data: Mapping[str, Any] = field(default_factory=dict)
-    # Lock holder: the traversal whose action is in flight (any worker may resume it).
+    # The traversal whose action is in flight, and the engine (operator replica) carrying
+    # it out: while that engine is alive no other one resumes the action; once it is
+    # dead, the first to write its own id here takes the action over (Heat's engine_id
+    # lock and engine liveness check).
     lock: str | None = None
+    holder: str | None = None
     pending: PendingAction | None = None
     # The traversal whose update node last finished on this record.
     converged: str | None = None

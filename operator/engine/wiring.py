@@ -60,6 +60,13 @@ class Engine:
     # Child stacks per parent stack (OS::Heat::Stack); None: nesting is not wired.
     stacks: NestedStackClients | None = None
     new_id: Callable[[], str] = field(default=lambda: str(uuid.uuid4()))
+    # This engine's identity (an operator replica's), written as the holder of the
+    # actions it starts, and whether the engine of an identity is alive now (the
+    # operator follows each replica's Lease; one engine alone: every holder is alive).
+    engine_id: str = "engine"
+    alive: Callable[[str], bool] = field(default=lambda engine_id: True)
+    # Seconds between looks at a record whose action another engine holds.
+    held_poll_interval: float = 5.0
     # Whether an exception of a type's action says only that the infrastructure could
     # not answer now (the step is retried; the resource does not fail). The operator
     # adds the Kubernetes client's unavailable answers and lost connections.

@@ -160,6 +160,7 @@ def stack_to_status(stack: StackRecord) -> dict[str, Any]:
         "timeoutSeconds": stack.timeout,
         "startedAt": stack.started_at,
         "outputs": dict(stack.outputs),
+        "desired": stack.desired,
     }
 
 
@@ -187,6 +188,7 @@ def stack_from_body(body: Mapping[str, Any]) -> StackRecord | None:
         started_at=_float(status.get("startedAt")) or 0.0,
         outputs=dict(status.get("outputs") or {}),
         version=int(status["version"]),
+        desired=status.get("desired"),
     )
 
 
@@ -256,6 +258,7 @@ def resource_to_status(record: ResourceRecord) -> dict[str, Any]:
         "deletionPolicy": record.deletion_policy,
         "pluginData": dict(record.data),
         "lock": record.lock,
+        "lockHolder": record.holder,
         "converged": record.converged,
         "pending": pending_to_status(record.pending),
     }
@@ -299,6 +302,7 @@ def resource_from_body(body: Mapping[str, Any]) -> ResourceRecord:
         deletion_policy=str(status.get("deletionPolicy", "Delete")),
         data=dict(status.get("pluginData") or {}),
         lock=status.get("lock"),
+        holder=status.get("lockHolder"),
         pending=pending_from_status(status.get("pending")),
         converged=status.get("converged"),
         version=engine_version(body),

@@ -266,7 +266,14 @@ class KubernetesStore:
             fields[GRAPH_REF] = ref
             inline = graph_to_status(stack.graph) if stack.graph and ref is None else None
             extra_ops.append({"op": "add", "path": "/status/graph", "value": inline})
-        body = self.api.compare_and_set(STACKS, stack.name, stack.version, fields, extra_ops)
+        try:
+            body = self.api.compare_and_set(STACKS, stack.name, stack.version, fields, extra_ops)
+        except Conflict:
+            # Another worker or replica changed the stack first: the graph and sync map
+            # made for this traversal would belong to no traversal ever.
+            if fields.get(GRAPH_REF) and fields[GRAPH_REF] != old_ref:
+                self.graphs.drop(str(fields[GRAPH_REF]))
+            raise
         self.api.count(STACK_WRITE)
         if old_ref and fields.get(GRAPH_REF, old_ref) != old_ref:
             # Steps of the old traversal see a newer traversal id and never read its graph.

@@ -142,6 +142,8 @@ class StackRun:
         timeout: float,
         operator_args: Sequence[str] = (),
         clusterwide: bool = False,
+        replicas: int = 1,
+        lease_seconds: float | None = None,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -152,9 +154,19 @@ class StackRun:
         self.log = log
         # The operator serves the run's namespace, or every one (`clusterwide`).
         scope = ("--all-namespaces",) if clusterwide else ("--namespace", namespace)
-        self.operator = OperatorProcess(
-            cluster.kubeconfig, log, *scope, "--metrics-port", "0", *operator_args
+        self._operator_args = (*scope, "--metrics-port", "0", *operator_args)
+        self._kubeconfig = cluster.kubeconfig
+        self._env = {}
+        if lease_seconds is not None:
+            self._env["CONVERGENCE_LEASE_SECONDS"] = str(lease_seconds)
+        # One operator (its identity the host's, the same after a restart), or `replicas`
+        # operators sharing the work, each with an identity and a log of its own.
+        self.operators = (
+            [OperatorProcess(cluster.kubeconfig, log, *self._operator_args, env=self._env)]
+            if replicas == 1
+            else [self.replica(f"replica-{index}") for index in range(replicas)]
         )
+        self.operator = self.operators[0]
         self.driver = KubernetesDriver(cluster, namespace, timeout=timeout)
         self._objects = CustomObjectsApi(self.driver.api)
         self._core = CoreV1Api(self.driver.api)
@@ -163,9 +175,17 @@ class StackRun:
         self.faults: list[str] = []
         self.timings: list[str] = []
 
+    def replica(self, identity: str) -> OperatorProcess:
+        """An operator replica (not started) under `identity`, logging to its own file."""
+        log = self.log.with_name(f"{self.log.stem}-{identity}.log")
+        return OperatorProcess(
+            self._kubeconfig, log, *self._operator_args, "--identity", identity, env=self._env
+        )
+
     def close(self) -> None:
-        """SIGKILL the operator (nothing is left to tidy up) and release the client."""
-        self.operator.kill()
+        """SIGKILL the operators (nothing is left to tidy up) and release the client."""
+        for operator in self.operators:
+            operator.kill()
         self.driver.close()
 
     # -- observation -------------------------------------------------------------------------------
@@ -308,5 +328,8 @@ class StackRun:
             + f"\nstack: {status.get('phase')} traversal {status.get('traversal')} "
             f"reason {status.get('statusReason')!r}\nStackResources:\n"
             + "\n".join(sorted(records))
-            + f"\noperator log {self.log}, tail:\n{self.operator.tail(60)}"
+            + "".join(
+                f"\noperator log {operator.log}, tail:\n{operator.tail(60 // len(self.operators))}"
+                for operator in self.operators
+            )
         )

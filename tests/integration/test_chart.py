@@ -85,16 +85,31 @@ def test_helm_lint_is_clean(mode: str) -> None:
     assert not problems, output
 
 
-def test_the_schema_refuses_two_replicas() -> None:
+def test_the_schema_takes_several_replicas_and_refuses_fewer_than_none() -> None:
     binary = build_binaries() / "helm"
-    result = subprocess.run(
-        [str(binary), "template", str(CHART), "--set", "replicaCount=2"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode != 0, "two operators would fight over every Stack"
-    assert "replicaCount" in result.stderr, result.stderr
+
+    def template(*values: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(binary), "template", str(CHART), "--kube-version=1.36.0", *values],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    refused = template("--set", "replicaCount=-1")
+    assert refused.returncode != 0
+    assert "replicaCount" in refused.stderr, refused.stderr
+    three = template("--set", "replicaCount=3")
+    assert three.returncode == 0, three.stderr
+    documents = [d for d in yaml.safe_load_all(three.stdout) if d]
+    deployment = next(d for d in documents if d["kind"] == "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    lease_roles = [
+        d for d in documents if d["kind"] == "Role" and d["metadata"]["name"].endswith("-replicas")
+    ]
+    assert [r["rules"][0]["resources"] for r in lease_roles] == [["leases"]]
 
 
 def rendered(cluster: Cluster, namespace: str, *values: str) -> list[dict[str, Any]]:

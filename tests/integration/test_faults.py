@@ -519,14 +519,14 @@ def test_namespace_deleted_while_the_operator_is_down_goes_once_it_is_back(
     while apps.list_namespaced_controller_revision(run.namespace).items:
         if time.monotonic() > deadline:
             control, _ = plane
-            namespace = CoreV1Api(run.driver.api).read_namespace(run.namespace)
+            status = CoreV1Api(run.driver.api).read_namespace(run.namespace).status
             conditions = [
                 f"{c.type}={c.status} {c.reason}: {c.message}"
-                for c in (namespace.status.conditions or [])
+                for c in ((status.conditions if status else None) or [])
             ]
             errors = [
                 f"the revisions were not deleted in {REVISIONS_GONE_TIMEOUT:g}s",
-                f"namespace phase {namespace.status.phase}, conditions {conditions}",
+                f"namespace phase {status.phase if status else None}, conditions {conditions}",
                 "kube-controller-manager log, tail:\n"
                 + log_tail(control.state_dir / "kube-controller-manager.log", 40),
             ]

@@ -32,6 +32,13 @@ the operator's log; `KILL_SEEDS=7,12` runs just those seeds again. Timing
 cannot be replayed exactly, so the same seed may need a few runs to fail
 again. `KILL_RUNS` (default 20) sets the number of seeds; a run takes about
 a minute on two cores.
+
+The same runs with three replicas of the operator (`KILL_REPLICA_SEEDS`,
+`KILL_REPLICA_RUNS`, default 2; `make kill-replicas` runs more): each kill
+takes down one replica, chosen by the seed, and a replica of a new identity
+replaces it, as a Deployment replaces a pod. The survivors hold on to the
+actions they started and take over the dead replica's once its Lease has
+expired; the same checks must hold.
 """
 
 from __future__ import annotations
@@ -61,6 +68,12 @@ from convergence.operator.testing.stack_run import (
 pytestmark = pytest.mark.controlplane
 
 SEEDS = seeds_from_env("KILL_SEEDS", "KILL_RUNS", 20)
+# The same runs with three operator replicas sharing the work, one of them killed at each
+# moment and replaced by a replica of another identity (as a Deployment replaces a pod):
+# the others take over its actions once its Lease has expired (`REPLICA_LEASE_SECONDS`).
+REPLICA_SEEDS = seeds_from_env("KILL_REPLICA_SEEDS", "KILL_REPLICA_RUNS", 2)
+REPLICAS = 3
+REPLICA_LEASE_SECONDS = 6.0
 RESOURCES = 30
 SLOW_RESOURCES = 4
 REPLACED_RESOURCES = 5
@@ -148,17 +161,24 @@ def random_plan(rng: random.Random, mode: str) -> Plan:
 class KillRun(StackRun):
     """One seeded run (`StackRun`) with kill -9s of its operator."""
 
-    def __init__(self, cluster: Cluster, namespace: str, log: Path, seed: int) -> None:
+    def __init__(
+        self, cluster: Cluster, namespace: str, log: Path, seed: int, replicas: int = 1
+    ) -> None:
+        test = "replicas" if replicas > 1 else "during"
+        seeds = "KILL_REPLICA_SEEDS" if replicas > 1 else "KILL_SEEDS"
         super().__init__(
             cluster,
             namespace,
             log,
             seed,
             stack=STACK,
-            replay=f"KILL_SEEDS={seed} pytest tests/integration/test_kill.py",
+            replay=f"{seeds}={seed} pytest tests/integration/test_kill.py -k {test}",
             timeout=CONVERGE_TIMEOUT,
+            replicas=replicas,
+            lease_seconds=REPLICA_LEASE_SECONDS if replicas > 1 else None,
         )
         self.mode = ROLLBACK_MODES[seed % len(ROLLBACK_MODES)]
+        self.replaced_replicas = 0
 
     def report(self, stage: str, errors: list[str]) -> str:
         return super().report(f"{stage} (rollback mode {self.mode})", errors)
@@ -170,11 +190,22 @@ class KillRun(StackRun):
         """kill -9 the operator at each moment after `started`, starting it again soon after."""
         for moment in moments:
             time.sleep(max(0.0, started + moment - time.monotonic()))
-            self.operator.kill()
+            if len(self.operators) == 1:
+                self.operator.kill()
+                killed = "operator"
+            else:
+                index = self.rng.randrange(len(self.operators))
+                self.operators[index].kill()
+                killed = f"replica-{index}"
             elapsed = time.monotonic() - started
-            self.faults.append(f"kill in {stage} +{elapsed:.1f}s ({self.progress()})")
+            self.faults.append(f"kill {killed} in {stage} +{elapsed:.1f}s ({self.progress()})")
             time.sleep(self.rng.uniform(0.0, DOWNTIME))
-            self.operator.start()
+            if len(self.operators) == 1:
+                self.operator.start()
+            else:
+                self.replaced_replicas += 1
+                replacement = self.replica(f"replica-{index}-{self.replaced_replicas}")
+                self.operators[index] = replacement.start()
 
     def apply_with_kills(self, stage: str, operation: Operation, window: float) -> None:
         """Apply `operation`, then kill -9 and restart the operator at random moments in it."""
@@ -200,19 +231,39 @@ class KillRun(StackRun):
 def kill_run(
     request: pytest.FixtureRequest, cluster: Cluster, namespace: str, tmp_path: Path
 ) -> Iterator[KillRun]:
-    run = KillRun(cluster, namespace, tmp_path / "operator.log", seed=request.param)
-    run.operator.start()
+    seed, replicas = request.param
+    run = KillRun(cluster, namespace, tmp_path / "operator.log", seed=seed, replicas=replicas)
+    for operator in run.operators:
+        operator.start()
     try:
         yield run
     finally:
         run.close()
 
 
-@pytest.mark.parametrize("kill_run", SEEDS, indirect=True, ids=lambda s: f"seed{s}")
+@pytest.mark.parametrize(
+    "kill_run", [(seed, 1) for seed in SEEDS], indirect=True, ids=lambda p: f"seed{p[0]}"
+)
 def test_kill_9_during_create_update_rollback_and_delete_leaves_reality_right(
     kill_run: KillRun,
 ) -> None:
-    run = kill_run
+    operations_with_kills(kill_run)
+
+
+@pytest.mark.parametrize(
+    "kill_run",
+    [(seed, REPLICAS) for seed in REPLICA_SEEDS],
+    indirect=True,
+    ids=lambda p: f"seed{p[0]}",
+)
+def test_kill_9_of_one_of_three_replicas_leaves_reality_right(kill_run: KillRun) -> None:
+    """Three replicas step the same stack; each kill takes one down and a replica of a new
+    identity comes up, so the survivors take over the dead one's actions (its Lease expires)."""
+    operations_with_kills(kill_run)
+
+
+def operations_with_kills(run: KillRun) -> None:
+    """Create, update with replacement, rollback and delete, each with kills; the checks."""
     plan = random_plan(run.rng, run.mode)
     started = time.monotonic()
 

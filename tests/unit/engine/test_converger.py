@@ -345,3 +345,64 @@ def test_an_error_that_is_not_unavailability_still_fails_the_resource() -> None:
     sim.run_until_quiet()
     assert sim.stack("s").phase == "CREATE_FAILED"
     assert "RuntimeError: a bug in the type" in record_of(sim, "A").status_reason
+
+
+def test_an_action_held_by_a_live_engine_is_left_to_it_and_taken_over_once_it_died() -> None:
+    """Several engines (operator replicas) step the same records: the one that started an
+    action holds it; another resumes it only once the holder is dead (Heat's engine_id lock
+    and liveness check), and then holds it itself."""
+    sim = Simulator()
+    sim.create(
+        "s", hot.template(hot.resources(TYPE, A={"properties": {"value": "a", "wait_secs": 3}}))
+    )
+    started = sim.step()
+    assert started is not None
+    assert started.outcome == acted("CREATE", ActionResult.STARTED)
+    record = record_of(sim, "A")
+    assert (record.lock, record.holder) == (sim.stack("s").traversal, sim.engine.engine_id)
+    message = NodeMessage("s", record.lock, update_node(record.id))
+
+    dead: set[str] = set()
+    other = replace(sim.engine, engine_id="other", alive=lambda engine: engine not in dead)
+    writes = sim.memory.total_writes
+    held = check_resource(other, message)
+    assert held.outcome.kind is Outcome.HELD
+    assert held.outcome.busy_with == sim.engine.engine_id
+    assert held.poll_after == other.held_poll_interval, "looked at again, in case it dies"
+    assert sim.memory.total_writes == writes, "a held record is not written"
+
+    dead.add(sim.engine.engine_id)
+    taken = check_resource(other, message)
+    assert taken.outcome == acted("CREATE", ActionResult.IN_PROGRESS)
+    assert record_of(sim, "A").holder == "other"
+    # The first engine, back (or never dead after all), now leaves the action alone.
+    first = replace(sim.engine, alive=lambda engine: True)
+    assert check_resource(first, message).outcome.kind is Outcome.HELD
+    sim.clock.advance_to(sim.clock.now() + 5)
+    done = check_resource(other, message)
+    assert done.outcome == acted("CREATE", ActionResult.COMPLETE)
+    assert (record_of(sim, "A").lock, record_of(sim, "A").holder) == (None, None)
+    assert len(sim.copies("s", "A")) == 1
+
+
+def test_a_change_asked_for_again_by_another_replica_is_started_once() -> None:
+    """Every replica hears of a new Stack generation and asks for it: the first start wins,
+    the others find it started; a delete, too, is started once."""
+    sim = Simulator()
+    template = hot.template(hot.resources(TYPE, A={"properties": {"value": "a"}}))
+    created = operations.create_stack(sim.engine, "s", template, desired="1")
+    again = operations.create_stack(sim.engine, "s", template, desired="1")
+    assert again.traversal == created.traversal
+    sim.run_until_quiet()
+    updated_template = hot.template(hot.resources(TYPE, A={"properties": {"value": "b"}}))
+    updated = operations.update_stack(sim.engine, "s", updated_template, desired="2")
+    assert updated.traversal != created.traversal
+    assert operations.update_stack(sim.engine, "s", updated_template, desired="2").traversal == (
+        updated.traversal
+    )
+    sim.run_until_quiet()
+    assert sim.stack("s").phase == "UPDATE_COMPLETE"
+    deleting = operations.delete_stack(sim.engine, "s")
+    assert operations.delete_stack(sim.engine, "s").traversal == deleting.traversal
+    sim.run_until_quiet()
+    assert sim.stack("s").phase == "DELETE_COMPLETE"

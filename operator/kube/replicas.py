@@ -1,0 +1,188 @@
+"""Which operator replicas are alive: one Lease per replica, renewed while it runs.
+
+Every replica runs the steps of every record it hears of; what keeps two of
+them from carrying out the same action at once is the record's lock holder
+(engine/actions.py, `_held_here`): the replica that started an action holds
+it until it ends, and another replica takes it over only once the holder is
+dead. This module says who is dead, as Heat's engine liveness check did with
+its service table:
+
+- each replica keeps a Lease `convergence-replica-<identity>` in the
+  operator's namespace (coordination.k8s.io/v1), renewing it every
+  `RENEW_INTERVAL` seconds, and deletes it when it stops gracefully (so a
+  replica started again under the same identity, or its peers, need not wait);
+- each replica lists the replica Leases every `RENEW_INTERVAL` and judges
+  them by its own clock, as Kubernetes' leader election does: a replica is
+  alive while its Lease changed (a renewal) within the last
+  `LEASE_DURATION` seconds of this replica's observation. Clocks of different
+  machines are never compared; a Lease first seen counts as just renewed.
+- a replica is dead when its Lease is gone, or has not changed for
+  `LEASE_DURATION`. Until the first listing answered, every other replica
+  counts as alive (nothing is taken over on a guess).
+
+The identity is given (`convergence run --identity`, in a pod its name);
+it must differ between replicas running at once. This replica is always
+alive to itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes.client import ApiClient
+
+from convergence.operator.kube.api import ApiNotFound, is_conflict, request
+from convergence.operator.kube.names import GROUP
+
+logger = logging.getLogger("convergence.operator")
+
+# Seconds without a renewal after which a replica is dead.
+LEASE_DURATION = 15.0
+# Seconds between renewals of this replica's Lease and listings of the others.
+RENEW_INTERVAL = 5.0
+LEASE_PREFIX = "convergence-replica-"
+REPLICA_LABEL = f"{GROUP}/replica"
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+
+
+def lease_name(identity: str) -> str:
+    """The Lease of replica `identity` (an object name: lower case, at most 253 chars)."""
+    cleaned = re.sub(r"[^a-z0-9.-]+", "-", identity.lower()).strip("-.")
+    return f"{LEASE_PREFIX}{cleaned}"[:253]
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class ReplicaLeases:
+    """This replica's Lease, renewed on a thread of its own, and what it sees of the others."""
+
+    def __init__(
+        self,
+        api: ApiClient,
+        namespace: str,
+        identity: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        duration: float = LEASE_DURATION,
+        interval: float = RENEW_INTERVAL,
+    ) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.identity = identity
+        self.duration = duration
+        self.interval = interval
+        self._clock = clock
+        self._path = LEASES.format(namespace=namespace)
+        # identity -> (the Lease's last renewTime seen, when this replica saw it change).
+        self._seen: dict[str, tuple[str, float]] = {}
+        self._listed = False
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+
+    # -- what the engine asks ----------------------------------------------------------------
+
+    def alive(self, identity: str) -> bool:
+        """Whether the replica `identity` is alive as far as this one can tell."""
+        if identity == self.identity:
+            return True
+        with self._lock:
+            if not self._listed:
+                return True
+            seen = self._seen.get(identity)
+        return seen is not None and self._clock() - seen[1] < self.duration
+
+    def alive_replicas(self) -> list[str]:
+        """The identities judged alive now (this one included), sorted."""
+        with self._lock:
+            known = list(self._seen)
+        return sorted({self.identity, *(i for i in known if self.alive(i))})
+
+    # -- the Lease ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Renew and observe on a daemon thread until `stop`."""
+        self.beat()
+        threading.Thread(target=self._run, name="replica-lease", daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop renewing and delete this replica's Lease (its actions are free at once)."""
+        self._stopped.set()
+        try:
+            request(self.api, "DELETE", f"{self._path}/{lease_name(self.identity)}")
+        except ApiNotFound:
+            pass
+        except Exception as exc:
+            logger.warning("could not delete this replica's Lease: %s", exc)
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self.interval):
+            self.beat()
+
+    def beat(self) -> None:
+        """Renew this replica's Lease, then look at every replica's; never raises."""
+        try:
+            self.renew()
+            self.observe()
+        except Exception as exc:
+            # An API server away for a moment: the peers' Leases will tell once it is back.
+            logger.warning("replica Lease not renewed or read: %s", exc)
+
+    def renew(self) -> None:
+        """Write this replica's renewTime (creating the Lease the first time)."""
+        name = lease_name(self.identity)
+        spec = {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": int(self.duration),
+            "renewTime": _now(),
+        }
+        try:
+            request(
+                self.api,
+                "PATCH",
+                f"{self._path}/{name}",
+                body={"spec": spec},
+                content_type="application/merge-patch+json",
+            )
+            return
+        except ApiNotFound:
+            pass
+        body: dict[str, Any] = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": name, "labels": {REPLICA_LABEL: "true"}},
+            "spec": {**spec, "acquireTime": spec["renewTime"]},
+        }
+        try:
+            request(self.api, "POST", self._path, body=body)
+        except Exception as exc:
+            if not is_conflict(exc):  # made meanwhile: renewed next time
+                raise
+
+    def observe(self) -> None:
+        """List the replica Leases and note which changed since the last look."""
+        listed = request(
+            self.api, "GET", self._path, query=[("labelSelector", f"{REPLICA_LABEL}=true")]
+        )
+        now = self._clock()
+        current: dict[str, str] = {}
+        for item in listed.get("items") or []:
+            spec = item.get("spec") or {}
+            identity = spec.get("holderIdentity")
+            if identity:
+                current[str(identity)] = str(spec.get("renewTime") or "")
+        with self._lock:
+            for identity, renewed in current.items():
+                before = self._seen.get(identity)
+                if before is None or before[0] != renewed:
+                    self._seen[identity] = (renewed, now)
+            for gone in set(self._seen) - set(current):
+                del self._seen[gone]
+            self._listed = True

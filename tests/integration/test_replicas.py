@@ -1,0 +1,79 @@
+"""Replica liveness on the real API server: each replica's Lease, as its peers judge it."""
+
+from __future__ import annotations
+
+import pytest
+from kubernetes.client import ApiClient
+
+from convergence.operator.kube.api import request
+from convergence.operator.kube.replicas import LEASES, REPLICA_LABEL, ReplicaLeases, lease_name
+
+
+class FakeClock:
+    """A monotonic clock the test moves (the Leases themselves are real)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def leases(
+    api_client: ApiClient, namespace: str, clock: FakeClock, *names: str
+) -> list[ReplicaLeases]:
+    return [
+        ReplicaLeases(api_client, namespace, name, clock=clock, duration=15, interval=5)
+        for name in names
+    ]
+
+
+def test_a_replica_is_alive_while_its_lease_is_renewed_and_dead_once_it_is_not(
+    api_client: ApiClient, namespace: str, clock: FakeClock
+) -> None:
+    a, b = leases(api_client, namespace, clock, "replica-a", "Replica_B")
+    assert a.alive("replica-b-never-seen"), "before its first listing, no peer is judged dead"
+    a.beat()
+    b.beat()
+    leases_path = LEASES.format(namespace=namespace)
+    lease = request(api_client, "GET", f"{leases_path}/{lease_name('Replica_B')}")
+    assert lease["spec"]["holderIdentity"] == "Replica_B"
+    assert lease["metadata"]["labels"][REPLICA_LABEL] == "true"
+    a.observe()
+    assert a.alive("Replica_B")
+    assert a.alive("replica-a")
+    assert not a.alive("replica-never-seen"), "a replica without a Lease is dead"
+    assert a.alive_replicas() == ["Replica_B", "replica-a"]
+
+    # B renews (its renewTime changes): alive for another LEASE_DURATION by A's clock.
+    clock.now += 10
+    b.renew()
+    a.observe()
+    clock.now += 10
+    assert a.alive("Replica_B")
+    # B stops renewing (killed): dead LEASE_DURATION after A last saw it change.
+    clock.now += 6
+    a.observe()
+    assert not a.alive("Replica_B")
+    assert a.alive("replica-a"), "a replica is always alive to itself"
+
+
+def test_a_replica_that_stops_gracefully_is_dead_to_its_peers_at_once(
+    api_client: ApiClient, namespace: str, clock: FakeClock
+) -> None:
+    a, b = leases(api_client, namespace, clock, "replica-a", "replica-b")
+    a.beat()
+    b.beat()
+    a.observe()
+    assert a.alive("replica-b")
+    b.stop()
+    a.observe()
+    assert not a.alive("replica-b")
+    listed = request(api_client, "GET", LEASES.format(namespace=namespace))
+    names = [item["metadata"]["name"] for item in listed["items"]]
+    assert names == [lease_name("replica-a")]
