@@ -39,7 +39,8 @@ then) and fails the group with the same words otherwise.
 
 Attributes: `refs` (the members' reference ids, in index order), `refs_map`
 (name -> reference id), `attributes` (`[group, attributes, ATTR]`: name ->
-ATTR of each member), `resource.N` (member N's reference id),
+ATTR of each member), `removed_rsrc_list` (the names removal policies took),
+`resource.N` (member N's reference id),
 `resource.N.ATTR` (its attribute ATTR), and any other name `[group, ATTR]`:
 the list of ATTR over the members. The child exposes what they read as its
 outputs (`ref_N`, `attrs_N`).
@@ -192,6 +193,7 @@ class ResourceGroup(NestedStackResource):
         "refs": "The members' reference ids, in index order.",
         "refs_map": "A map of member names to reference ids.",
         "attributes": "A map of member names to one attribute of each ([group, attributes, A]).",
+        "removed_rsrc_list": "The names removal policies took, never used again.",
     }
     # `resource.N`, `resource.N.ATTR` and any member attribute as a list.
     any_attribute: ClassVar[bool] = True
@@ -400,6 +402,8 @@ class ResourceGroup(NestedStackResource):
             return [refs[m] for m in members]
         if name == "refs_map":
             return refs
+        if name == "removed_rsrc_list":
+            return list(self.context.data.get("removed") or [])
         if name == "attributes":
             names = {a for values in attrs.values() for a in values}
             return {a: {m: attrs[m].get(a) for m in members} for a in sorted(names)}

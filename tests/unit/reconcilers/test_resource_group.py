@@ -38,6 +38,7 @@ def group(
             "refs_map": {"value": {"get_attr": ["g", "refs_map"]}},
             "values": {"value": {"get_attr": ["g", "output"]}},
             "second": {"value": {"get_attr": ["g", "resource.1"]}},
+            "removed": {"value": {"get_attr": ["g", "removed_rsrc_list"]}},
         },
     )
 
@@ -75,6 +76,7 @@ def test_a_removal_policy_may_name_a_member_by_its_reference_id() -> None:
     refs = converged(sim, group(3))["refs_map"]
     outputs = converged(sim, group(3, removal=[refs["0"]]))
     assert outputs["values"] == ["m-1", "m-2", "m-3"]
+    assert outputs["removed"] == ["0"]
     assert outputs["refs_map"]["1"] == refs["1"], "a member that stays was replaced"
 
 
