@@ -14,7 +14,8 @@ As in Heat, the members are the first `count` names "0", "1", ... that no
 removal policy took: scaling down removes the highest indexes, and a member
 named in `removal_policies` (`[{resource_list: [name or reference id,
 ...]}]`) is removed and its name never used again (Heat's blacklist, kept in
-the resource's data with the members and their reference ids).
+the resource's data with the members and their reference ids), unless
+`removal_policies_mode: update` makes the policies given now the whole list.
 
 `update_policy` (Heat's, through `ResourceContext.update_policy`):
 `batch_create` and `rolling_update` change the members in batches, and the
@@ -51,7 +52,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -103,6 +104,12 @@ class GroupProperties(PropertiesModel):
     removal_policies: list[RemovalPolicy] = Field(
         default_factory=list,
         description="Members to remove first when the count shrinks.",
+        json_schema_extra=UPDATE_ALLOWED,
+    )
+    removal_policies_mode: Literal["append", "update"] = Field(
+        "append",
+        description="append: names removed before stay removed; update: only those of "
+        "removal_policies now are (the others may be used again).",
         json_schema_extra=UPDATE_ALLOWED,
     )
 
@@ -251,6 +258,8 @@ class ResourceGroup(NestedStackResource):
         data = self.context.data
         by_ref = {ref: name for name, ref in dict(data.get("refs") or {}).items()}
         removed = set(data.get("removed") or [])
+        if self.props.removal_policies_mode == "update":
+            removed = set()
         for policy in self.props.removal_policies:
             removed.update(by_ref.get(item, item) for item in policy.resource_list)
         members = member_names(self.props.count, removed)

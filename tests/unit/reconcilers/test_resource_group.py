@@ -80,6 +80,19 @@ def test_a_removal_policy_may_name_a_member_by_its_reference_id() -> None:
     assert outputs["refs_map"]["1"] == refs["1"], "a member that stays was replaced"
 
 
+def test_removal_policies_mode_update_lets_names_removed_before_be_used_again() -> None:
+    sim = Simulator()
+    converged(sim, group(3))
+    assert converged(sim, group(3, removal=["1"]))["values"] == ["m-0", "m-2", "m-3"]
+    # append (the default): "1" stays removed even when no policy names it any more.
+    assert converged(sim, group(3, removal=[]))["removed"] == ["1"]
+    template = group(3, removal=[])
+    template["resources"]["g"]["properties"]["removal_policies_mode"] = "update"
+    outputs = converged(sim, template)
+    assert outputs["removed"] == []
+    assert outputs["values"] == ["m-0", "m-1", "m-2"]
+
+
 def test_a_new_definition_updates_the_members_in_place() -> None:
     sim = Simulator()
     before = converged(sim, group(2))["refs"]
