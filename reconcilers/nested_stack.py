@@ -8,13 +8,15 @@ acting with its ServiceAccount. Create and update apply the child (an update
 reaches the same child, in place) and return at once; the checks follow its
 phase once it has taken up the spec applied (a child `*_FAILED` fails the
 resource with the child's reason), and a delete is complete when the child
-is gone. `get_resource` gives the child's name.
+is gone. `get_resource` gives the child's name. A FAILED resource is updated
+in place by the next update (Heat's StackResource): the same child is applied
+again, asked to converge anew when its spec is unchanged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from convergence.operator.engine.plugin import (
     Cookie,
@@ -29,6 +31,10 @@ from convergence.operator.engine.plugin import (
 
 class NestedStackResource(ResourceType):
     """Base of the types whose physical resource is a child stack."""
+
+    # As in Heat, a FAILED nested stack resource is updated in place, not replaced,
+    # once its child exists: the child's own traversal replaces what failed in it.
+    replace_on_failure: ClassVar[bool] = False
 
     def child_spec(self) -> tuple[Mapping[str, Any], Mapping[str, Any], float | None]:
         """The child's template, parameter values and timeout in seconds (None: none)."""
@@ -56,12 +62,21 @@ class NestedStackResource(ResourceType):
         return self.stacks().get(self.child())
 
     def _apply(self) -> Cookie:
-        name = self.child()
         template, parameters, timeout = self.child_spec()
+        return {"generation": self.apply_child(template, parameters, timeout)}
+
+    def apply_child(
+        self, template: Mapping[str, Any], parameters: Mapping[str, Any], timeout: float | None
+    ) -> int:
+        """Apply the child's spec; return its generation. A FAILED child given the spec it
+        failed at is asked to converge again (as Heat updates a FAILED nested stack)."""
+        name = self.child()
         environment, files = self.child_environment()
         # Recorded before the request: a delete after a failed create still finds it.
         self.context.resource_id = name
-        generation = self.stacks().apply(
+        stacks = self.stacks()
+        before = stacks.get(name)
+        generation = stacks.apply(
             name,
             template,
             parameters,
@@ -71,7 +86,12 @@ class NestedStackResource(ResourceType):
             environment=environment,
             files=files,
         )
-        return {"generation": generation}
+        self.context.data.pop("retry", None)
+        if before is not None and before.status == "FAILED" and generation <= before.generation:
+            token = stacks.retry(name)
+            if token is not None:
+                self.context.data["retry"] = token
+        return generation
 
     def _settled(self, cookie: Cookie) -> bool:
         """Whether the child finished the operation applied; ResourceFailure if it failed."""
@@ -81,6 +101,9 @@ class NestedStackResource(ResourceType):
             raise ResourceFailure(f"nested stack {name} is gone")
         if state.generation < int((cookie or {}).get("generation", 0)):
             return False  # not taken up yet: its phase is the previous operation's
+        retry = self.context.data.get("retry")
+        if retry is not None and state.retried != retry:
+            return False  # asked to converge again, not taken up yet
         if state.status == "FAILED":
             raise ResourceFailure(_failed(state))
         return state.status == "COMPLETE"

@@ -6,6 +6,8 @@ The check is the engine's own loader (`engine.definitions.template_definitions`)
 the one the Stack controller runs when it starts a traversal: the template is
 parsed and bound to the spec's parameters and environment, types and the
 attributes `get_attr` names are looked up in the operator's TypeRegistry,
+each type judges its own definition where it is known (`engine.type_checks`:
+e.g. a ResourceGroup's count, index_var, removal_policies, update_policy),
 and on UPDATE immutable parameters are compared with the old object's. Every
 error is reported, each at its path (`resources.web.properties.image:
 get_param: unknown parameter 'imge'`).
@@ -36,6 +38,7 @@ from convergence.operator.engine.hot.errors import TemplateError, TemplateErrors
 from convergence.operator.engine.hot.template import Template
 from convergence.operator.engine.plugin import StackRef, TypeRegistry
 from convergence.operator.engine.store import TemplateRevision
+from convergence.operator.engine.type_checks import check_types
 from convergence.operator.spec import StackSpec
 
 # What OS::stack_id gives while a Stack is checked (the engine's id comes with its first traversal).
@@ -88,9 +91,11 @@ class StackAdmission:
             dict(spec.environment or {}),
             dict(spec.files or {}),
         )
-        return template_definitions(
+        definition = template_definitions(
             revision, StackRef(name, REVIEW_STACK_ID), self.types, previous, project_id=namespace
         )
+        check_types(definition, self.types)
+        return definition
 
     def _previous(
         self, old: Mapping[str, Any] | None, name: str, namespace: str

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from convergence.operator.kube.names import GROUP
+from convergence.operator.kube.names import GROUP, RETRY_ANNOTATION
 from convergence.operator.kube.records import status_of
 
 
@@ -52,7 +52,7 @@ class RequestKind:
 
 CANCEL = RequestKind(f"{GROUP}/cancel", "handledCancel")
 ROLLBACK = RequestKind(f"{GROUP}/rollback", "handledRollback")
-RETRY = RequestKind(f"{GROUP}/retry", "handledRetry")
+RETRY = RequestKind(RETRY_ANNOTATION, "handledRetry")
 KINDS = (CANCEL, RETRY, ROLLBACK)
 CANCEL_VALUES = ("rollback", "no-rollback")
 

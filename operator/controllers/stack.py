@@ -183,7 +183,7 @@ class StackController:
             self._rollback(engine, request.name, patch, notify)
         elif current.get("observedGeneration") == request.generation:
             # A retry; a new generation has just been started above.
-            self._start_traversal(engine, request, patch, notify)
+            self._start_traversal(engine, request, patch, notify, retry=value)
 
     def consume(
         self, request: StackRequest, status: Mapping[str, Any], kind: RequestKind, value: str
@@ -230,8 +230,10 @@ class StackController:
         request: StackRequest,
         patch: MutableMapping[str, Any],
         notify: Notify,
+        retry: str | None = None,
     ) -> None:
-        """Create or update the stack to its spec, parametersFrom included."""
+        """Create or update the stack to its spec, parametersFrom included (again for the
+        retry request `retry`, of the same generation)."""
         spec, generation = request.spec, request.generation
         try:
             parameters = merged_parameters(
@@ -266,8 +268,8 @@ class StackController:
                 timeout=spec.timeout,
                 environment=spec.environment,
                 files=files,
-                # Every replica hears of the new generation: it is started once.
-                desired=str(generation),
+                # Every replica hears of the new generation (or retry): it is started once.
+                desired=str(generation) if retry is None else f"{generation} retry {retry}",
             )
         except TemplateError as exc:
             # TemplateError messages never carry a hidden parameter's value (the engine masks it).

@@ -124,7 +124,19 @@ class ResourceActions:
             return plugin_type.Properties.model_construct(**dict(record.properties or {}))
 
     def _context(self, stack: StackRecord, record: ResourceRecord) -> ResourceContext:
-        return resource_context(self.engine, stack, record)
+        return resource_context(self.engine, stack, record, self._update_policy(stack, record))
+
+    def _update_policy(self, stack: StackRecord, record: ResourceRecord) -> Mapping[str, Any]:
+        """The update_policy of the definition the record's create or update converges to."""
+        pending = record.pending
+        if pending is None or pending.action == DELETE or pending.template is None:
+            return {}
+        try:
+            wanted = self.engine.definition(operations.stack_ref(stack), pending.template)
+        except NotFound:
+            return {}  # a stale action's template may be gone; see _complete
+        resource = wanted.resources.get(record.name)
+        return {} if resource is None else resource.update_policy
 
     def _start(
         self,
@@ -169,8 +181,13 @@ class ResourceActions:
                 cookie = plugin.create()
             elif pending.action == UPDATE:
                 before = self._applied_properties(plugin_type, record)
-                assert before is not None
-                cookie = plugin.update(before, changed_properties(before, properties))
+                if before is None:
+                    # A FAILED create its type updates in place (decision.py): nothing
+                    # was applied, so every property changes.
+                    everything = frozenset(type(properties).model_fields)
+                    cookie = plugin.update(properties, everything)
+                else:
+                    cookie = plugin.update(before, changed_properties(before, properties))
             else:
                 cookie = plugin.delete()
             # As Heat does, the first check comes at once: an action done already

@@ -4,8 +4,9 @@ One decision, made in one place: the converger carries it out (converger.py)
 and preview reports it (preview.py), so what a preview says and what the
 update then does cannot disagree. As in Heat, the engine decides, not the
 type: a resource is replaced when it cannot be updated (deletion requested,
-FAILED, being deleted, of another type now, or its applied properties no
-longer fit the type), when a property that is not update-allowed changes, or
+FAILED — unless its type updates a FAILED resource in place, as nested stacks
+do once their child exists —, being deleted, of another type now, or its
+applied properties no longer fit the type), when a property that is not update-allowed changes, or
 when the type's `needs_replace` hook asks for it; else it is updated in place
 when a property changes, and left as it is otherwise (a changed `depends_on`,
 metadata or deletion policy alone changes no property).
@@ -51,7 +52,7 @@ class UpdateDecision:
     changed: frozenset[str] = frozenset()
     # Properties whose change cannot be made in place (not update-allowed).
     forced_by: frozenset[str] = frozenset()
-    # Why the record is replaced, in words (empty unless kind is REPLACE).
+    # Why the record is replaced (or, FAILED, updated in place), in words.
     reason: str = ""
 
 
@@ -73,16 +74,21 @@ def decide_update(
         return _replace("its StackResource is being deleted")
     if record.action == INIT:
         return UpdateDecision(UpdateKind.CREATE)
-    if record.status == FAILED:
-        return _replace(f"it is {record.phase}")
     if record.action == DELETE:
+        return _replace(f"it is {record.phase}")
+    plugin_type = type(plugin)
+    repaired = record.status == FAILED and _updated_after_failure(record, plugin_type)
+    if record.status == FAILED and not repaired:
         return _replace(f"it is {record.phase}")
     if record.type != type_name:
         return _replace(f"its type changes from {record.type} to {type_name}")
     before = applied()
     if before is None:
+        if repaired and record.properties is None:
+            # Its create failed: nothing was applied, so every property counts as changed.
+            everything = frozenset(type(plugin.properties).model_fields)
+            return UpdateDecision(UpdateKind.UPDATE, everything, reason=_REPAIRED)
         return _replace(f"its applied properties no longer fit {type_name}")
-    plugin_type = type(plugin)
     changed = changed_properties(before, plugin.properties) | unknown
     forced_by = frozenset(name for name in changed if not plugin_type.updatable(name))
     if forced_by:
@@ -97,17 +103,35 @@ def decide_update(
             changed,
             reason=f"{type_name} replaces it on a change of {names}",
         )
+    if repaired:
+        # As Heat does for a nested stack: always updated, even unchanged, so that
+        # the child converges again (its own FAILED resources are replaced there).
+        return UpdateDecision(UpdateKind.UPDATE, changed, reason=_REPAIRED)
     if changed:
         return UpdateDecision(UpdateKind.UPDATE, changed)
     return UpdateDecision(UpdateKind.UNCHANGED)
+
+
+_REPAIRED = "it FAILED: its type updates it in place"
+
+
+def _updated_after_failure(record: ResourceRecord, plugin_type: type[ResourceType]) -> bool:
+    """Whether a FAILED record is updated in place rather than replaced: its type says so
+    (nested stacks) and its physical resource exists (a child never made is replaced)."""
+    return not plugin_type.replace_on_failure and record.resource_id is not None
 
 
 def _replace(reason: str) -> UpdateDecision:
     return UpdateDecision(UpdateKind.REPLACE, reason=reason)
 
 
-def resource_context(engine: Engine, stack: StackRecord, record: ResourceRecord) -> ResourceContext:
-    """What a step of `record`'s type may use."""
+def resource_context(
+    engine: Engine,
+    stack: StackRecord,
+    record: ResourceRecord,
+    update_policy: Mapping[str, Any] | None = None,
+) -> ResourceContext:
+    """What a step of `record`'s type may use (`update_policy`: its definition's)."""
     return ResourceContext(
         stack=StackRef(stack.name, stack.uid),
         name=record.name,
@@ -119,6 +143,7 @@ def resource_context(engine: Engine, stack: StackRecord, record: ResourceRecord)
         objects=engine.objects.for_stack(stack.name) if engine.objects else None,
         secrets=engine.secrets,
         stacks=engine.stacks.for_stack(stack.name) if engine.stacks else None,
+        update_policy=dict(update_policy or {}),
     )
 
 

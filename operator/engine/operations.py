@@ -49,6 +49,7 @@ from convergence.operator.engine.store import (
     TemplateRevision,
 )
 from convergence.operator.engine.sync_point import arrived
+from convergence.operator.engine.type_checks import check_types
 from convergence.operator.engine.wiring import Engine
 
 
@@ -217,6 +218,7 @@ def _new_revision(
         dict(files or {}),
     )
     definition = engine.definitions(revision, stack_ref(stack), engine.types, previous)
+    check_types(definition, engine.types)
     engine.store.put_template(revision)
     engine.remember(revision.id, definition)
     return revision.id, definition
@@ -261,6 +263,7 @@ def create_stack(
         dict(files or {}),
     )
     definition = engine.definitions(revision, stack_ref(new), engine.types, None)
+    check_types(definition, engine.types)
     try:
         engine.store.create_stack(new)
     except AlreadyExists:

@@ -60,6 +60,7 @@ from convergence.operator.engine.store import (
     StackRecord,
     TemplateRevision,
 )
+from convergence.operator.engine.type_checks import check_types
 from convergence.operator.engine.wiring import Engine
 
 # The id of the revision a preview binds: never stored.
@@ -245,7 +246,9 @@ def _definition(
         dict(environment or {}),
         dict(files or {}),
     )
-    return engine.definitions(revision, ref, engine.types, previous)
+    definition = engine.definitions(revision, ref, engine.types, previous)
+    check_types(definition, engine.types)
+    return definition
 
 
 def _dependency_order(definition: Definition) -> list[str]:

@@ -25,6 +25,9 @@ STACK_PREVIEWS = "stackpreviews"
 # On every StackResource: its physical resource is deleted (or released) before the
 # object goes, so deleting a StackResource by hand never leaks or loses it.
 RESOURCE_FINALIZER = f"{GROUP}/physical-resource"
+# A request to converge a Stack to its spec again (controllers/requests.py); the operator
+# writes it on a FAILED nested stack whose parent updates it unchanged (kube/nested.py).
+RETRY_ANNOTATION = f"{GROUP}/retry"
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _SUBDOMAIN_MAX = 253

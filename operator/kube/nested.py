@@ -25,11 +25,15 @@ read from its status: the phase is about the generation `observedGeneration`
 names (the engine writes the phase with the traversal before the controller
 writes observedGeneration). A spec the operator refused to start (an invalid
 template where no webhook runs) keeps its earlier phase, so a `Failed`
-condition of that generation with a not-started reason fails it too.
+condition of that generation with a not-started reason fails it too. A FAILED
+child whose parent updates it with the spec unchanged (the same generation)
+is asked to converge again by the retry annotation, as a user would
+(`retry`); its status's `handledRetry` says when it has taken that up.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,12 +54,20 @@ from convergence.operator.engine.store import Store
 from convergence.operator.kube.api import (
     APPLY_PATCH,
     FIELD_MANAGER,
+    MERGE_PATCH,
     ApiError,
     if_present,
     is_not_found,
     request,
 )
-from convergence.operator.kube.names import API_VERSION, GROUP, STACK_KIND, STACKS, VERSION
+from convergence.operator.kube.names import (
+    API_VERSION,
+    GROUP,
+    RETRY_ANNOTATION,
+    STACK_KIND,
+    STACKS,
+    VERSION,
+)
 from convergence.operator.kube.records import split_phase, status_of
 
 # Reasons of a Failed condition written for a spec that never started (controllers/stack.py,
@@ -171,6 +183,21 @@ class ChildStacks:
             return None
         return child_state(body)
 
+    def retry(self, name: str) -> str | None:
+        token = str(uuid.uuid4())
+        body = {"metadata": {"annotations": {RETRY_ANNOTATION: token}}}
+        try:
+            request(
+                self._owner.api,
+                "PATCH",
+                self._path(name),
+                body=body,
+                content_type=MERGE_PATCH,
+            )
+        except ApiError as exc:
+            raise ResourceFailure(f"cannot retry nested stack {name}: {exc.message}") from None
+        return token
+
     def delete(self, name: str) -> None:
         parent = if_present(request, self._owner.api, "GET", self._path(self.parent))
         if parent is not None:
@@ -213,6 +240,7 @@ def child_state(body: Mapping[str, Any]) -> NestedStackState:
         status=state,
         reason=reason,
         outputs=dict(status.get("outputs") or {}),
+        retried=str(status.get("handledRetry") or ""),
     )
 
 

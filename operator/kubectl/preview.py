@@ -251,8 +251,11 @@ def _details(category: str, change: Mapping[str, Any]) -> str:
     parts = []
     if category == "replaced":
         parts.append(str(change.get("reason") or "replaced"))
-    elif change.get("properties"):
-        parts.append("changes " + ", ".join(change["properties"]))
+    else:
+        if change.get("reason"):  # an update in place with a reason: a FAILED nested stack
+            parts.append(str(change["reason"]))
+        if change.get("properties"):
+            parts.append("changes " + ", ".join(change["properties"]))
     if change.get("unknown"):
         parts.append("not known until applied: " + ", ".join(change["unknown"]))
     return "; ".join(parts)

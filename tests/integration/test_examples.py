@@ -5,7 +5,10 @@ Available), update in place, replace a generated-name object (create before
 delete) and a fixed-name one (delete first), drift repaired, delete with
 nothing left behind. examples/heat-utility: the same life for Heat's utility
 types, with its resource_registry aliases (no drift repair there: only
-Kubernetes::Object implements `repair_drift`).
+Kubernetes::Object implements `repair_drift`). examples/web-tier: a
+ResourceGroup of Deployments behind one Service and a nested database stack,
+scaled up and down and updated (a rolling update, batch by batch) with only
+the members that change touched, then deleted with its children.
 """
 
 from __future__ import annotations
@@ -298,3 +301,134 @@ def test_heat_utility_example_lives_its_whole_life(
 
     cluster.kubectl("delete", "stack", "heat-utility", f"--namespace={namespace}", "--wait=false")
     nothing_left(cluster, namespace, "heat-utility", operator_process)
+
+
+def settled(
+    cluster: Cluster, namespace: str, stack: str, phase: str, operator: OperatorProcess
+) -> dict[str, Any]:
+    """Wait until the stack has settled (complete or failed) and check it is in `phase`."""
+    status = wait_for_stack(cluster, namespace, stack, operator=operator, timeout=240)
+    assert status["phase"] == phase, f"{stack}: {status['phase']}: {status.get('statusReason')}"
+    return status
+
+
+def deployments(cluster: Cluster, namespace: str, prefix: str) -> dict[str, tuple[str, int, str]]:
+    """Deployments named `prefix`...: name -> (uid, generation, first container's image)."""
+    found = {}
+    for item in (cluster.get_json(namespace, "deployments") or {"items": []})["items"]:
+        name = item["metadata"]["name"]
+        if name.startswith(prefix) and not item["metadata"].get("deletionTimestamp"):
+            image = item["spec"]["template"]["spec"]["containers"][0]["image"]
+            found[name] = (item["metadata"]["uid"], item["metadata"]["generation"], image)
+    return found
+
+
+def child_templates(cluster: Cluster, namespace: str, child: str) -> list[dict[str, Any]]:
+    """The child stack's templates (its ControllerRevisions), oldest first: each member's
+    resources as the group applied them, batch by batch."""
+    found = cluster.get_json(
+        namespace, "controllerrevisions", "-l", f"convergence.dev/stack={child}"
+    ) or {"items": []}
+    ordered = sorted(found["items"], key=lambda item: item["revision"])
+    return [dict(item["data"]["template"]["resources"]) for item in ordered]
+
+
+def member_images(template: dict[str, Any]) -> dict[str, str]:
+    return {
+        name: member["properties"]["manifest"]["spec"]["template"]["spec"]["containers"][0]["image"]
+        for name, member in template.items()
+    }
+
+
+def test_web_tier_example_scales_and_updates_touching_only_the_members_that_change(
+    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+) -> None:
+    body = example("web-tier")
+    apply(cluster, namespace, body)
+    status = settled(cluster, namespace, "webtier", "CREATE_COMPLETE", operator_process)
+    servers = ["webtier-web-0", "webtier-web-1", "webtier-web-2"]
+    assert status["outputs"]["servers"] == servers
+    assert status["outputs"]["db_host"] == "webtier-db"
+    service = cluster.get_json(namespace, "service", "webtier")
+    assert status["outputs"]["cluster_ip"] == service["spec"]["clusterIP"]
+    assert service["spec"]["selector"] == {"app": "webtier-web"}
+    web_child = current(cluster, namespace, "web")["status"]["resourceId"]
+    db_child = current(cluster, namespace, "db")["status"]["resourceId"]
+    stacks = {i["metadata"]["name"] for i in cluster.get_json(namespace, "stacks")["items"]}
+    assert stacks == {"webtier", web_child, db_child}
+    # batch_create, two at a time: the child's template grew batch by batch.
+    assert [sorted(t) for t in child_templates(cluster, namespace, web_child)] == [
+        ["0", "1"],
+        ["0", "1", "2"],
+    ]
+    web = deployments(cluster, namespace, "webtier-web-")
+    assert sorted(web) == servers
+    secret = cluster.get_json(namespace, "deployment", "webtier-db")
+    db_secret = secret["spec"]["template"]["spec"]["containers"][0]["env"][0]["valueFrom"]
+    members_secret = cluster.get_json(namespace, "deployment", "webtier-web-0")["spec"]["template"][
+        "spec"
+    ]["containers"][0]["env"][1]["valueFrom"]
+    assert db_secret == members_secret, "the web servers do not read the database's Secret"
+
+    # Scale up: only the new server is made; the others are not touched (same uid and
+    # generation: their spec was not written).
+    patch_parameters(cluster, namespace, "webtier", web_count="4")
+    status = settled(cluster, namespace, "webtier", "UPDATE_COMPLETE", operator_process)
+    assert status["outputs"]["servers"] == [*servers, "webtier-web-3"]
+    grown = deployments(cluster, namespace, "webtier-web-")
+    assert {name: grown[name] for name in servers} == web, "a server that stays was touched"
+    assert sorted(grown) == [*servers, "webtier-web-3"]
+
+    # Scale down: the highest index goes, the others are not touched.
+    patch_parameters(cluster, namespace, "webtier", web_count="3")
+    status = settled(cluster, namespace, "webtier", "UPDATE_COMPLETE", operator_process)
+    assert status["outputs"]["servers"] == servers
+    operator_process.eventually(
+        "webtier-web-3 to go",
+        lambda: sorted(deployments(cluster, namespace, "webtier-web-")) == servers,
+        timeout=60,
+    )
+    assert deployments(cluster, namespace, "webtier-web-") == web
+
+    # A new image: a rolling update, one server per batch (two stay in service), each
+    # updated in place (same uid), the highest index first.
+    before = len(child_templates(cluster, namespace, web_child))
+    patch_parameters(cluster, namespace, "webtier", web_count="3", image="nginx:1.30")
+    status = settled(cluster, namespace, "webtier", "UPDATE_COMPLETE", operator_process)
+    batches = [member_images(t) for t in child_templates(cluster, namespace, web_child)[before:]]
+    new = "nginx:1.30"
+    assert [sorted(n for n, image in b.items() if image == new) for b in batches] == [
+        ["2"],
+        ["1", "2"],
+        ["0", "1", "2"],
+    ], batches
+    rolled = deployments(cluster, namespace, "webtier-web-")
+    assert {name: uid for name, (uid, _, _) in rolled.items()} == {
+        name: uid for name, (uid, _, _) in web.items()
+    }, "a server was replaced, not updated"
+    assert {image for _, _, image in rolled.values()} == {new}
+
+    # The database tier is updated in place (the same child stack), the servers untouched.
+    db_uid = uid(cluster, namespace, "deployment", "webtier-db")
+    patch_parameters(cluster, namespace, "webtier", web_count="3", image=new, db_size="2Gi")
+    settled(cluster, namespace, "webtier", "UPDATE_COMPLETE", operator_process)
+    assert current(cluster, namespace, "db")["status"]["resourceId"] == db_child
+    database = cluster.get_json(namespace, "deployment", "webtier-db")
+    assert database["metadata"]["uid"] == db_uid
+    annotations = database["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["example.convergence.dev/volume-size"] == "2Gi"
+    assert deployments(cluster, namespace, "webtier-web-") == rolled
+
+    # Delete: the parent, both children and everything they made go.
+    cluster.kubectl("delete", "stack", "webtier", f"--namespace={namespace}", "--wait=false")
+
+    def left() -> list[str]:
+        found = cluster.kubectl(
+            "get", f"--namespace={namespace}",
+            "stacks,stackresources,deployments,services,secrets,configmaps,controllerrevisions",
+            "-o", "name",
+        ).stdout.split()  # fmt: skip
+        # What the namespace has of its own (its ServiceAccount's root CA ConfigMap).
+        return [name for name in found if name != "configmap/kube-root-ca.crt"]
+
+    operator_process.eventually("nothing left of the web tier", lambda: not left() or None, 120)

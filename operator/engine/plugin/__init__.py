@@ -16,17 +16,20 @@ simulator, ConfigMaps in the Kubernetes operator). Types that manage
 Kubernetes objects use `objects` (an `ObjectClient` acting with the stack's
 identity; None in the simulator); types made of a child stack use `stacks`
 (`NestedStacks`, the sanctioned door to child Stacks, which `objects`
-refuses). Two optional hooks: `retain` (the engine
-drops a record kept by `deletion_policy: Retain`) and `repair_drift` (put the
-physical resource back between traversals; see `converger.repair_drift`).
+refuses); `update_policy` is the resource's during a create or update. Optional
+hooks: `retain` (the engine drops a record kept by `deletion_policy: Retain`),
+`repair_drift` (put the physical resource back between traversals; see
+`converger.repair_drift`) and `validate_definition` (refuse a definition
+before anything starts; see `engine/type_checks.py`).
 Values that must stay out of status, Events and logs go to `secrets` (a
 `SecretStore`); the type then exposes a `secret_token` in their place, and the
 engine puts the value in only where it hands properties to a type (see
 `engine/sensitive.py`).
 
 The engine, not the type, decides to replace: a change of a property that is
-not update-allowed, a type change, a FAILED resource, or the type's
-`needs_replace` hook answering True.
+not update-allowed, a type change, a FAILED resource (unless the type sets
+`replace_on_failure = False` and its physical resource exists: nested stacks),
+or the type's `needs_replace` hook answering True.
 
 Types are found in the entry-point group `convergence.resource_types`
 (`TypeRegistry.from_entry_points`) or registered explicitly (tests).

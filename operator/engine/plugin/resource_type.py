@@ -56,6 +56,9 @@ class ResourceContext:
     secrets: SecretStore | None = None
     # The stack's child stacks (OS::Heat::Stack; see `stacks`); None: nesting is not wired.
     stacks: NestedStacks | None = None
+    # The resource's `update_policy` in the definition a create or update converges to
+    # (as the template gives it; the type validates it): e.g. ResourceGroup's batches.
+    update_policy: Mapping[str, Any] = field(default_factory=dict)
 
     def physical_name(self) -> str:
         """`<stack>-<resource>-<short id>`: stable for this resource version, unique per version."""
@@ -94,6 +97,10 @@ class ResourceType:
     any_attribute: ClassVar[bool] = False
     # False for types that create nothing physical (e.g. OS::Heat::None).
     has_physical_resource: ClassVar[bool] = True
+    # Heat's needs_replace_failed: whether a FAILED resource is replaced by the next
+    # update. False for nested stacks, whose FAILED resource (once its child exists) is
+    # updated in place: the child's own traversal replaces what failed in it.
+    replace_on_failure: ClassVar[bool] = True
 
     def __init__(self, context: ResourceContext, properties: PropertiesModel) -> None:
         self.context = context
@@ -110,6 +117,17 @@ class ResourceType:
                 for err in exc.errors()
             )
             raise ResourceFailure(f"Property error: {problems}") from None
+
+    @classmethod
+    def validate_definition(
+        cls, known: Mapping[str, Any], update_policy: Mapping[str, Any]
+    ) -> None:
+        """Refuse a definition before any traversal starts (the Stack webhook, a stack
+        taking up a new template): `known` holds the properties whose values need no
+        other resource's data, `update_policy` the resource's. Raise ResourceFailure
+        saying what is wrong. The default refuses nothing: properties are validated
+        when the resource runs."""
+        return None
 
     @classmethod
     def updatable(cls, name: str) -> bool:

@@ -70,6 +70,8 @@ class NestedStackState:
     status: str
     reason: str = ""
     outputs: Mapping[str, Any] = field(default_factory=dict)
+    # The last `NestedStacks.retry` token the child has taken up ("" for none).
+    retried: str = ""
 
     @property
     def phase(self) -> str:
@@ -103,6 +105,13 @@ class NestedStacks(Protocol):
 
     def get(self, name: str) -> NestedStackState | None:
         """The child's state, or None when there is no such child (any more)."""
+        ...
+
+    def retry(self, name: str) -> str | None:
+        """Ask child `name`, FAILED at the spec last applied, to converge to that spec
+        again (Heat's update of a FAILED nested stack whose template is unchanged).
+        Return a token that the child's state shows as `retried` once it has taken the
+        request up; None when nothing is needed (an apply always converges anew)."""
         ...
 
     def delete(self, name: str) -> None:

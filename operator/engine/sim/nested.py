@@ -134,6 +134,9 @@ class ParentStacks:
             outputs=dict(stack.outputs),
         )
 
+    def retry(self, name: str) -> str | None:
+        return None  # every apply here starts a traversal, a FAILED child's too
+
     def delete(self, name: str) -> None:
         stack = self.owner.engine.store.get_stack(name)
         if stack is None or stack.action == DELETE:

@@ -193,6 +193,27 @@ def test_a_failed_resource_is_replaced_even_without_a_change() -> None:
     assert preview.replaced[0].reason == "it is CREATE_FAILED"
 
 
+def test_a_failed_nested_stack_is_updated_in_place_even_without_a_change() -> None:
+    sim = Simulator()
+    child = (
+        "heat_template_version: 2021-04-16\nresources: {t: {type: %s, properties: {fail: true}}}\n"
+    )
+    failing = hot.template(
+        {"db": {"type": "OS::Heat::Stack", "properties": {"template": child % TYPE}}}
+    )
+    sim.create("s", failing)
+    sim.run_until_quiet()
+    assert sim.stack("s").phase == "CREATE_FAILED"
+    [before] = sim.resources("s")
+    preview = preview_update(sim.engine, "s", failing)
+    assert lists(preview) == {"updated": ["db"]}
+    assert "updates it in place" in preview.updated[0].reason
+    sim.update("s", failing)
+    sim.run_until_quiet()
+    [after] = sim.resources("s")
+    assert (after.id, after.phase) == (before.id, "UPDATE_FAILED"), "the update did not agree"
+
+
 # -- values not known yet ------------------------------------------------------------------------
 
 

@@ -56,3 +56,9 @@ def test_a_failure_of_an_earlier_generation_or_a_traversal_does_not_count_twice(
 def test_a_failed_phase_carries_the_childs_reason() -> None:
     state = child_state(body(1, 1, "CREATE_FAILED", statusReason="Resource CREATE failed: x"))
     assert (state.phase, state.reason) == ("CREATE_FAILED", "Resource CREATE failed: x")
+
+
+def test_the_retry_a_child_has_taken_up_is_its_handled_retry() -> None:
+    assert child_state(body(1, 1, "CREATE_FAILED")).retried == ""
+    state = child_state(body(1, 1, "UPDATE_IN_PROGRESS", handledRetry="token-1"))
+    assert state.retried == "token-1"

@@ -5,7 +5,9 @@ resource failed and, for a property error, which property.
 Each example creates a stack whose one resource has random properties (near-valid
 ones: the type's own property names with random values, now and then an unknown
 name), updates it to other random properties (in place or by replacement), then
-deletes it, which must always complete and leave nothing physical behind.
+deletes it, which must always complete and leave nothing physical behind. A type
+may refuse a definition before anything starts (a ResourceGroup's count below 0):
+the error then names the resource and a property, and nothing is left behind.
 Kubernetes::Object has no Kubernetes API on the simulator, so it must fail clearly
 there; its manifests are fuzzed on the real operator in
 tests/integration/test_fuzz_kubernetes_object.py.
@@ -20,6 +22,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from convergence.operator.engine.hot.template_resources import TEMPLATE_RESOURCE_TYPE
+from convergence.operator.engine.hot.errors import TemplateError
 from convergence.operator.engine.plugin import TypeRegistry
 from convergence.operator.engine.sim.simulator import Simulator
 from convergence.operator.testing import hot
@@ -205,6 +208,14 @@ def check_outcome(sim: Simulator, action: str, properties: dict[str, Any]) -> No
             )
 
 
+def check_refusal(exc: TemplateError, type_name: str, properties: dict[str, Any]) -> None:
+    """A type refused the definition before anything started (engine/type_checks.py): the
+    error names the resource and one of its properties or its update_policy."""
+    assert exc.where == "resources.r", str(exc)
+    known = {*properties, *PROPERTY_NAMES[type_name], "update_policy", *ALIASES.values()}
+    assert any(name in exc.message for name in known), f"the error names no property: {exc}"
+
+
 def run(sim: Simulator) -> None:
     steps = sim.run_until_quiet(limit=STEP_LIMIT)
     assert steps < STEP_LIMIT
@@ -217,12 +228,21 @@ def test_random_properties_end_complete_or_clearly_failed(type_name: str) -> Non
     def lifecycle(first: dict[str, Any], second: dict[str, Any]) -> None:
         assume(not waits_forever(first) and not waits_forever(second))
         sim = Simulator()
-        sim.create("s", template(type_name, first), timeout=TIMEOUT)
+        try:
+            sim.create("s", template(type_name, first), timeout=TIMEOUT)
+        except TemplateError as exc:
+            check_refusal(exc, type_name, first)
+            assert sim.memory.stack_names() == [], "a refused template left a stack behind"
+            return
         run(sim)
         check_outcome(sim, "CREATE", first)
-        sim.update("s", template(type_name, second), timeout=TIMEOUT)
-        run(sim)
-        check_outcome(sim, "UPDATE", second)
+        try:
+            sim.update("s", template(type_name, second), timeout=TIMEOUT)
+        except TemplateError as exc:
+            check_refusal(exc, type_name, second)
+        else:
+            run(sim)
+            check_outcome(sim, "UPDATE", second)
         sim.delete("s")
         run(sim)
         assert sim.stack("s").phase == "DELETE_COMPLETE", sim.stack("s").status_reason
