@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from convergence.operator.engine.hot.template_resources import TEMPLATE_RESOURCE_TYPE
 from convergence.operator.engine.hot.errors import TemplateError
+from convergence.operator.engine.hot.template_resources import TEMPLATE_RESOURCE_TYPE
 from convergence.operator.engine.plugin import TypeRegistry
 from convergence.operator.engine.sim.simulator import Simulator
 from convergence.operator.testing import hot
