@@ -107,6 +107,8 @@ class App:
             settings.identity,
             duration=settings.lease_seconds,
             interval=settings.lease_seconds / 3,
+            # Its records hear of nothing else: their steps take its actions over.
+            on_dead=lambda holder: self.namespaces.wake_held_by(holder),
         )
         self.namespaces = Namespaces(
             api,

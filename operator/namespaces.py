@@ -26,9 +26,11 @@ from convergence.operator.engine.plugin import TypeRegistry
 from convergence.operator.engine.wiring import Engine
 from convergence.operator.kube.api import is_unavailable
 from convergence.operator.kube.cache import ObjectCache
+from convergence.operator.kube.names import STACK_RESOURCES
 from convergence.operator.kube.nested import KubernetesStacks
 from convergence.operator.kube.objects import KubernetesObjects
 from convergence.operator.kube.reality import ConfigMapReality
+from convergence.operator.kube.records import status_of
 from convergence.operator.kube.replicas import ReplicaLeases
 from convergence.operator.kube.secrets import KubernetesSecretStore
 from convergence.operator.kube.sources import ParameterSources
@@ -77,6 +79,17 @@ class Namespaces:
         self._caches: dict[str, ObjectCache] = {}
         self._reports_due: set[RecordKey] = set()
         self._reports_lock = threading.Lock()
+
+    def wake_held_by(self, holder: str) -> int:
+        """Wake every known record whose action `holder` (a replica) holds; how many."""
+        woken = 0
+        for namespace, cache in list(self._caches.items()):
+            for body in cache.bodies(STACK_RESOURCES):
+                stack = body.get("spec", {}).get("stack")
+                if stack and status_of(body).get("lockHolder") == holder:
+                    self.queue.add((namespace, stack, body["metadata"]["name"]))
+                    woken += 1
+        return woken
 
     def cache(self, namespace: str) -> ObjectCache:
         """What the watch streams and our writes told of the namespace's Stacks and resources."""

@@ -61,7 +61,9 @@ from convergence.operator.controllers.requests import (
     pending,
 )
 from convergence.operator.engine import operations
+from convergence.operator.engine.graph import cleanup_node
 from convergence.operator.engine.hot.errors import TemplateError
+from convergence.operator.engine.messages import NodeMessage
 from convergence.operator.engine.store import (
     COMPLETE,
     CREATE,
@@ -357,6 +359,16 @@ class StackController:
             raise Requeue("deleting the stack's resources", 1)
         if record.phase != "DELETE_COMPLETE":
             raise Requeue(f"stack is {record.phase}", 2)
+        left = engine.store.list_resources(name)
+        if left:
+            # A step that pushed its delete on and then died (or a replica killed there)
+            # left its record: the last node's push may complete the stack before the
+            # record goes. The record's own step finishes it while the Stack is there.
+            for leftover in left:
+                engine.dispatcher.trigger(
+                    NodeMessage(name, record.traversal, cleanup_node(leftover.id))
+                )
+            raise Requeue(f"{len(left)} StackResource(s) still being deleted", 2)
         # Its template revisions (and their values' Secrets) and traversal graphs
         # go now, not whenever the garbage collector gets to what the Stack owned.
         store = self.namespaces.store(namespace)

@@ -86,6 +86,11 @@ class ObjectCache:
         with self._lock:
             return self._bodies.get((plural, name))
 
+    def bodies(self, plural: str) -> list[Mapping[str, Any]]:
+        """Every known body of one kind."""
+        with self._lock:
+            return [body for (kind, _), body in self._bodies.items() if kind == plural]
+
     def resources_of(self, stack: str) -> list[Mapping[str, Any]]:
         """The known StackResources of a stack (for reporting, never for deciding)."""
         with self._lock:

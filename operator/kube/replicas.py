@@ -73,6 +73,7 @@ class ReplicaLeases:
         clock: Callable[[], float] = time.monotonic,
         duration: float = LEASE_DURATION,
         interval: float = RENEW_INTERVAL,
+        on_dead: Callable[[str], object] | None = None,
     ) -> None:
         self.api = api
         self.namespace = namespace
@@ -84,6 +85,11 @@ class ReplicaLeases:
         # identity -> (the Lease's last renewTime seen, when this replica saw it change).
         self._seen: dict[str, tuple[str, float]] = {}
         self._listed = False
+        # Called (from the renewing thread) once for each replica found dead, so that
+        # the actions it held are looked at (their records may hear of nothing else).
+        self.on_dead = on_dead
+        self._reported: set[str] = set()
+        self._alive_before: set[str] = set()
         self._lock = threading.Lock()
         self._stopped = threading.Event()
 
@@ -186,3 +192,15 @@ class ReplicaLeases:
             for gone in set(self._seen) - set(current):
                 del self._seen[gone]
             self._listed = True
+            known = set(self._seen)
+        alive = {identity for identity in known if self.alive(identity)}
+        # Dead now: a Lease that expired, or one deleted since it was alive (a graceful stop).
+        dead = (known - alive) | (self._alive_before - known)
+        newly = dead - self._reported - {self.identity}
+        # A replica alive again (started under the same identity) may die again later.
+        self._reported = (self._reported | newly) - alive
+        self._alive_before = alive
+        if self.on_dead is not None:
+            for identity in sorted(newly):
+                logger.info("replica %s is dead: its actions are taken over", identity)
+                self.on_dead(identity)

@@ -77,3 +77,41 @@ def test_a_replica_that_stops_gracefully_is_dead_to_its_peers_at_once(
     listed = request(api_client, "GET", LEASES.format(namespace=namespace))
     names = [item["metadata"]["name"] for item in listed["items"]]
     assert names == [lease_name("replica-a")]
+
+
+def test_each_replica_found_dead_is_reported_once_and_again_after_it_came_back(
+    api_client: ApiClient, namespace: str, clock: FakeClock
+) -> None:
+    """A dead replica's records hear of nothing else: its peers wake them when they find it
+    dead (expired, or its Lease deleted), once per death."""
+    dead: list[str] = []
+    a = ReplicaLeases(
+        api_client,
+        namespace,
+        "replica-a",
+        clock=clock,
+        duration=15,
+        interval=5,
+        on_dead=dead.append,
+    )
+    b, c = leases(api_client, namespace, clock, "replica-b", "replica-c")
+    for replica in (a, b, c):
+        replica.beat()
+    a.observe()
+    assert dead == []
+    clock.now += 10
+    c.renew()
+    a.observe()
+    clock.now += 6
+    a.observe()
+    assert dead == ["replica-b"], "b stopped renewing 16 s ago"
+    a.observe()
+    assert dead == ["replica-b"], "reported once"
+    c.stop()
+    a.observe()
+    assert dead == ["replica-b", "replica-c"], "a Lease deleted is a death too"
+    b.renew()
+    a.observe()
+    clock.now += 16
+    a.observe()
+    assert dead == ["replica-b", "replica-c", "replica-b"], "b came back, then died again"
