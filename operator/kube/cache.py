@@ -19,17 +19,24 @@ of a stack's records when a traversal starts is always a LIST.
 An entry only moves forward: a body older than the cached one (by
 resourceVersion, which the API server hands out in increasing order for one
 etcd) is ignored, so a late watch event never undoes a newer write's response.
+Nor does a deleted object come back: the response to a write made just before
+another worker (or replica) deleted the object may arrive after the watch's
+DELETED event, and would otherwise stay in the cache for ever (counted in the
+Stack's report by this replica, and not by the others).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from convergence.operator.kube.names import STACK_RESOURCES
 
 CacheKey = tuple[str, str]  # (plural, name)
+# Seconds a deleted object's uid is remembered, so that no late body brings it back.
+TOMBSTONE_SECONDS = 600.0
 
 
 def _resource_version(body: Mapping[str, Any]) -> int | None:
@@ -47,8 +54,11 @@ class ObjectCache:
     would cost what the cache saves).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._bodies: dict[CacheKey, dict[str, Any]] = {}
+        # uid -> when its object was seen deleted.
+        self._deleted: dict[str, float] = {}
+        self._clock = clock
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -59,6 +69,8 @@ class ObjectCache:
         name = str(body["metadata"]["name"])
         new = _resource_version(body)
         with self._lock:
+            if body["metadata"].get("uid") in self._deleted:
+                return
             held = self._bodies.get((plural, name))
             if held is not None and held["metadata"].get("uid") == body["metadata"].get("uid"):
                 old = _resource_version(held)
@@ -71,9 +83,17 @@ class ObjectCache:
     def forget(self, plural: str, body: Mapping[str, Any]) -> None:
         """The object is gone (a DELETED event): drop it unless a newer object took the name."""
         name = str(body["metadata"]["name"])
+        uid = body["metadata"].get("uid")
+        now = self._clock()
         with self._lock:
+            if uid:
+                self._deleted[uid] = now
+                if len(self._deleted) > 1024:
+                    self._deleted = {
+                        u: t for u, t in self._deleted.items() if now - t < TOMBSTONE_SECONDS
+                    }
             held = self._bodies.get((plural, name))
-            if held is not None and held["metadata"].get("uid") == body["metadata"].get("uid"):
+            if held is not None and held["metadata"].get("uid") == uid:
                 del self._bodies[(plural, name)]
 
     def invalidate(self, plural: str, name: str) -> None:

@@ -1,0 +1,49 @@
+"""The operator's object cache: entries only move forward, and deleted objects stay gone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from convergence.operator.kube.cache import TOMBSTONE_SECONDS, ObjectCache
+from convergence.operator.kube.names import STACK_RESOURCES
+
+
+def body(name: str, uid: str, version: int) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "uid": uid, "resourceVersion": str(version)},
+        "spec": {"stack": "s"},
+    }
+
+
+def test_an_older_body_never_replaces_a_newer_one() -> None:
+    cache = ObjectCache()
+    cache.observe(STACK_RESOURCES, body("r", "u1", 5))
+    cache.observe(STACK_RESOURCES, body("r", "u1", 4))
+    assert cache.get(STACK_RESOURCES, "r") == body("r", "u1", 5)
+
+
+def test_a_write_response_that_arrives_after_the_deletion_does_not_bring_the_object_back() -> None:
+    """Another replica deletes the record right after this one's write: the watch's DELETED
+    event may be handled before the write's response is remembered."""
+    cache = ObjectCache()
+    cache.observe(STACK_RESOURCES, body("r", "u1", 5))
+    cache.forget(STACK_RESOURCES, body("r", "u1", 7))
+    cache.observe(STACK_RESOURCES, body("r", "u1", 6))
+    assert cache.get(STACK_RESOURCES, "r") is None
+    assert cache.resources_of("s") == []
+    # A new object of the same name (another uid) is a new object.
+    cache.observe(STACK_RESOURCES, body("r", "u2", 8))
+    assert cache.get(STACK_RESOURCES, "r") == body("r", "u2", 8)
+
+
+def test_tombstones_are_dropped_once_old_when_there_are_many() -> None:
+    now = [0.0]
+    cache = ObjectCache(clock=lambda: now[0])
+    for index in range(1100):
+        cache.forget(STACK_RESOURCES, body(f"r{index}", f"u{index}", 1))
+    now[0] = TOMBSTONE_SECONDS + 1
+    cache.forget(STACK_RESOURCES, body("late", "u-late", 1))
+    cache.observe(STACK_RESOURCES, body("r0", "u0", 2))
+    assert cache.get(STACK_RESOURCES, "r0") is not None, "an old tombstone was dropped"
+    cache.observe(STACK_RESOURCES, body("late", "u-late", 2))
+    assert cache.get(STACK_RESOURCES, "late") is None
