@@ -37,8 +37,18 @@ from convergence.operator.status import Status
 
 # HTTP connections kept to the API server.
 CONNECTIONS = 32
-# Seconds before a request whose run raised is run again.
+# Seconds before a request whose run raised is run again; doubled at each failure in a row,
+# up to RETRY_AFTER_ERROR_MAX.
 RETRY_AFTER_ERROR = 2.0
+RETRY_AFTER_ERROR_MAX = 60.0
+# Failures in a row of one record's step after which it is reported on the StackResource.
+REPORT_FAILURES_AFTER = 3
+
+
+def retry_delay(failures: int) -> float:
+    """Seconds before the next try of a step that failed `failures` times in a row."""
+    return min(RETRY_AFTER_ERROR * 2.0 ** max(failures - 1, 0), RETRY_AFTER_ERROR_MAX)
+
 
 logger = logging.getLogger("convergence.operator")
 
@@ -126,6 +136,8 @@ class App:
         self.previews = PreviewController(self.namespaces)
         self.metrics.watch_queue_depth(metrics.STACK_RESOURCE, lambda: len(self.namespaces.queue))
         self._queue_task: asyncio.Task[None] | None = None
+        # Failures in a row of each record's step (the work queue runs a key once at a time).
+        self._failures: dict[RecordKey, int] = {}
         # StackResources are watched here, not by kopf (see kube/watch.py).
         self.record_watches = [
             RecordWatch(api, namespace, self.stack_resources.observe)
@@ -163,6 +175,26 @@ class App:
         for watch in self.record_watches:
             watch.start()
 
+    def _report_failing(self, key: RecordKey, failures: int, exc: Exception, again: float) -> None:
+        """Say on the StackResource why its step keeps failing (never raises)."""
+        message = (
+            f"step failed {failures} times in a row, retrying in {again:g}s: "
+            f"{type(exc).__name__}: {exc}"
+        )
+        try:
+            self.status.report_step_error(key[0], key[2], message[:1024])
+        except Exception as report_error:
+            logger.warning("could not report the failing step of %s: %s", key[2], report_error)
+
+    def _recovered(self, key: RecordKey) -> None:
+        """A step that ran after failures: its reported error goes."""
+        failures = self._failures.pop(key, 0)
+        if failures >= REPORT_FAILURES_AFTER:
+            try:
+                self.status.report_step_error(key[0], key[2], None)
+            except Exception as report_error:
+                logger.warning("could not clear the step error of %s: %s", key[2], report_error)
+
     def stop(self) -> None:
         """A graceful end: the other replicas may take over this one's actions at once."""
         self.replicas.stop()
@@ -185,17 +217,34 @@ class App:
                 self.stacks.report(key[0], key[1])
                 return None
             again = self.stack_resources.step(key)
+            self._recovered(key)
         except Conflict:
             again = 0.0
         except Exception as exc:
+            failures = self._failures[key] = self._failures.get(key, 0) + 1
+            error, again = True, retry_delay(failures)
             if is_unavailable(exc):
                 # The API server or etcd is down for a moment: no failure of anything.
                 logger.warning(
-                    "step of %s: the API could not answer (%s); retrying", "/".join(key), exc
+                    "step of %s: the API could not answer (%s); retrying in %gs",
+                    "/".join(key),
+                    exc,
+                    again,
                 )
+            elif failures == 1:
+                logger.exception("step of %s failed; retrying in %gs", "/".join(key), again)
             else:
-                logger.exception("step of %s failed; retrying", "/".join(key))
-            error, again = True, RETRY_AFTER_ERROR
+                # The traceback was logged at the first failure of the run.
+                logger.error(
+                    "step of %s failed %d times in a row (%s: %s); retrying in %gs",
+                    "/".join(key),
+                    failures,
+                    type(exc).__name__,
+                    exc,
+                    again,
+                )
+            if failures >= REPORT_FAILURES_AFTER:
+                self._report_failing(key, failures, exc, again)
         finally:
             active.dec()
         self.metrics.observe_reconcile(

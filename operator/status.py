@@ -36,7 +36,7 @@ from convergence.operator.engine.store import (
     ResourceRecord,
     StackRecord,
 )
-from convergence.operator.kube.api import is_conflict, is_invalid, is_not_found
+from convergence.operator.kube.api import MERGE_PATCH, is_conflict, is_invalid, is_not_found
 from convergence.operator.kube.cache import ObjectCache
 from convergence.operator.kube.events import EventPoster
 from convergence.operator.kube.names import (
@@ -199,6 +199,29 @@ class Status:
                 event[1],
                 f"{record.name} ({record.type}): {record.phase.replace('_', ' ', 1)}{reason}",
             )
+
+    def report_step_error(self, namespace: str, record_id: str, message: str | None) -> None:
+        """`status.stepError` of a StackResource whose step keeps failing (None: it ran again),
+        with a Warning Event `StepFailing` when the error is new."""
+        body = self.namespaces.cache(namespace).get(STACK_RESOURCES, record_id)
+        if body is None or status_of(body).get("stepError") == message:
+            return
+        try:
+            self._objects.patch_namespaced_custom_object_status(
+                GROUP,
+                VERSION,
+                namespace,
+                STACK_RESOURCES,
+                record_id,
+                {"status": {"stepError": message}},
+                _content_type=MERGE_PATCH,
+            )
+        except kubernetes.client.ApiException as exc:
+            if is_not_found(exc):
+                return
+            raise
+        if message is not None:
+            self.events.post(namespace, body, "Warning", "StepFailing", message)
 
     def resource_deleted(self, namespace: str, record: ResourceRecord) -> None:
         """The Event of a record whose delete completed (the object is going: no status)."""

@@ -1,12 +1,22 @@
-"""Replica liveness on the real API server: each replica's Lease, as its peers judge it."""
+"""Replica liveness on the real API server: each replica's Lease, as its peers judge it; and
+what a replica says of a step that keeps failing."""
 
 from __future__ import annotations
 
-import pytest
-from kubernetes.client import ApiClient
+from typing import Any, cast
 
+import pytest
+from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi
+
+from convergence.operator.app import retry_delay
+from convergence.operator.engine.plugin import TypeRegistry
 from convergence.operator.kube.api import request
+from convergence.operator.kube.events import EventPoster
+from convergence.operator.kube.names import GROUP, STACK_RESOURCES, VERSION
 from convergence.operator.kube.replicas import LEASES, REPLICA_LABEL, ReplicaLeases, lease_name
+from convergence.operator.metrics import Metrics
+from convergence.operator.namespaces import Namespaces
+from convergence.operator.status import Status
 
 
 class FakeClock:
@@ -115,3 +125,44 @@ def test_each_replica_found_dead_is_reported_once_and_again_after_it_came_back(
     clock.now += 16
     a.observe()
     assert dead == ["replica-b", "replica-c", "replica-b"], "b came back, then died again"
+
+
+def test_a_step_that_keeps_failing_backs_off_and_says_why_on_its_stack_resource(
+    api_client: ApiClient, namespace: str
+) -> None:
+    """The delay doubles up to a minute; from the third failure in a row the StackResource's
+    status and a Warning Event say why, and the error goes once a step runs again."""
+    assert [retry_delay(n) for n in (1, 2, 3, 6, 7, 20)] == [2, 4, 8, 60, 60, 60]
+    objects = CustomObjectsApi(api_client)
+    body = objects.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        STACK_RESOURCES,
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "StackResource",
+            "metadata": {"name": "s-r-abcdefgh"},
+            "spec": {"stack": "s", "resource": "r", "type": "OS::Heat::TestResource"},
+        },
+    )
+    namespaces = Namespaces(api_client, TypeRegistry({}))
+    namespaces.cache(namespace).observe(STACK_RESOURCES, body)
+    status = Status(namespaces, EventPoster(api_client), Metrics())
+    message = "step failed 3 times in a row, retrying in 8s: NotFound: template 'x'"
+    status.report_step_error(namespace, "s-r-abcdefgh", message)
+
+    def read() -> dict[str, Any]:
+        return cast(
+            dict[str, Any],
+            objects.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, STACK_RESOURCES, "s-r-abcdefgh"
+            ),
+        )
+
+    assert read()["status"]["stepError"] == message
+    events = CoreV1Api(api_client).list_namespaced_event(namespace).items
+    assert [(e.reason, e.message) for e in events] == [("StepFailing", message)]
+    namespaces.cache(namespace).observe(STACK_RESOURCES, read())
+    status.report_step_error(namespace, "s-r-abcdefgh", None)
+    assert "stepError" not in read().get("status", {})
