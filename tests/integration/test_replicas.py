@@ -134,7 +134,7 @@ def test_a_step_that_keeps_failing_backs_off_and_says_why_on_its_stack_resource(
     status and a Warning Event say why, and the error goes once a step runs again."""
     assert [retry_delay(n) for n in (1, 2, 3, 6, 7, 20)] == [2, 4, 8, 60, 60, 60]
     objects = CustomObjectsApi(api_client)
-    body = objects.create_namespaced_custom_object(
+    created = objects.create_namespaced_custom_object(
         GROUP,
         VERSION,
         namespace,
@@ -146,6 +146,7 @@ def test_a_step_that_keeps_failing_backs_off_and_says_why_on_its_stack_resource(
             "spec": {"stack": "s", "resource": "r", "type": "OS::Heat::TestResource"},
         },
     )
+    body = cast(dict[str, Any], created)
     namespaces = Namespaces(api_client, TypeRegistry({}))
     namespaces.cache(namespace).observe(STACK_RESOURCES, body)
     status = Status(namespaces, EventPoster(api_client), Metrics())
