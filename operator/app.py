@@ -41,6 +41,8 @@ CONNECTIONS = 32
 # up to RETRY_AFTER_ERROR_MAX.
 RETRY_AFTER_ERROR = 2.0
 RETRY_AFTER_ERROR_MAX = 60.0
+# The longest delay while the API cannot answer: it is back soon, and then so is the step.
+RETRY_AFTER_UNAVAILABLE_MAX = 8.0
 # Failures in a row of one record's step after which it is reported on the StackResource.
 REPORT_FAILURES_AFTER = 3
 
@@ -225,6 +227,7 @@ class App:
             error, again = True, retry_delay(failures)
             if is_unavailable(exc):
                 # The API server or etcd is down for a moment: no failure of anything.
+                again = min(again, RETRY_AFTER_UNAVAILABLE_MAX)
                 logger.warning(
                     "step of %s: the API could not answer (%s); retrying in %gs",
                     "/".join(key),
@@ -243,7 +246,7 @@ class App:
                     exc,
                     again,
                 )
-            if failures >= REPORT_FAILURES_AFTER:
+            if failures >= REPORT_FAILURES_AFTER and not is_unavailable(exc):
                 self._report_failing(key, failures, exc, again)
         finally:
             active.dec()
