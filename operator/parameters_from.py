@@ -81,7 +81,37 @@ def merged_parameters(
     read: ReadSource,
 ) -> dict[str, Any]:
     """The stack's parameters: every source in order, then `parameters` over them."""
-    merged: dict[str, Any] = {}
+    found, missing = _merged_sources(sources, read, "parameter")
+    if missing:
+        raise ParametersNotFound("parametersFrom: not found: " + ", ".join(missing))
+    merged: dict[str, Any] = {**found, **(parameters or {})}
+    return merged
+
+
+def merged_files(
+    files: Mapping[str, str] | None,
+    sources: Iterable[Mapping[str, Any]] | None,
+    read: ReadSource,
+) -> dict[str, str]:
+    """The stack's files map: every source in order, then `files` over them."""
+    try:
+        found, missing = _merged_sources(sources, read, "file")
+    except FilesForbidden:
+        raise
+    except ParametersForbidden as exc:
+        raise FilesForbidden(str(exc)) from None
+    if missing:
+        raise FilesNotFound("filesFrom: not found: " + ", ".join(missing))
+    return {**found, **(files or {})}
+
+
+def _merged_sources(
+    sources: Iterable[Mapping[str, Any]] | None, read: ReadSource, rename: str
+) -> tuple[dict[str, str], list[str]]:
+    """Every source's data merged in order (all its keys, or its one `key` under the name
+    its `rename` field gives: `parameter`, `file`), and what was not found: objects and
+    keys, never values."""
+    merged: dict[str, str] = {}
     missing: list[str] = []
     for source in sources or ():
         kind, name = str(source.get("kind")), str(source.get("name"))
@@ -93,42 +123,7 @@ def merged_parameters(
         if key is None:
             merged.update(data)
         elif key in data:
-            merged[str(source.get("parameter") or key)] = data[key]
+            merged[str(source.get(rename) or key)] = data[key]
         else:
             missing.append(f"key {key!r} of {kind} {name}")
-    if missing:
-        raise ParametersNotFound("parametersFrom: not found: " + ", ".join(missing))
-    merged.update(parameters or {})
-    return merged
-
-
-def merged_files(
-    files: Mapping[str, str] | None,
-    sources: Iterable[Mapping[str, Any]] | None,
-    read: ReadSource,
-) -> dict[str, str]:
-    """The stack's files map: every source in order, then `files` over them."""
-    merged: dict[str, str] = {}
-    missing: list[str] = []
-    for source in sources or ():
-        kind, name = str(source.get("kind")), str(source.get("name"))
-        try:
-            data = read(kind, name)
-        except FilesForbidden:
-            raise
-        except ParametersForbidden as exc:
-            raise FilesForbidden(str(exc)) from None
-        if data is None:
-            missing.append(f"{kind} {name}")
-            continue
-        key = source.get("key")
-        if key is None:
-            merged.update(data)
-        elif key in data:
-            merged[str(source.get("file") or key)] = data[key]
-        else:
-            missing.append(f"key {key!r} of {kind} {name}")
-    if missing:
-        raise FilesNotFound("filesFrom: not found: " + ", ".join(missing))
-    merged.update(files or {})
-    return merged
+    return merged, missing
