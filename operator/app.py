@@ -177,11 +177,14 @@ class App:
         for watch in self.record_watches:
             watch.start()
 
-    def _report_failing(self, key: RecordKey, failures: int, exc: Exception, again: float) -> None:
-        """Say on the StackResource why its step keeps failing (never raises)."""
+    def _report_failing(self, key: RecordKey, exc: Exception) -> None:
+        """Say on the StackResource why its step keeps failing (never raises).
+
+        The message names the error only, never how many times or when next: it is
+        written once per error, since each write wakes the record again.
+        """
         message = (
-            f"step failed {failures} times in a row, retrying in {again:g}s: "
-            f"{type(exc).__name__}: {exc}"
+            f"the step keeps failing (retried with a growing delay): {type(exc).__name__}: {exc}"
         )
         try:
             self.status.report_step_error(key[0], key[2], message[:1024])
@@ -247,7 +250,7 @@ class App:
                     again,
                 )
             if failures >= REPORT_FAILURES_AFTER and not is_unavailable(exc):
-                self._report_failing(key, failures, exc, again)
+                self._report_failing(key, exc)
         finally:
             active.dec()
         self.metrics.observe_reconcile(

@@ -150,7 +150,7 @@ def test_a_step_that_keeps_failing_backs_off_and_says_why_on_its_stack_resource(
     namespaces = Namespaces(api_client, TypeRegistry({}))
     namespaces.cache(namespace).observe(STACK_RESOURCES, body)
     status = Status(namespaces, EventPoster(api_client), Metrics())
-    message = "step failed 3 times in a row, retrying in 8s: NotFound: template 'x'"
+    message = "the step keeps failing (retried with a growing delay): NotFound: template 'x'"
     status.report_step_error(namespace, "s-r-abcdefgh", message)
 
     def read() -> dict[str, Any]:
