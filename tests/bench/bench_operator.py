@@ -59,6 +59,8 @@ from convergence.operator.testing.operator_process import CLI, OperatorProcess
 GROUP, VERSION = "convergence.dev", "v1alpha1"
 WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION", "APPLY"}
 SAMPLE = re.compile(r"^apiserver_request_total\{([^}]*)\} ([0-9.e+]+)$")
+# The API server's own time per request: sum of seconds and count, by resource and verb.
+DURATION = re.compile(r"^apiserver_request_duration_seconds_(sum|count)\{([^}]*)\} ([0-9.e+]+)$")
 # Written by the control plane on its own clock whatever the operator does (leader
 # leases of kube-controller-manager and kube-scheduler, kwok's node heartbeats):
 # left out of the budget, and shown apart.
@@ -133,6 +135,30 @@ def request_counts(cluster: Cluster) -> Counter[Request]:
     return counts
 
 
+def request_seconds(
+    cluster: Cluster,
+) -> tuple[dict[tuple[str, str], float], Counter[tuple[str, str]]]:
+    """Seconds the API server spent on requests, and how many, by (resource, verb)."""
+    seconds: dict[tuple[str, str], float] = {}
+    count: Counter[tuple[str, str]] = Counter()
+    for line in cluster.kubectl("get", "--raw", "/metrics").stdout.splitlines():
+        match = DURATION.match(line)
+        if not match:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2)))
+        if labels.get("verb") in {"WATCH", "CONNECT"}:
+            continue
+        resource = labels.get("resource", "")
+        if labels.get("subresource"):
+            resource += "/" + labels["subresource"]
+        key = (resource, labels.get("verb", ""))
+        if match.group(1) == "sum":
+            seconds[key] = seconds.get(key, 0.0) + float(match.group(3))
+        else:
+            count[key] += int(float(match.group(3)))
+    return seconds, count
+
+
 def is_write(request: Request) -> bool:
     return request.verb in WRITE_VERBS
 
@@ -193,6 +219,9 @@ class Phase:
     operator_cpu: float = 0.0
     control_plane_cpu: float = 0.0
     peak_rss_mib: float = 0.0
+    # The API server's seconds and requests by (resource, verb), watches left out.
+    server_seconds: dict[tuple[str, str], float] = field(default_factory=dict)
+    server_requests: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     @property
     def writes(self) -> Counter[tuple[str, str]]:
@@ -266,10 +295,16 @@ class Bench:
         """Time the body; count requests and CPU from just before it until its writes settle."""
         phase = Phase(name, resources, edges, budget)
         counts = request_counts(self.cluster)
+        seconds, requests = request_seconds(self.cluster)
         operator_cpu, server_cpu = self.operator_cpu(), self.server_cpu()
         start = time.monotonic()
         yield phase
         phase.seconds = time.monotonic() - start
+        seconds_after, requests_after = request_seconds(self.cluster)
+        phase.server_seconds = {
+            key: spent - seconds.get(key, 0.0) for key, spent in seconds_after.items()
+        }
+        phase.server_requests = requests_after - requests
         # Writes that trail the end (a last report, an Event) belong to the traversal:
         # read again until a second passes without a write of the operator's. An
         # operator that never stops is shown apart rather than counted for however long
@@ -569,6 +604,15 @@ def print_phase(phase: Phase, floor: Phase | None) -> None:
             f"  Events created {phase.events}: {per_resource:.2f} per resource "
             f"{mark(per_resource <= 2)} (≤ 2)"
         )
+    if phase.server_requests:
+        print("  the API server's requests by time spent (resource, verb: count, mean latency):")
+        slowest = sorted(phase.server_seconds.items(), key=lambda item: -item[1])[:8]
+        for (resource, verb), spent in slowest:
+            count = phase.server_requests[(resource, verb)]
+            print(
+                f"    {resource or '(none)':<28} {verb:<8} {count:>7} "
+                f"{spent / max(count, 1) * 1000:>7.1f} ms  ({spent:.1f} s)"
+            )
     background = sum(n for r, n in phase.counts.items() if is_write(r) and r.resource in BACKGROUND)
     print(
         f"  operator CPU {phase.operator_cpu:.1f} s, peak RSS {phase.peak_rss_mib:.0f} MiB; "
