@@ -73,7 +73,13 @@ from convergence.operator.engine.store import (
     StackRecord,
 )
 from convergence.operator.engine.wiring import Engine
-from convergence.operator.kube.api import JSON_PATCH, MERGE_PATCH, is_invalid, is_not_found
+from convergence.operator.kube.api import (
+    JSON_PATCH,
+    MERGE_PATCH,
+    is_conflict,
+    is_invalid,
+    is_not_found,
+)
 from convergence.operator.kube.names import GROUP, STACKS, VERSION, json_pointer_token
 from convergence.operator.kube.records import status_of
 from convergence.operator.namespaces import Namespaces
@@ -134,6 +140,16 @@ class StackController:
         `patch` collects the Stack's status fields to write; raises Requeue
         (parametersFrom missing) or Rejected (an invalid template).
         """
+        try:
+            self._reconcile(request, patch, notify)
+        finally:
+            # Never backwards: see observe_generation.
+            if "observedGeneration" in patch:
+                self.observe_generation(request, patch)
+
+    def _reconcile(
+        self, request: StackRequest, patch: MutableMapping[str, Any], notify: Notify
+    ) -> None:
         engine = self.namespaces.engine(request.namespace)
         name, generation = request.name, request.generation
         # The body kopf hands us can predate our own last write (a long create
@@ -187,6 +203,49 @@ class StackController:
             # A retry; a new generation has just been started above.
             self._start_traversal(engine, request, patch, notify, retry=value)
 
+    def observe_generation(self, request: StackRequest, patch: MutableMapping[str, Any]) -> None:
+        """Write `patch` (status fields with `observedGeneration`) now, unless the Stack has
+        taken up that generation or a newer one already: then leave the rest of it to kopf.
+
+        The write is conditional on the Stack's resourceVersion, read just before:
+        another replica may have taken up a newer generation meanwhile, and this
+        one, if it was frozen (or slow) since it read the Stack, must not move
+        the stack's observedGeneration back. kopf's own patch would: it is a
+        merge patch written when the handler ends, and kopf's record of the last
+        spec handled, which the replicas share, means no handler runs again to
+        mend it.
+        """
+        generation = int(patch["observedGeneration"])
+        objects = kubernetes.client.CustomObjectsApi(self.namespaces.api)
+        where = (GROUP, VERSION, request.namespace, STACKS, request.name)
+        while True:
+            try:
+                body = cast(Mapping[str, Any], objects.get_namespaced_custom_object(*where))
+            except kubernetes.client.ApiException as exc:
+                if is_not_found(exc):
+                    return
+                raise
+            observed = (body.get("status") or {}).get("observedGeneration")
+            if isinstance(observed, int) and observed >= generation:
+                del patch["observedGeneration"]
+                return
+            conditional = {
+                "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
+                "status": dict(patch),
+            }
+            try:
+                objects.patch_namespaced_custom_object_status(
+                    *where, conditional, _content_type=MERGE_PATCH
+                )
+            except kubernetes.client.ApiException as exc:
+                if is_not_found(exc):
+                    return
+                if is_conflict(exc):
+                    continue
+                raise
+            patch.clear()
+            return
+
     def consume(
         self, request: StackRequest, status: Mapping[str, Any], kind: RequestKind, value: str
     ) -> None:
@@ -203,9 +262,11 @@ class StackController:
             {"op": "test", "path": pointer, "value": value},
             {"op": "remove", "path": pointer},
         ]
+        # observedGeneration is written apart (observe_generation), never in a plain patch.
+        written = {key: value for key, value in status.items() if key != "observedGeneration"}
         try:
             objects.patch_namespaced_custom_object_status(
-                *where, {"status": dict(status)}, _content_type=MERGE_PATCH
+                *where, {"status": written}, _content_type=MERGE_PATCH
             )
             objects.patch_namespaced_custom_object(*where, take_off, _content_type=JSON_PATCH)
         except kubernetes.client.ApiException as exc:

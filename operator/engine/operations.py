@@ -224,6 +224,21 @@ def _new_revision(
     return revision.id, definition
 
 
+def superseded(stored: str | None, desired: str | None) -> bool:
+    """Whether a create or update for `desired` is started already (`stored` is the same
+    id) or stale: `stored` is of a later generation, the leading number of each id."""
+    if desired is None or stored is None:
+        return False
+    if stored == desired:
+        return True
+    return _generation(stored) > _generation(desired)
+
+
+def _generation(desired: str) -> int:
+    head = desired.split(" ", 1)[0]
+    return int(head) if head.isdigit() else -1
+
+
 def create_stack(
     engine: Engine,
     name: str,
@@ -240,10 +255,10 @@ def create_stack(
     files map).
 
     With `desired` (the caller's id of this desired state), a stack created for
-    the same id already is returned as it is.
+    the same id already, or converging to a later one, is returned as it is.
     """
     existing = engine.store.get_stack(name)
-    if existing is not None and desired is not None and existing.desired == desired:
+    if existing is not None and superseded(existing.desired, desired):
         return existing
     new = StackRecord(
         name=name,
@@ -275,7 +290,7 @@ def create_stack(
     engine.remember(revision.id, definition)
 
     def start(current: StackRecord) -> StackRecord:
-        if desired is not None and current.desired == desired:
+        if superseded(current.desired, desired):
             return current
         return converge(engine, current, revision.id, CREATE, definition, desired=desired)
 
@@ -298,10 +313,11 @@ def update_stack(
     another operation is in progress.
 
     With `desired` (the caller's id of this desired state), an update started for
-    the same id already (by another worker, another replica) is not started again.
+    the same id already (by another worker, another replica), or for a later one,
+    is not started.
     """
     stack = _get(engine, name)
-    if desired is not None and stack.desired == desired:
+    if superseded(stack.desired, desired):
         return stack
     if stack.action == DELETE:
         raise OperationRefused(f"Stack {name} is being deleted ({stack.phase})")
@@ -316,8 +332,8 @@ def update_stack(
         settings["timeout"] = timeout
 
     def start(current: StackRecord) -> StackRecord:
-        if desired is not None and current.desired == desired:
-            return current  # started meanwhile, by whoever changed the stack
+        if superseded(current.desired, desired):
+            return current  # started meanwhile, by whoever changed the stack, or stale
         # A stack stored but never converged (its creator stopped, or another replica
         # is just about to start it) is still being created.
         action = UPDATE if current.traversal else CREATE

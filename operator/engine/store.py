@@ -161,9 +161,11 @@ class StackRecord:
     outputs: Mapping[str, Any] = field(default_factory=dict)
     version: int = 0
     # The caller's id of the desired state the last create or update started to
-    # converge to (on Kubernetes the Stack's generation): a create or update asked
-    # again for the same id finds it started already (several operator replicas
-    # hear of one change, and each asks).
+    # converge to (on Kubernetes the Stack's generation, then maybe " retry <value>"):
+    # a create or update asked again for the same id finds it started already
+    # (several operator replicas hear of one change, and each asks), and one asked
+    # for an older generation finds itself superseded (a replica that was cut off
+    # for a while asks for what it read then; see operations.superseded).
     desired: str | None = None
 
     @property

@@ -7,7 +7,7 @@ controller's summary and metrics are fed the simulator's step reports.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, cast
 
 import pytest
@@ -107,6 +107,9 @@ class Controller(StackController):
         self, request: StackRequest, status: Mapping[str, Any], kind: RequestKind, value: str
     ) -> None:
         self.consumed.append((kind.annotation, value, dict(status)))
+
+    def observe_generation(self, request: StackRequest, patch: MutableMapping[str, Any]) -> None:
+        """Left to kopf's patch, which the tests read (the conditional write is the API's)."""
 
     def read_source(
         self,
