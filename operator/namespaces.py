@@ -120,7 +120,11 @@ class Namespaces:
         """The Engine's fields saying which replica this is and which others are alive."""
         if self.replicas is None:
             return {}
-        return {"engine_id": self.replicas.identity, "alive": self.replicas.alive}
+        return {
+            "engine_id": self.replicas.identity,
+            "alive": self.replicas.alive,
+            "fence": self.replicas.fence,
+        }
 
     def store(self, namespace: str) -> KubernetesStore:
         """The namespace's store (its graphs and revisions beyond the engine's Store)."""

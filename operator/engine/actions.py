@@ -71,6 +71,8 @@ class ResourceActions:
         self.poll_after: float | None = None
         # Secret values put into properties in this step (scrubbed out of failure reasons).
         self.revealed = Revealed()
+        # The engine's fence when the step began, before it read anything (see _fenced).
+        self._fence = engine.fence()
 
     def _graph_node(self, graph: Graph, node: Node, record: ResourceRecord | None) -> Node | None:
         if node in graph:
@@ -174,6 +176,8 @@ class ResourceActions:
     ) -> None:
         pending = record.pending
         assert pending is not None
+        if self._fenced():
+            return
         context = self._context(stack, record)
         plugin = plugin_type(context, properties)
         try:
@@ -235,6 +239,24 @@ class ResourceActions:
             return None
         return self.store.update_resource(replace(record, holder=self.engine.engine_id))
 
+    def _fenced(self) -> bool:
+        """Whether this engine must not act on reality now (outcome HELD, by itself).
+
+        A replica whose peers may have found it dead (its Lease unrenewed too
+        long: the API away, or the process frozen and resumed) may have had its
+        actions taken over; acting on what this step read before could undo
+        theirs. So a step acts only if the engine has been alive to its peers,
+        without a break, since the step began; otherwise it looks again later.
+        A process frozen between this check and its write is not covered: no
+        check by time can be.
+        """
+        fence = self.engine.fence()
+        if fence is not None and fence == self._fence:
+            return False
+        self.outcome = StepOutcome(Outcome.HELD, busy_with=self.engine.engine_id)
+        self.poll_after = self.engine.held_poll_interval
+        return True
+
     def _continue_action(
         self, stack: StackRecord, record: ResourceRecord, *, current: bool
     ) -> None:
@@ -253,8 +275,15 @@ class ResourceActions:
             except Exception as exc:
                 self._fail(stack, record, pending.action, failure_reason(exc), pending, current)
                 return
+        if self._fenced():
+            return
         if not pending.started:
-            # The worker died after taking the lock: start again (creates are idempotent).
+            # The worker died after taking the lock: start again (creates are idempotent),
+            # once a write conditional on the record's version has shown that what this
+            # step read is what the API holds. A replica cut off for a while (frozen,
+            # partitioned) reads its stale cache at first: there, its own lock of an
+            # action long over, which it must not start again over what came since.
+            record = self.store.update_resource(record)
             self._begin(stack, record, plugin_type, properties, current=current)
             if self.outcome is not None and self.outcome.action is not None:
                 self.outcome = replace(

@@ -28,7 +28,9 @@ class Outcome(enum.Enum):
     TIMED_OUT = "stack timed out"
     # The node cannot run yet.
     BUSY = "busy"  # an action of another traversal holds the record
-    HELD = "held"  # another engine, alive, carries out the record's action
+    # Another engine, alive, carries out the record's action; or this one may not act
+    # (not alive to its peers throughout the step: actions.ResourceActions._fenced).
+    HELD = "held"
     WAITING = "waiting"  # its sync point still lacks predecessors
     # The node is done, without a resource action.
     ALREADY_DELETED = "already deleted"

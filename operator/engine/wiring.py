@@ -65,6 +65,11 @@ class Engine:
     # operator follows each replica's Lease; one engine alone: every holder is alive).
     engine_id: str = "engine"
     alive: Callable[[str], bool] = field(default=lambda engine_id: True)
+    # A token of the period in which this engine has been alive to its peers without a
+    # break; None while it may not be (a replica whose Lease went unrenewed: the API
+    # away, or the process frozen and resumed), as its actions may have been taken over.
+    # A step acts on reality only while the token is the one it began in.
+    fence: Callable[[], object | None] = field(default=lambda: 0)
     # Seconds between looks at a record whose action another engine holds.
     held_poll_interval: float = 5.0
     # Whether an exception of a type's action says only that the infrastructure could

@@ -92,6 +92,10 @@ class ReplicaLeases:
         self._alive_before: set[str] = set()
         self._lock = threading.Lock()
         self._stopped = threading.Event()
+        # When (this replica's clock) the last renewal that succeeded was sent, and the
+        # number of unbroken periods of renewals so far (see `fence`).
+        self._renewed_at: float | None = None
+        self._periods = 0
 
     # -- what the engine asks ----------------------------------------------------------------
 
@@ -104,6 +108,29 @@ class ReplicaLeases:
                 return True
             seen = self._seen.get(identity)
         return seen is not None and self._clock() - seen[1] < self.duration
+
+    def fresh(self) -> bool:
+        """Whether this replica's own Lease was renewed recently enough that no peer can
+        have judged it dead yet, with a renewal interval to spare for the write in hand.
+
+        A peer counts `duration` from when it saw the renewal, which is after it
+        was sent; so up to `duration - interval` after sending it, this replica
+        may act on what it holds. After that (renewals failing, or the process
+        frozen and resumed) it may not until a renewal succeeds.
+        """
+        renewed = self._renewed_at
+        return renewed is not None and self._clock() - renewed < self.duration - self.interval
+
+    def fence(self) -> int | None:
+        """The period of unbroken renewals this replica is in (a number that changes after
+        each break), or None while it is not `fresh`."""
+        return self._periods if self.fresh() else None
+
+    def _renewed(self, sent: float) -> None:
+        """Note a renewal sent at `sent` that succeeded; a new period if it came too late."""
+        if not self.fresh():
+            self._periods += 1
+        self._renewed_at = sent
 
     def alive_replicas(self) -> list[str]:
         """The identities judged alive now (this one included), sorted."""
@@ -144,6 +171,7 @@ class ReplicaLeases:
     def renew(self) -> None:
         """Write this replica's renewTime (creating the Lease the first time)."""
         name = lease_name(self.identity)
+        sent = self._clock()
         spec = {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": int(self.duration),
@@ -157,6 +185,7 @@ class ReplicaLeases:
                 body={"spec": spec},
                 content_type="application/merge-patch+json",
             )
+            self._renewed(sent)
             return
         except ApiNotFound:
             pass
@@ -171,6 +200,8 @@ class ReplicaLeases:
         except Exception as exc:
             if not is_conflict(exc):  # made meanwhile: renewed next time
                 raise
+            return
+        self._renewed(sent)
 
     def observe(self) -> None:
         """List the replica Leases and note which changed since the last look."""

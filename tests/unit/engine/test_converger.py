@@ -385,6 +385,70 @@ def test_an_action_held_by_a_live_engine_is_left_to_it_and_taken_over_once_it_di
     assert len(sim.copies("s", "A")) == 1
 
 
+def test_an_engine_that_was_not_alive_to_its_peers_throughout_a_step_does_not_act() -> None:
+    """A replica frozen (or cut off from the API) long enough for its peers to judge it
+    dead may have had its actions taken over: a step that began before the break acts on
+    nothing, and the action goes on in a later step."""
+    sim = Simulator()
+    sim.create(
+        "s", hot.template(hot.resources(TYPE, A={"properties": {"value": "a", "wait_secs": 3}}))
+    )
+    fence: list[object | None] = [1]
+    breaks: list[object | None] = [2]
+
+    def broken_mid_step() -> object | None:
+        # The step's start sees period 1; its check, after a break, period 2.
+        return fence.pop() if fence else breaks[0]
+
+    engine = replace(sim.engine, fence=broken_mid_step)
+    message = sim.pending()[0]
+    writes = sim.memory.total_writes
+    fenced = check_resource(engine, message)
+    assert fenced.outcome.kind is Outcome.HELD
+    assert fenced.outcome.busy_with == engine.engine_id
+    assert fenced.poll_after == engine.held_poll_interval
+    assert sim.copies("s", "A") == [], "nothing was created"
+    assert sim.memory.total_writes == writes + 1, "only the lock was written"
+    record = record_of(sim, "A")
+    assert record.pending is not None
+    assert not record.pending.started
+
+    not_alive = replace(sim.engine, fence=lambda: None)
+    assert check_resource(not_alive, message).outcome.kind is Outcome.HELD
+    assert sim.copies("s", "A") == []
+
+    again = check_resource(sim.engine, message)
+    assert again.outcome.kind is Outcome.ACTION
+    assert again.outcome.action is not None
+    assert again.outcome.action.again, "started anew"
+    assert len(sim.copies("s", "A")) == 1
+    sim.run_until_quiet()
+    assert sim.stack("s").phase == "CREATE_COMPLETE"
+
+
+def test_a_change_asked_for_by_a_replica_that_read_an_older_generation_is_not_started() -> None:
+    """A replica cut off for a while asks, when it is back, for the generation it read
+    then: a later generation (or its retry) started meanwhile supersedes it."""
+    sim = Simulator()
+    first = hot.template(hot.resources(TYPE, A={"properties": {"value": "a"}}))
+    second = hot.template(hot.resources(TYPE, A={"properties": {"value": "b"}}))
+    operations.create_stack(sim.engine, "s", first, desired="1")
+    sim.run_until_quiet()
+    started = operations.update_stack(sim.engine, "s", second, desired="2")
+    stale = operations.update_stack(sim.engine, "s", first, desired="1")
+    assert stale.traversal == started.traversal
+    assert operations.create_stack(sim.engine, "s", first, desired="1").traversal == (
+        started.traversal
+    )
+    retried = operations.update_stack(sim.engine, "s", second, desired="2 retry x")
+    assert retried.traversal != started.traversal, "a retry of the same generation starts"
+    assert operations.update_stack(sim.engine, "s", first, desired="1 retry y").traversal == (
+        retried.traversal
+    )
+    sim.run_until_quiet()
+    assert [c.properties for c in sim.copies("s", "A")] == [{"value": "b"}]
+
+
 def test_a_change_asked_for_again_by_another_replica_is_started_once() -> None:
     """Every replica hears of a new Stack generation and asks for it: the first start wins,
     the others find it started; a delete, too, is started once."""
