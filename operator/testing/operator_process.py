@@ -75,6 +75,16 @@ class OperatorProcess:
             self.process.wait(timeout=30)
         self.process = None
 
+    def pause(self) -> None:
+        """Freeze it (SIGSTOP), as a stalled machine or a process cut off for a while is."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a frozen operator run on (SIGCONT) from where it was, with what it read then."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         """Stop it gracefully, then for sure."""
         if self.process is not None and self.process.poll() is None:

@@ -17,6 +17,10 @@ and etcd under it:
 - `conflict_storm`: the user updates the Stack 10 times in 5 s while it
   converges (resources added, removed, replaced, edited): the last spec wins
   and nothing of the ones between is left;
+- `two_operators`: two operators on one stack, one frozen (SIGSTOP) past its
+  Lease while the other takes its actions over and the user updates (then
+  deletes) the stack, then resumed with its old view of the stack and the
+  steps it was in: no duplicate, nothing left;
 - `namespace_deleted`: the operator killed while many of a 60-resource
   stack's resources are CREATE_IN_PROGRESS, the namespace deleted while it is
   down (its template revisions go first), the operator started again: the
@@ -98,6 +102,9 @@ REVISIONS_GONE_TIMEOUT = 90.0
 # Seconds the namespace may take to go once the operator is back.
 NAMESPACE_GONE_TIMEOUT = 120.0
 CONVERGE_TIMEOUT = 150.0
+# Two operators: the Lease of each (seconds), and how long past it one stays frozen.
+PAIR_LEASE_SECONDS = 6.0
+FROZEN_PAST_LEASE = (0.0, 3.0)
 STACK = "faults"
 TEST_FILE = "tests/integration/test_faults.py"
 
@@ -127,6 +134,7 @@ def _fault_run(
     seed: int,
     *operator_args: str,
     clusterwide: bool = False,
+    replicas: int = 1,
 ) -> Iterator[StackRun]:
     _, cluster = plane
     namespace = f"f-{uuid.uuid4().hex[:10]}"
@@ -142,8 +150,11 @@ def _fault_run(
         timeout=CONVERGE_TIMEOUT,
         operator_args=operator_args,
         clusterwide=clusterwide,
+        replicas=replicas,
+        lease_seconds=PAIR_LEASE_SECONDS if replicas > 1 else None,
     )
-    run.operator.start()
+    for operator in run.operators:
+        operator.start()
     try:
         yield run
     finally:
@@ -174,6 +185,14 @@ def scoped_run(
     """A `fault_run` whose operator serves its namespace or (param "clusterwide") every one."""
     seed, scope = request.param
     yield from _fault_run(request, plane, tmp_path, seed, clusterwide=scope == "clusterwide")
+
+
+@pytest.fixture
+def paired_run(
+    request: pytest.FixtureRequest, plane: tuple[ControlPlane, Cluster], tmp_path: Path
+) -> Iterator[StackRun]:
+    """A `fault_run` with two operators (replicas of distinct identities) on one stack."""
+    yield from _fault_run(request, plane, tmp_path, request.param, replicas=2)
 
 
 def seeded(fixture: str) -> pytest.MarkDecorator:
@@ -460,6 +479,57 @@ def test_conflict_storm_of_10_updates_in_5s_the_last_spec_wins_and_nothing_betwe
     errors = run.deleted_errors()
     if errors:
         pytest.fail(run.report("delete", errors))
+
+
+@seeded("paired_run")
+def test_two_operators_one_waking_with_an_old_view_of_the_stack_make_no_duplicate(
+    paired_run: StackRun,
+) -> None:
+    """Two operators on one stack, one of them frozen (SIGSTOP) mid-traversal for longer than
+    its Lease, so that the other takes its actions over; the user updates (later deletes)
+    the stack meanwhile; the frozen one then runs on (SIGCONT) from what it read before,
+    holding steps of a version of the stack that is gone. Still one copy of everything,
+    the last spec's, and nothing left after the delete."""
+    run = paired_run
+    frozen = run.operators[1]
+    base = random_template(run.rng, RESOURCES, SLOW_RESOURCES)
+    updated, _ = updated_template(run, base)
+
+    def freeze(stage: str, started: float) -> None:
+        time.sleep(max(0.0, started + run.rng.uniform(*FAULT_WINDOW) - time.monotonic()))
+        frozen.pause()
+        run.faults.append(
+            f"replica-1 frozen in {stage} at +{time.monotonic() - started:.1f}s ({run.progress()})"
+        )
+
+    def wake(stage: str, started: float) -> None:
+        time.sleep(PAIR_LEASE_SECONDS + run.rng.uniform(*FROZEN_PAST_LEASE))
+        frozen.resume()
+        run.faults.append(
+            f"replica-1 resumed in {stage} at +{time.monotonic() - started:.1f}s ({run.progress()})"
+        )
+
+    started = time.monotonic()
+    run.driver.apply(STACK, Operation("create", base))
+    freeze("create", started)
+    # The update comes while the create may still run: the frozen replica's view is older.
+    run.driver.apply(STACK, Operation("update", updated))
+    wake("update", started)
+    check(run, "create, then update while one operator was frozen", updated, "UPDATE_COMPLETE")
+
+    started = time.monotonic()
+    run.driver.apply(STACK, Operation("delete"))
+    freeze("delete", started)
+    wake("delete", started)
+    errors = run.deleted_errors()
+    errors += [
+        f"operator replica-{index} exited"
+        for index, operator in enumerate(run.operators)
+        if operator.pid is None
+    ]
+    if errors:
+        pytest.fail(run.report("delete", errors))
+    print(f"seed {run.seed}: faults {run.faults}")
 
 
 def wide_template(run: StackRun) -> Template:

@@ -9,14 +9,16 @@ import pytest
 from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi
 
 from convergence.operator.app import retry_delay
+from convergence.operator.controllers.stack import StackController, StackRequest
 from convergence.operator.engine.plugin import TypeRegistry
 from convergence.operator.kube.api import request
 from convergence.operator.kube.events import EventPoster
-from convergence.operator.kube.names import GROUP, STACK_RESOURCES, VERSION
+from convergence.operator.kube.names import GROUP, STACK_RESOURCES, STACKS, VERSION
 from convergence.operator.kube.replicas import LEASES, REPLICA_LABEL, ReplicaLeases, lease_name
 from convergence.operator.metrics import Metrics
 from convergence.operator.namespaces import Namespaces
 from convergence.operator.status import Status
+from convergence.operator.testing import hot
 
 
 class FakeClock:
@@ -167,3 +169,57 @@ def test_a_step_that_keeps_failing_backs_off_and_says_why_on_its_stack_resource(
     namespaces.cache(namespace).observe(STACK_RESOURCES, read())
     status.report_step_error(namespace, "s-r-abcdefgh", None)
     assert "stepError" not in read().get("status", {})
+
+
+def test_a_replica_acts_only_while_its_own_lease_is_fresh_and_a_break_starts_a_new_period(
+    api_client: ApiClient, namespace: str, clock: FakeClock
+) -> None:
+    """Peers judge a replica dead `duration` (15 s) after they saw its renewal; it fences
+    itself off `interval` (5 s) before that, and a renewal after a break (a frozen process
+    resumed) starts a new period, so that a step begun before the break acts on nothing."""
+    (a,) = leases(api_client, namespace, clock, "replica-a")
+    assert a.fence() is None, "before its first renewal"
+    a.renew()
+    first = a.fence()
+    assert first is not None
+    clock.now += 9.9
+    assert a.fence() == first
+    a.renew()
+    clock.now += 9.9
+    assert a.fence() == first, "renewed in time: the same period"
+    clock.now += 0.2
+    assert a.fence() is None, "10.1 s after its last renewal: its peers may soon find it dead"
+    a.renew()
+    assert a.fence() not in (None, first), "back after a break: a new period"
+
+
+def test_a_replica_never_moves_a_stacks_observed_generation_back(
+    api_client: ApiClient, namespace: str
+) -> None:
+    """A replica that read the Stack at generation 1 and was frozen while another took up
+    generation 2 writes what it has, but not observedGeneration 1 over 2."""
+    objects = CustomObjectsApi(api_client)
+    objects.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, STACKS, hot.stack("s", hot.template({}))
+    )
+    controller = StackController(Namespaces(api_client, TypeRegistry({})), cast(Status, None))
+    stale = StackRequest.of(
+        cast(
+            dict[str, Any],
+            objects.get_namespaced_custom_object(GROUP, VERSION, namespace, STACKS, "s"),
+        )
+    )
+
+    def observed() -> Any:
+        body = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, STACKS, "s")
+        return cast(dict[str, Any], body).get("status", {})
+
+    newer: dict[str, Any] = {"observedGeneration": 2, "statusReason": "newer"}
+    controller.observe_generation(stale, newer)
+    assert newer == {}, "written, so nothing is left for kopf's patch"
+    assert (observed()["observedGeneration"], observed()["statusReason"]) == (2, "newer")
+
+    older: dict[str, Any] = {"observedGeneration": 1, "statusReason": "older"}
+    controller.observe_generation(stale, older)
+    assert older == {"statusReason": "older"}, "the rest is left to kopf's patch"
+    assert observed()["observedGeneration"] == 2
