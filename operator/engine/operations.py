@@ -18,6 +18,7 @@ stack's current one, so a stale worker never overwrites a newer traversal.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -142,13 +143,22 @@ def converge(
     for record in existing:
         by_name.setdefault(record.name, []).append(record)
 
+    # Every replica that heard of the same change (`desired`) makes the same new records
+    # (their ids derive from it): whichever starts the traversal first, the others find
+    # them made, and no record is left over of a start that lost.
+    desired = settings.get("desired")
     chosen: dict[str, str] = {}
     new_records: list[ResourceRecord] = []
     for name, resource in definition.resources.items():
         best = best_existing_record(by_name.get(name, ()), revision, stack.template)
         if best is None:
+            unique = (
+                engine.new_id()
+                if desired is None
+                else str(uuid.uuid5(uuid.NAMESPACE_OID, f"{stack.uid}/{desired}/{name}"))
+            )
             best = ResourceRecord(
-                id=record_id(stack.name, name, engine.new_id()),
+                id=record_id(stack.name, name, unique),
                 stack=stack.name,
                 name=name,
                 type=resource.type,
@@ -160,7 +170,7 @@ def converge(
         chosen[name] = best.id
     # Independent writes: the store may make them at once (a 1000-resource create
     # would otherwise wait on 1000 round trips here before any node runs).
-    engine.store.create_resources(new_records)
+    engine.store.create_resources(new_records, exist_ok=desired is not None)
 
     dependencies = definition.dependencies()
     template_dependencies = {

@@ -283,8 +283,12 @@ class Store(Protocol):
         """Store a new record; raise AlreadyExists if its id is taken."""
         ...
 
-    def create_resources(self, records: Sequence[ResourceRecord]) -> list[ResourceRecord]:
-        """Store new records, in `records`' order or at once; raise as create_resource does."""
+    def create_resources(
+        self, records: Sequence[ResourceRecord], *, exist_ok: bool = False
+    ) -> list[ResourceRecord]:
+        """Store new records, in `records`' order or at once; raise as create_resource does,
+        except that with `exist_ok` a record whose id is taken is taken as made (by a peer
+        making the very same record)."""
         ...
 
     def get_resource(self, record_id: str) -> ResourceRecord | None:
@@ -430,8 +434,10 @@ class InMemoryStore:
             self._by_stack.setdefault(record.stack, {})[record.id] = None
             return stored
 
-    def create_resources(self, records: Sequence[ResourceRecord]) -> list[ResourceRecord]:
-        return [self.create_resource(record) for record in records]
+    def create_resources(
+        self, records: Sequence[ResourceRecord], *, exist_ok: bool = False
+    ) -> list[ResourceRecord]:
+        return [create_if_new(self, record, exist_ok) for record in records]
 
     def get_resource(self, record_id: str) -> ResourceRecord | None:
         return self._resources.get(record_id)
@@ -483,3 +489,14 @@ class InMemoryStore:
             sync = self._sync.setdefault((record_id, is_update), {})
             sync[sender] = entry
             return dict(sync)
+
+
+def create_if_new(store: Store, record: ResourceRecord, exist_ok: bool) -> ResourceRecord:
+    """`store.create_resource(record)`; with `exist_ok`, a record whose id is taken already
+    is no error (the record as given is returned)."""
+    try:
+        return store.create_resource(record)
+    except AlreadyExists:
+        if not exist_ok:
+            raise
+        return record

@@ -50,6 +50,7 @@ from convergence.operator.engine.store import (
     StoreError,
     SyncEntry,
     TemplateRevision,
+    create_if_new,
 )
 from convergence.operator.kube.api import (
     JSON_PATCH,
@@ -344,16 +345,18 @@ class KubernetesStore:
         self.api.count(RESOURCE_WRITE)
         return resource_from_body(as_object(created))
 
-    def create_resources(self, records: Sequence[ResourceRecord]) -> list[ResourceRecord]:
+    def create_resources(
+        self, records: Sequence[ResourceRecord], *, exist_ok: bool = False
+    ) -> list[ResourceRecord]:
         """Create the records `CREATE_CONCURRENCY` at a time (each its two writes in order).
 
         They are independent objects, and the traversal waits for all of them:
         one at a time, a 1000-resource stack spent seconds on round trips here.
         """
         if len(records) <= 1:
-            return [self.create_resource(record) for record in records]
+            return [create_if_new(self, record, exist_ok) for record in records]
         with ThreadPoolExecutor(max_workers=min(CREATE_CONCURRENCY, len(records))) as pool:
-            return list(pool.map(self.create_resource, records))
+            return list(pool.map(lambda record: create_if_new(self, record, exist_ok), records))
 
     def get_resource(self, record_id: str) -> ResourceRecord | None:
         body = self.api.read(STACK_RESOURCES, record_id)

@@ -43,6 +43,7 @@ from convergence.operator.engine.store import (
     StackRecord,
     SyncEntry,
     TemplateRevision,
+    create_if_new,
 )
 from convergence.operator.engine.wiring import Engine
 
@@ -193,9 +194,11 @@ class FaultyStore:
         self._write()
         return self.inner.create_resource(record)
 
-    def create_resources(self, records: Sequence[ResourceRecord]) -> list[ResourceRecord]:
+    def create_resources(
+        self, records: Sequence[ResourceRecord], *, exist_ok: bool = False
+    ) -> list[ResourceRecord]:
         # One write each, so that a worker can die between any two.
-        return [self.create_resource(record) for record in records]
+        return [create_if_new(self, record, exist_ok) for record in records]
 
     def get_resource(self, record_id: str) -> ResourceRecord | None:
         return self.inner.get_resource(record_id)

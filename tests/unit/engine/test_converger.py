@@ -16,7 +16,7 @@ from convergence.operator.engine.outcome import ActionResult, Outcome, acted
 from convergence.operator.engine.plugin import TypeRegistry, Unavailable
 from convergence.operator.engine.record_ids import replacement_id
 from convergence.operator.engine.sim.simulator import Simulator
-from convergence.operator.engine.store import NotFound
+from convergence.operator.engine.store import UPDATE, Conflict, NotFound
 from convergence.operator.testing import hot
 from convergence.reconcilers.heat_test_resource import TestResource
 
@@ -447,6 +447,28 @@ def test_a_change_asked_for_by_a_replica_that_read_an_older_generation_is_not_st
     )
     sim.run_until_quiet()
     assert [c.properties for c in sim.copies("s", "A")] == [{"value": "b"}]
+
+
+def test_replicas_starting_one_change_at_once_make_the_same_records_and_leave_none_over() -> None:
+    """Two replicas hear of generation 2 together and both start it: the one whose stack write
+    lands second made the very same new records (their ids derive from the change), so
+    nothing it made is left over once it lost."""
+    sim = Simulator()
+    first = hot.template(hot.resources(TYPE, A={"properties": {"value": "a"}}))
+    second = hot.template(
+        hot.resources(TYPE, A={"properties": {"value": "a"}}, B={"properties": {"value": "b"}})
+    )
+    operations.create_stack(sim.engine, "s", first, desired="1")
+    sim.run_until_quiet()
+    as_read = sim.stack("s")
+    started = operations.update_stack(sim.engine, "s", second, desired="2")
+    with pytest.raises(Conflict):
+        operations.converge(sim.engine, as_read, started.template, UPDATE, desired="2")
+    names = sorted(record.name for record in sim.memory.list_resources("s"))
+    assert names == ["A", "B"]
+    sim.run_until_quiet()
+    assert sim.stack("s").phase == "UPDATE_COMPLETE"
+    assert [c.properties for c in sim.copies("s", "B")] == [{"value": "b"}]
 
 
 def test_a_change_asked_for_again_by_another_replica_is_started_once() -> None:
