@@ -220,6 +220,7 @@ class App:
                 # A report is no reconciliation of a record: only a failed one is counted.
                 self.namespaces.report_taken(key)
                 self.stacks.report(key[0], key[1])
+                self.namespaces.report_made(key, time.monotonic() - started)
                 return None
             again = self.stack_resources.step(key)
             self._recovered(key)

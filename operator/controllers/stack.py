@@ -449,9 +449,12 @@ class StackController:
         cache = self.namespaces.cache(namespace)
         if deleted:
             cache.forget(STACKS, body)
+            self.namespaces.stack_gone(namespace, str(body["metadata"]["name"]))
             return
         cache.observe(STACKS, body)
-        self.report(namespace, str(body["metadata"]["name"]))
+        # Scheduled, not made here: a report's own write is a Stack event, so reporting
+        # on every event rewrote a converging Stack as fast as the API took the writes.
+        self.namespaces.schedule_report(namespace, str(body["metadata"]["name"]))
         self.status.report_passed_failure(namespace, body)
 
     def report(self, namespace: str, name: str) -> None:
