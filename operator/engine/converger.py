@@ -201,16 +201,25 @@ class _Step(ResourceActions):
             missing = sync_point.waiting_for(entries, predecessors, self.traversal)
             self.outcome = StepOutcome(Outcome.WAITING, waiting_for=tuple(missing))
             return
-        if not self.store.is_current(stack.name, self.traversal):
-            # The stack read above may come from a cache that has not seen a newer
-            # traversal start: never act for a stale one (the newer one covers this node).
-            self.outcome = StepOutcome(Outcome.STALE_TRAVERSAL)
-            return
         if graph_node.is_update:
             inputs = sync_point.input_data(entries, predecessors, self.traversal)
             self._check_update(stack, record, graph_node, inputs)
         else:
             self._check_cleanup(stack, record, graph_node)
+
+    def _stale(self, stack: StackRecord) -> bool:
+        """The traversal fence, right before a node acts (outcome STALE_TRAVERSAL if stale).
+
+        The stack read at the step's start may come from a cache that has not
+        seen a newer traversal start: never act for a stale one (the newer one
+        covers this node). A node that only pushes on (done already, kept) needs
+        no fence: a push is keyed by its traversal, so a stale one is ignored;
+        and those are most steps (each write of a record wakes it again).
+        """
+        if self.store.is_current(stack.name, self.traversal):
+            return False
+        self.outcome = StepOutcome(Outcome.STALE_TRAVERSAL)
+        return True
 
     # -- update nodes --------------------------------------------------------------------------
 
@@ -238,15 +247,17 @@ class _Step(ResourceActions):
         inputs: Mapping[str, NodeData],
     ) -> None:
         self.inputs = {name: data.reference_id for name, data in inputs.items()}
+        if record.converged == self.traversal and record.status == COMPLETE:
+            self.outcome = StepOutcome(Outcome.DONE_ALREADY)
+            self._propagate(stack, graph_node, self._node_data(record))
+            return
+        if self._stale(stack):
+            return
         if record.replaced_by == replacement_id(record.id, self.traversal):
             self.outcome = StepOutcome(Outcome.REPLACED_ALREADY)
             definition = self.engine.definition(operations.stack_ref(stack), stack.template)
             # The replacement is made after the mark: a step that died in between left none.
             self._make_replacement(stack, record, definition.resources[record.name].type)
-            return
-        if record.converged == self.traversal and record.status == COMPLETE:
-            self.outcome = StepOutcome(Outcome.DONE_ALREADY)
-            self._propagate(stack, graph_node, self._node_data(record))
             return
 
         definition = self.engine.definition(operations.stack_ref(stack), stack.template)
@@ -326,6 +337,8 @@ class _Step(ResourceActions):
         if update_node(record.id) in stack.graph and record.replaced_by is None:
             self.outcome = StepOutcome(Outcome.KEPT)
             self._propagate(stack, graph_node, None)
+            return
+        if self._stale(stack):
             return
         if record.action == INIT or record.deletion_policy == "Retain":
             # Nothing physical to delete (never created), or it must be left alone.
