@@ -306,6 +306,8 @@ class NamespacedApi:
             cached = self.cache.get(plural, name)
             if cached is not None:
                 return cached
+            if self.cache.known_absent(plural, name):
+                return None
         body = if_present(
             self.objects.get_namespaced_custom_object,
             GROUP,
@@ -329,6 +331,11 @@ class NamespacedApi:
         """Read the object from the API next time (what is known of it is out of date)."""
         if self.cache is not None:
             self.cache.invalidate(plural, name)
+
+    def deleted(self, plural: str, name: str) -> None:
+        """The object is gone (this process deleted it): read as absent, without a GET."""
+        if self.cache is not None:
+            self.cache.deleted(plural, name)
 
     def stack_owner(self, stack: str) -> V1OwnerReference:
         """The owner reference to the Stack `stack` for what it owns; NotFound without one."""

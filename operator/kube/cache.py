@@ -23,6 +23,15 @@ Nor does a deleted object come back: the response to a write made just before
 another worker (or replica) deleted the object may arrive after the watch's
 DELETED event, and would otherwise stay in the cache for ever (counted in the
 Stack's report by this replica, and not by the others).
+
+A record's name known deleted (a DELETED event, or this process's own delete
+that succeeded) is read as absent without asking the API (`known_absent`) until a
+body of that name is seen again: each record is woken several times around
+its delete (its own writes' events, pushes), and each wake read it anew, about
+five GETs per record in the delete of a stack. Record names are unique; a
+record made again under a name (a replica's late start of a change, see
+operations.converge) is seen by its ADDED event, and traversals list records
+from the API, never from here.
 """
 
 from __future__ import annotations
@@ -58,6 +67,8 @@ class ObjectCache:
         self._bodies: dict[CacheKey, dict[str, Any]] = {}
         # uid -> when its object was seen deleted.
         self._deleted: dict[str, float] = {}
+        # (plural, name) -> when an object of that name was seen deleted.
+        self._gone: dict[CacheKey, float] = {}
         self._clock = clock
         self._lock = threading.Lock()
 
@@ -79,6 +90,7 @@ class ObjectCache:
             # A shallow copy: watch events and responses are new objects each time,
             # never changed afterwards by their producer.
             self._bodies[(plural, name)] = dict(body)
+            self._gone.pop((plural, name), None)
 
     def forget(self, plural: str, body: Mapping[str, Any]) -> None:
         """The object is gone (a DELETED event): drop it unless a newer object took the name."""
@@ -93,13 +105,33 @@ class ObjectCache:
                         u: t for u, t in self._deleted.items() if now - t < TOMBSTONE_SECONDS
                     }
             held = self._bodies.get((plural, name))
-            if held is not None and held["metadata"].get("uid") == uid:
-                del self._bodies[(plural, name)]
+            if held is None or held["metadata"].get("uid") == uid:
+                self._bodies.pop((plural, name), None)
+                self._mark_gone((plural, name), now)
+
+    def deleted(self, plural: str, name: str) -> None:
+        """This process deleted the object: it is absent until a body of its name is seen."""
+        with self._lock:
+            self._bodies.pop((plural, name), None)
+            self._mark_gone((plural, name), self._clock())
+
+    def _mark_gone(self, key: CacheKey, now: float) -> None:
+        if key[0] != STACK_RESOURCES:
+            return  # only record names are never given again (a Stack's name is the user's)
+        self._gone[key] = now
+        if len(self._gone) > 1024:
+            self._gone = {k: t for k, t in self._gone.items() if now - t < TOMBSTONE_SECONDS}
+
+    def known_absent(self, plural: str, name: str) -> bool:
+        """Whether the object was seen deleted (and no body of its name since)."""
+        with self._lock:
+            return (plural, name) in self._gone
 
     def invalidate(self, plural: str, name: str) -> None:
         """Drop what is known of an object, so that the next read asks the API."""
         with self._lock:
             self._bodies.pop((plural, name), None)
+            self._gone.pop((plural, name), None)
 
     def get(self, plural: str, name: str) -> Mapping[str, Any] | None:
         """The last known body (read-only), or None when nothing is known (not: it is absent)."""

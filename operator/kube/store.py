@@ -461,7 +461,7 @@ class KubernetesStore:
                 raise
             self.api.count(RESOURCE_WRITE)
             break
-        self.api.forget(STACK_RESOURCES, record.id)
+        self.api.deleted(STACK_RESOURCES, record.id)
 
     def _release(self, name: str, metadata: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """Take the finalizer off; the object's metadata after, or None if that let it go."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from convergence.operator.kube.cache import TOMBSTONE_SECONDS, ObjectCache
-from convergence.operator.kube.names import STACK_RESOURCES
+from convergence.operator.kube.names import STACK_RESOURCES, STACKS
 
 
 def body(name: str, uid: str, version: int) -> dict[str, Any]:
@@ -47,3 +47,37 @@ def test_tombstones_are_dropped_once_old_when_there_are_many() -> None:
     assert cache.get(STACK_RESOURCES, "r0") is not None, "an old tombstone was dropped"
     cache.observe(STACK_RESOURCES, body("late", "u-late", 2))
     assert cache.get(STACK_RESOURCES, "late") is None
+
+
+def test_a_name_seen_deleted_is_absent_until_a_body_of_that_name_comes() -> None:
+    """Reads of a deleted record answer absent without asking the API; a new object of the
+    name, or a read that must ask the API (invalidate), ends that."""
+    cache = ObjectCache()
+    cache.observe(STACK_RESOURCES, body("r", "u1", 5))
+    assert not cache.known_absent(STACK_RESOURCES, "r")
+    cache.forget(STACK_RESOURCES, body("r", "u1", 7))
+    assert cache.known_absent(STACK_RESOURCES, "r")
+    cache.observe(STACK_RESOURCES, body("r", "u1", 6))
+    assert cache.known_absent(STACK_RESOURCES, "r"), "a late body of the deleted object"
+    cache.observe(STACK_RESOURCES, body("r", "u2", 8))
+    assert not cache.known_absent(STACK_RESOURCES, "r")
+
+    cache.deleted(STACK_RESOURCES, "r")
+    assert cache.get(STACK_RESOURCES, "r") is None
+    assert cache.known_absent(STACK_RESOURCES, "r")
+    cache.invalidate(STACK_RESOURCES, "r")
+    assert not cache.known_absent(STACK_RESOURCES, "r")
+    # A DELETED event of an older object of the name says nothing of the newer one.
+    cache.observe(STACK_RESOURCES, body("r", "u3", 9))
+    cache.forget(STACK_RESOURCES, body("r", "u2", 10))
+    assert not cache.known_absent(STACK_RESOURCES, "r")
+    assert cache.get(STACK_RESOURCES, "r") == body("r", "u3", 9)
+
+
+def test_a_deleted_stacks_name_is_asked_of_the_api_again() -> None:
+    """A user may make a Stack of the same name at once: only record names are never reused."""
+    cache = ObjectCache()
+    cache.observe(STACKS, body("hello", "u1", 5))
+    cache.forget(STACKS, body("hello", "u1", 6))
+    assert cache.get(STACKS, "hello") is None
+    assert not cache.known_absent(STACKS, "hello")
