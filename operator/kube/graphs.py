@@ -100,6 +100,8 @@ class TraversalGraphs:
         self._graphs: dict[str, Graph] = {}
         # Sync map name -> (resourceVersion, entries), the newest seen.
         self._sync_maps: dict[str, tuple[int, dict[str, SyncEntry]]] = {}
+        # Sync map name -> the lock this process's pushes into it take turns on.
+        self._push_locks: dict[str, threading.Lock] = {}
 
     # -- graphs --------------------------------------------------------------------------------
 
@@ -176,6 +178,7 @@ class TraversalGraphs:
             self._api.count(GRAPH_WRITE)
         with self._lock:
             self._sync_maps.pop(name, None)
+            self._push_locks.pop(name, None)
 
     def drop_all(self, stack: str) -> None:
         """Delete every graph and sync map of the stack (before its Stack goes)."""
@@ -224,9 +227,16 @@ class TraversalGraphs:
             return None
         value = json.dumps(sync_entry_to_status(entry))
         push = [{"op": "add", "path": f"/data/{key}", "value": value}]
-        body = if_present(
-            self._api.core.patch_namespaced_config_map, name, self._api.namespace, push
-        )
+        with self._lock:
+            turn = self._push_locks.setdefault(name, threading.Lock())
+        # One push at a time from this process: the map is one object that every root
+        # of the traversal writes, and the API server applies concurrent patches of one
+        # object by trying again each that lost, decoding the whole map each time (in
+        # an update of 1000 resources, 0.1-0.4 s per push with 8 workers at once).
+        with turn:
+            body = if_present(
+                self._api.core.patch_namespaced_config_map, name, self._api.namespace, push
+            )
         if body is None:
             return None
         self._api.count(STACK_PUSH)
