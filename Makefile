@@ -82,7 +82,7 @@ test: venv controlplane-bin graphviz-bin lint
 # FAULT_RUNS seeds 0.., or FAULT_SEEDS=3,7 for chosen ones. About 5 minutes a seed.
 FAULT_RUNS ?= 5
 FAULT_SEEDS ?=
-KILL_REPLICA_RUNS ?= 10
+KILL_REPLICA_RUNS ?= 5
 KILL_REPLICA_SEEDS ?=
 faults: venv controlplane-bin
 	FAULT_RUNS=$(FAULT_RUNS) FAULT_SEEDS=$(FAULT_SEEDS) $(VENV)/bin/pytest tests/integration/test_faults.py
@@ -93,7 +93,7 @@ bench-replicas: venv controlplane-bin
 	  $(PY) tests/bench/bench_operator.py 1000 --chain=0 --spread=10 --replicas=$$replicas || exit 1; \
 	done
 
-# The three-replica kill test over many seeds (`make test` runs 2).
+# The three-replica kill test over many seeds, 10 kills each (`make test` runs one).
 kill-replicas: venv controlplane-bin
 	KILL_REPLICA_RUNS=$(KILL_REPLICA_RUNS) KILL_REPLICA_SEEDS=$(KILL_REPLICA_SEEDS) \
 	  $(VENV)/bin/pytest tests/integration/test_kill.py -k replicas
