@@ -20,6 +20,13 @@ its service table:
   `LEASE_DURATION`. Until the first listing answered, every other replica
   counts as alive (nothing is taken over on a guess).
 
+- a replica fences itself off (`fence`): it acts on reality only while its own
+  Lease was renewed within `LEASE_DURATION - RENEW_INTERVAL` by its own clock,
+  and a step acts only if no break came since it began (the engine compares
+  the period number before and after: engine/actions.py, `_fenced`). A
+  replica frozen, or cut off from the API, for longer than that may have had
+  its actions taken over; what it read before must not be acted on.
+
 The identity is given (`convergence run --identity`, in a pod its name);
 it must differ between replicas running at once. This replica is always
 alive to itself.
