@@ -25,7 +25,8 @@ its service table:
   and a step acts only if no break came since it began (the engine compares
   the period number before and after: engine/actions.py, `_fenced`). A
   replica frozen, or cut off from the API, for longer than that may have had
-  its actions taken over; what it read before must not be acted on.
+  its actions taken over; what it read before must not be acted on. A replica
+  that lists no other replica's Lease has nobody to fear and goes on.
 
 The identity is given (`convergence run --identity`, in a pod its name);
 it must differ between replicas running at once. This replica is always
@@ -103,6 +104,8 @@ class ReplicaLeases:
         # number of unbroken periods of renewals so far (see `fence`).
         self._renewed_at: float | None = None
         self._periods = 0
+        # The other replicas whose Leases the last listing that answered showed.
+        self._others: set[str] = set()
 
     # -- what the engine asks ----------------------------------------------------------------
 
@@ -130,8 +133,16 @@ class ReplicaLeases:
 
     def fence(self) -> int | None:
         """The period of unbroken renewals this replica is in (a number that changes after
-        each break), or None while it is not `fresh`."""
-        return self._periods if self.fresh() else None
+        each break), or None while it is not `fresh` and has peers.
+
+        A replica whose last listing showed no other replica's Lease has nobody
+        to take its actions over, so it goes on acting when it cannot renew its
+        own: a single operator serving a namespace being deleted, where its
+        Lease can no longer be written, must still finish deleting the stacks.
+        """
+        if self.fresh() or (self._listed and not self._others):
+            return self._periods
+        return None
 
     def _renewed(self, sent: float) -> None:
         """Note a renewal sent at `sent` that succeeded; a new period if it came too late."""
@@ -168,12 +179,15 @@ class ReplicaLeases:
 
     def beat(self) -> None:
         """Renew this replica's Lease, then look at every replica's; never raises."""
+        # An API server away for a moment: the peers' Leases will tell once it is back.
         try:
             self.renew()
+        except Exception as exc:
+            logger.warning("replica Lease not renewed: %s", exc)
+        try:
             self.observe()
         except Exception as exc:
-            # An API server away for a moment: the peers' Leases will tell once it is back.
-            logger.warning("replica Lease not renewed or read: %s", exc)
+            logger.warning("replica Leases not read: %s", exc)
 
     def renew(self) -> None:
         """Write this replica's renewTime (creating the Lease the first time)."""
@@ -230,6 +244,7 @@ class ReplicaLeases:
             for gone in set(self._seen) - set(current):
                 del self._seen[gone]
             self._listed = True
+            self._others = set(current) - {self.identity}
             known = set(self._seen)
         alive = {identity for identity in known if self.alive(identity)}
         # Dead now: a Lease that expired, or one deleted since it was alive (a graceful stop).

@@ -193,6 +193,24 @@ def test_a_replica_acts_only_while_its_own_lease_is_fresh_and_a_break_starts_a_n
     assert a.fence() not in (None, first), "back after a break: a new period"
 
 
+def test_a_replica_alone_goes_on_acting_when_it_cannot_renew_its_lease(
+    api_client: ApiClient, namespace: str, clock: FakeClock
+) -> None:
+    """With no other replica's Lease in sight nobody can take its actions over: a single
+    operator whose Lease namespace is being deleted must still finish its stacks there."""
+    a, b = leases(api_client, namespace, clock, "replica-a", "replica-b")
+    a.beat()
+    clock.now += 30
+    a.observe()
+    assert not a.fresh()
+    assert a.fence() is not None, "alone: it goes on"
+    b.beat()
+    a.observe()
+    assert a.fence() is None, "a peer may take its actions over: it waits for a renewal"
+    a.beat()
+    assert a.fence() is not None
+
+
 def test_a_replica_never_moves_a_stacks_observed_generation_back(
     api_client: ApiClient, namespace: str
 ) -> None:
