@@ -85,7 +85,8 @@ FAULT_SEEDS ?=
 KILL_REPLICA_RUNS ?= 5
 KILL_REPLICA_SEEDS ?=
 faults: venv controlplane-bin
-	FAULT_RUNS=$(FAULT_RUNS) FAULT_SEEDS=$(FAULT_SEEDS) $(VENV)/bin/pytest tests/integration/test_faults.py
+	FAULT_RUNS=$(FAULT_RUNS) FAULT_SEEDS=$(FAULT_SEEDS) TWO_OPERATOR_RUNS=$(FAULT_RUNS) \
+	  $(VENV)/bin/pytest tests/integration/test_faults.py
 
 # The benchmark with 1, 2 and 3 operator replicas: 1000 resources, and 10 stacks of 100.
 bench-replicas: venv controlplane-bin

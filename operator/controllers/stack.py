@@ -452,9 +452,17 @@ class StackController:
             self.namespaces.stack_gone(namespace, str(body["metadata"]["name"]))
             return
         cache.observe(STACKS, body)
-        # Scheduled, not made here: a report's own write is a Stack event, so reporting
-        # on every event rewrote a converging Stack as fast as the API took the writes.
-        self.namespaces.schedule_report(namespace, str(body["metadata"]["name"]))
+        name = str(body["metadata"]["name"])
+        status = status_of(body)
+        if status.get("phase") and status.get("reportedPhase") != (
+            f"{status.get('phase')}/{status.get('traversal')}"
+        ):
+            # A new phase is reported at once (its Event, the traversal metrics).
+            self.report(namespace, name)
+        else:
+            # Otherwise scheduled: a report's own write is a Stack event, so reporting on
+            # every event rewrote a converging Stack as fast as the API took the writes.
+            self.namespaces.schedule_report(namespace, name)
         self.status.report_passed_failure(namespace, body)
 
     def report(self, namespace: str, name: str) -> None:
