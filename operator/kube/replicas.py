@@ -135,12 +135,13 @@ class ReplicaLeases:
         """The period of unbroken renewals this replica is in (a number that changes after
         each break), or None while it is not `fresh` and has peers.
 
-        A replica whose last listing showed no other replica's Lease has nobody
-        to take its actions over, so it goes on acting when it cannot renew its
-        own: a single operator serving a namespace being deleted, where its
-        Lease can no longer be written, must still finish deleting the stacks.
+        A replica whose last listing showed no other replica's Lease (or that
+        could never list them) has nobody to take its actions over, so it goes
+        on acting when it cannot renew its own: a single operator serving a
+        namespace being deleted, where its Lease can no longer be written, must
+        still finish deleting the stacks; so must one without rights to Leases.
         """
-        if self.fresh() or (self._listed and not self._others):
+        if self.fresh() or not self._others:
             return self._periods
         return None
 

@@ -177,8 +177,11 @@ def test_a_replica_acts_only_while_its_own_lease_is_fresh_and_a_break_starts_a_n
     """Peers judge a replica dead `duration` (15 s) after they saw its renewal; it fences
     itself off `interval` (5 s) before that, and a renewal after a break (a frozen process
     resumed) starts a new period, so that a step begun before the break acts on nothing."""
-    (a,) = leases(api_client, namespace, clock, "replica-a")
-    assert a.fence() is None, "before its first renewal"
+    a, b = leases(api_client, namespace, clock, "replica-a", "replica-b")
+    assert a.fence() is not None, "alone (no Lease listed yet), it may act"
+    b.renew()
+    a.observe()
+    assert a.fence() is None, "with a peer, not before its first renewal"
     a.renew()
     first = a.fence()
     assert first is not None
