@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import time
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, cast
 
 import kopf
 
@@ -54,6 +56,26 @@ def run(settings: Settings) -> None:
         liveness_endpoint=settings.liveness or None,
         standalone=True,
     )
+
+
+class DigestDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's record of the last spec handled, kept as a digest of it.
+
+    kopf keeps the whole essence (the spec, so the template) in an annotation,
+    and a Stack's annotations may hold 256 KiB in all: a template of a few
+    thousand resources made every patch of kopf's Invalid, and its finalizer
+    was never released (the Stack stayed deleting). The handlers never read
+    kopf's diff, old or new, only whether something changed, which the digest
+    tells as well. A record kept whole by an older version differs from any
+    digest: its Stack is handled once more (a no-op when it is converged).
+    """
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+    ) -> kopf.BodyEssence:
+        essence = super().build(body=body, extra_fields=extra_fields)
+        encoded = json.dumps(essence, sort_keys=True, separators=(",", ":")).encode()
+        return cast(kopf.BodyEssence, {"sha256": hashlib.sha256(encoded).hexdigest()})
 
 
 def registry(settings: Settings) -> kopf.OperatorRegistry:
@@ -91,7 +113,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # its own annotations live under a sub-domain and the user's convergence.dev/cancel
     # and convergence.dev/rollback still fire the update handler.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = DigestDiffBaseStorage(
         prefix=KOPF_PREFIX, key="last-handled-configuration"
     )
     settings.posting.reporting_component = "convergence"

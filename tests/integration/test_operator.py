@@ -196,3 +196,32 @@ def test_deleting_the_namespace_of_a_stack_completes(
     assert left.returncode != 0, (
         f"namespace still there: {deleted.stderr}\n{left.stdout}\n{operator_process.tail()}"
     )
+
+
+def test_a_stack_whose_template_outgrows_an_annotation_is_created_updated_and_deleted(
+    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+) -> None:
+    """A Stack's annotations may hold 256 KiB in all; its template may be larger. kopf's
+    record of the last spec handled is a digest, so a big Stack is handled like a small
+    one, and its finalizer goes when it is deleted."""
+    big = "x" * 100_000
+
+    def stack(edit: str) -> str:
+        resources = {
+            f"r{index}": {"type": "OS::Heat::TestResource", "properties": {"value": big + edit}}
+            for index in range(3)
+        }
+        return json.dumps(hot.stack("hello", hot.template(resources), namespace))
+
+    cluster.kubectl("apply", "--server-side", "-f", "-", input=stack(""))
+    wait_for_stack(cluster, namespace, "hello", "CREATE_COMPLETE", operator=operator_process)
+    cluster.kubectl("apply", "--server-side", "-f", "-", input=stack("!"))
+    wait_for_stack(cluster, namespace, "hello", "UPDATE_COMPLETE", operator=operator_process)
+    annotations = get(cluster, namespace, "stack", "hello")["metadata"].get("annotations", {})
+    handled = annotations.get("kopf.convergence.dev/last-handled-configuration")
+    assert handled is not None, "kopf recorded the spec it handled"
+    assert len(handled) < 200
+    assert physical(cluster, namespace)["r0"]["value"] == big + "!"
+    cluster.kubectl(f"--namespace={namespace}", "delete", "stack", "hello", "--timeout=60s")
+    assert get(cluster, namespace, "stacks")["items"] == []
+    assert physical(cluster, namespace) == {}
