@@ -119,7 +119,8 @@ e2e-kind: venv controlplane-bin
 # 3000; CHAIN=100 is the chain's length (0: none); WARM=1 first converges and
 # deletes WARM_STACKS=50 small stacks; PROFILE=1 runs the operator under cProfile
 # (every thread, wall clock; PROFILE=cpu: each thread's CPU time) into
-# .state/bench/operator.pstats and prints its top entries.
+# .state/bench/operator.pstats and prints its top entries; MEMORY=1 runs it under
+# tracemalloc instead and prints what held the most memory near its highest point.
 SIZES ?= 100 1000
 CHAIN ?= 100
 WARM_STACKS ?= 50
@@ -128,7 +129,8 @@ bench: venv controlplane-bin
 	$(PY) tests/bench/bench_operator.py $(SIZES) $(if $(call on,$(BIG)),3000) --chain=$(CHAIN) \
 		$(if $(call on,$(WARM)),--warm=$(WARM_STACKS)) \
 		$(if $(call on,$(PROFILE)),--profile=.state/bench/operator.pstats \
-			$(if $(filter cpu,$(PROFILE)),--profile-clock=cpu))
+			$(if $(filter cpu,$(PROFILE)),--profile-clock=cpu)) \
+		$(if $(call on,$(MEMORY)),--trace-memory=.state/bench/operator.tracemalloc)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .state

@@ -42,6 +42,7 @@ import signal
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -687,6 +688,32 @@ def _exit_on_term(signum: int, frame: object) -> None:
     raise SystemExit(f"stopped by signal {signum}")  # so the control plane is stopped
 
 
+# Allocations whose innermost frames are these are charged to the first frame outside them.
+PLUMBING = ("/json/", "<frozen", "tracemalloc.py", "threading.py", "copy.py")
+
+
+def print_snapshot(snapshot_file: Path, top: int = 25) -> None:
+    """The snapshot's top allocations by the first line of the project's own code."""
+    if not snapshot_file.exists():
+        print(f"\nno memory snapshot at {snapshot_file}")
+        return
+    snapshot = tracemalloc.Snapshot.load(str(snapshot_file))
+    total = sum(stat.size for stat in snapshot.statistics("filename"))
+    print(f"\n== operator memory near its highest: {total / 2**20:.0f} MiB traced")
+    by_site: dict[str, list[int]] = {}
+    for stat in snapshot.statistics("traceback"):
+        frames = list(reversed(stat.traceback))  # innermost first
+        ours = [f for f in frames if "/convergence/" in f.filename or "/operator/" in f.filename]
+        outside = [f for f in frames if not any(p in f.filename for p in PLUMBING)]
+        frame = (ours or outside or frames)[0]
+        site = f"{frame.filename.split('site-packages/')[-1]}:{frame.lineno}"
+        sizes = by_site.setdefault(site, [0, 0])
+        sizes[0] += stat.size
+        sizes[1] += stat.count
+    for site, (size, count) in sorted(by_site.items(), key=lambda item: -item[1][0])[:top]:
+        print(f"  {size / 2**20:8.1f} MiB {count:>9} blocks  {site}")
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sizes", nargs="*", type=int, default=[100, 1000])
@@ -698,6 +725,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--spread", type=int, default=0, help="stacks converged at once (0: none)")
     parser.add_argument("--spread-size", type=int, default=100, help="resources of each")
     parser.add_argument("--profile", type=Path, help="run the operator under cProfile to here")
+    parser.add_argument(
+        "--trace-memory", type=Path, help="run the operator under tracemalloc, snapshot to here"
+    )
     parser.add_argument(
         "--profile-clock",
         choices=("wall", "cpu"),
@@ -719,6 +749,10 @@ def main(argv: list[str]) -> int:
                 args.profile.unlink(missing_ok=True)
                 profiler = Path(__file__).with_name("profiled_operator.py")
                 entry = (str(profiler), str(args.profile), args.profile_clock)
+            elif args.trace_memory:
+                args.trace_memory.unlink(missing_ok=True)
+                tracer = Path(__file__).with_name("traced_operator.py")
+                entry = (str(tracer), str(args.trace_memory))
             # Kept after the run (the control plane's state is not), to read what a figure hides.
             log = REPO_ROOT / ".state" / "bench" / "operator.log"
             log.parent.mkdir(parents=True, exist_ok=True)
@@ -739,7 +773,8 @@ def main(argv: list[str]) -> int:
             with contextlib.ExitStack() as running:
                 for operator in operators:
                     running.enter_context(operator)
-                bench = Bench(cluster, plane, operators, poll_slowdown=3.0 if args.profile else 1.0)
+                slowed = args.profile or args.trace_memory
+                bench = Bench(cluster, plane, operators, poll_slowdown=3.0 if slowed else 1.0)
                 bench.idle()
                 if args.warm:
                     bench.warm_up(args.warm)
@@ -755,6 +790,8 @@ def main(argv: list[str]) -> int:
             plane.down()
     if args.profile:
         print_profile(args.profile)
+    if args.trace_memory:
+        print_snapshot(args.trace_memory)
     return 0
 
 

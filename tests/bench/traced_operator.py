@@ -1,0 +1,50 @@
+"""`convergence run` under tracemalloc, for `make bench MEMORY=1`: what holds the memory.
+
+Peak RSS says how much, not what. Here Python's allocations are traced from
+the start (with `FRAMES` frames each), a thread looks at the traced total every
+`LOOK_INTERVAL` seconds, and each time it has grown by `GROWTH` over the last
+snapshot kept, a new snapshot replaces it on disk: when the operator exits
+(SIGTERM), the file holds the allocations near the highest point the run
+reached (`bench_operator.print_snapshot` prints the top of it). Tracing slows
+the operator down several times: its times mean nothing.
+
+    python tests/bench/traced_operator.py SNAPSHOT_FILE run --all-namespaces ...
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import tracemalloc
+from pathlib import Path
+
+FRAMES = 16
+LOOK_INTERVAL = 1.0
+GROWTH = 1.1
+
+
+def main(argv: list[str]) -> int:
+    snapshot_file, cli_args = Path(argv[0]), argv[1:]
+    snapshot_file.parent.mkdir(parents=True, exist_ok=True)
+    tracemalloc.start(FRAMES)
+    stop = threading.Event()
+    kept = [0]
+
+    def keep_the_highest() -> None:
+        while not stop.wait(LOOK_INTERVAL):
+            current = tracemalloc.get_traced_memory()[0]
+            if current > kept[0] * GROWTH:
+                tracemalloc.take_snapshot().dump(str(snapshot_file))
+                kept[0] = current
+
+    threading.Thread(target=keep_the_highest, name="tracemalloc", daemon=True).start()
+    from convergence.operator.cli import main as convergence
+
+    try:
+        return convergence(cli_args)
+    finally:
+        stop.set()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
