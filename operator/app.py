@@ -28,7 +28,7 @@ from convergence.operator.controllers.stack import StackController
 from convergence.operator.controllers.stackresource import StackResourceController
 from convergence.operator.engine.plugin import TypeRegistry
 from convergence.operator.engine.store import Conflict
-from convergence.operator.kube.api import is_unavailable
+from convergence.operator.kube.api import FencedApiClient, is_unavailable
 from convergence.operator.kube.events import EventPoster
 from convergence.operator.kube.replicas import LEASE_DURATION, ReplicaLeases
 from convergence.operator.kube.watch import RecordWatch
@@ -89,7 +89,8 @@ def api_client() -> kubernetes.client.ApiClient:
 
     Its connection pool holds `CONNECTIONS`: the work queue's workers, record
     creation and the watches all use it at once, and the client's default
-    (5 per core) would open and drop connections under that load.
+    (5 per core) would open and drop connections under that load. A step's writes
+    leave through it checked against the step's fence (kube/api.py, `FencedApiClient`).
     """
     configuration = kubernetes.client.Configuration()
     kubeconfig = os.environ.get("KUBECONFIG")
@@ -102,7 +103,7 @@ def api_client() -> kubernetes.client.ApiClient:
             client_configuration=configuration
         )
     configuration.connection_pool_maxsize = CONNECTIONS
-    return kubernetes.client.ApiClient(configuration)
+    return FencedApiClient(configuration)
 
 
 class App:

@@ -132,6 +132,7 @@ class Namespaces:
             "engine_id": self.replicas.identity,
             "alive": self.replicas.alive,
             "fence": self.replicas.fence,
+            "resumed": self.replicas.resumed,
         }
 
     def store(self, namespace: str) -> KubernetesStore:

@@ -34,6 +34,7 @@ from convergence.operator.engine.plugin import (
     ResourceContext,
     ResourceFailure,
     ResourceType,
+    acting,
     changed_properties,
 )
 from convergence.operator.engine.sensitive import Revealed
@@ -108,7 +109,8 @@ class ResourceActions:
         context = self._context(stack, record)
         plugin = plugin_type(context, self._delete_properties(plugin_type, record))
         try:
-            plugin.retain()
+            with acting(self._may_act):
+                plugin.retain()
         except Exception as exc:
             self._unless_unavailable(exc)
             pending = PendingAction(action=DELETE, traversal=self.traversal)
@@ -181,22 +183,23 @@ class ResourceActions:
         context = self._context(stack, record)
         plugin = plugin_type(context, properties)
         try:
-            if pending.action == CREATE:
-                cookie = plugin.create()
-            elif pending.action == UPDATE:
-                before = self._applied_properties(plugin_type, record)
-                if before is None:
-                    # A FAILED create its type updates in place (decision.py): nothing
-                    # was applied, so every property changes.
-                    everything = frozenset(type(properties).model_fields)
-                    cookie = plugin.update(properties, everything)
+            with acting(self._may_act):
+                if pending.action == CREATE:
+                    cookie = plugin.create()
+                elif pending.action == UPDATE:
+                    before = self._applied_properties(plugin_type, record)
+                    if before is None:
+                        # A FAILED create its type updates in place (decision.py): nothing
+                        # was applied, so every property changes.
+                        everything = frozenset(type(properties).model_fields)
+                        cookie = plugin.update(properties, everything)
+                    else:
+                        cookie = plugin.update(before, changed_properties(before, properties))
                 else:
-                    cookie = plugin.update(before, changed_properties(before, properties))
-            else:
-                cookie = plugin.delete()
-            # As Heat does, the first check comes at once: an action done already
-            # (most are) is recorded complete in one write, without waiting a poll.
-            done = is_complete(plugin, pending.action, cookie)
+                    cookie = plugin.delete()
+                # As Heat does, the first check comes at once: an action done already
+                # (most are) is recorded complete in one write, without waiting a poll.
+                done = is_complete(plugin, pending.action, cookie)
         except Exception as exc:
             self._unless_unavailable(exc)
             self._fail(
@@ -231,7 +234,7 @@ class ResourceActions:
         """
         holder = record.holder
         if holder == self.engine.engine_id:
-            return record
+            return self._as_stored(record)
         if holder is not None and self.engine.alive(holder):
             self.outcome = StepOutcome(Outcome.HELD, busy_with=holder)
             # Looked at again in case the holder dies (it pushes on when it is done).
@@ -247,15 +250,42 @@ class ResourceActions:
         actions taken over; acting on what this step read before could undo
         theirs. So a step acts only if the engine has been alive to its peers,
         without a break, since the step began; otherwise it looks again later.
-        A process frozen between this check and its write is not covered: no
-        check by time can be.
+        The type's writes are checked again as they are sent (`acting`, run
+        around its action); what no check by the writer can cover is a freeze
+        between that last check and the request leaving (see plugin/fencing.py).
         """
-        fence = self.engine.fence()
-        if fence is not None and fence == self._fence:
+        if self._may_act():
             return False
         self.outcome = StepOutcome(Outcome.HELD, busy_with=self.engine.engine_id)
         self.poll_after = self.engine.held_poll_interval
         return True
+
+    def _as_stored(self, record: ResourceRecord) -> ResourceRecord:
+        """A record whose started action this engine holds, shown to be as stored.
+
+        An engine that had a break (frozen, or cut off: `Engine.resumed`) reads
+        its caches from before it at first. There it may still hold an action
+        that a peer took over and finished meanwhile, and checking that action
+        complete could write reality over the peer's. So once per fence period
+        a write conditional on the record's version shows the read is current
+        (a stale read fails it as a Conflict, and the step reads again). An
+        action not started is always confirmed so before it starts
+        (`_continue_action`).
+        """
+        pending = record.pending
+        if not self.engine.resumed() or pending is None or not pending.started:
+            return record
+        if self.engine.confirmed.known(self._fence, record.id):
+            return record
+        stored = self.store.update_resource(record)
+        self.engine.confirmed.add(self._fence, record.id)
+        return stored
+
+    def _may_act(self) -> bool:
+        """Whether this engine has been alive to its peers, without a break, since the
+        step began (the same period of its fence)."""
+        fence = self.engine.fence()
+        return fence is not None and fence == self._fence
 
     def _continue_action(
         self, stack: StackRecord, record: ResourceRecord, *, current: bool
@@ -293,7 +323,8 @@ class ResourceActions:
         context = self._context(stack, record)
         plugin = plugin_type(context, properties)
         try:
-            done = is_complete(plugin, pending.action, pending.cookie)
+            with acting(self._may_act):
+                done = is_complete(plugin, pending.action, pending.cookie)
         except Exception as exc:
             self._unless_unavailable(exc)
             self._fail(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from convergence.operator.engine.actions import ResourceActions, failure_reason
 from convergence.operator.engine.graph import update_node
 from convergence.operator.engine.messages import NodeMessage
+from convergence.operator.engine.plugin import Fenced, acting
 from convergence.operator.engine.store import (
     COMPLETE,
     CREATE,
@@ -42,8 +43,10 @@ def repair_drift(engine: Engine, stack_name: str) -> list[Drift]:
     `repair_drift` compares its physical resource with the applied properties
     and restores it. The stack is read again before each resource, so a
     traversal starting meanwhile stops the round (it converges everything
-    anyway). Data a repair changes (e.g. the uid of a recreated object) is
-    recorded. Returns what drifted, for Events and conditions.
+    anyway), and so does a break in this engine's fence (a peer may be acting on
+    these records: see actions.ResourceActions._fenced). Data a repair changes
+    (e.g. the uid of a recreated object) is recorded. Returns what drifted, for
+    Events and conditions.
     """
     drifts: list[Drift] = []
     stack = engine.store.get_stack(stack_name)
@@ -64,13 +67,18 @@ def repair_drift(engine: Engine, stack_name: str) -> list[Drift]:
         ):
             continue
         step = ResourceActions(engine, NodeMessage(stack_name, traversal, update_node(record.id)))
+        if step._fenced():
+            break  # a peer may be acting on these records: the next round looks again
         context = step._context(stack, record)
         try:
             plugin_type = engine.types.get(record.type)
             plugin = plugin_type(
                 context, step._validated(plugin_type, record.properties or {}, stack_name)
             )
-            message = plugin.repair_drift()
+            with acting(step._may_act):
+                message = plugin.repair_drift()
+        except Fenced:
+            break
         except Exception as exc:
             drifts.append(
                 Drift(

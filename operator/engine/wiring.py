@@ -10,6 +10,7 @@ into the definition a traversal resolves against (cached per revision; see
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -41,6 +42,28 @@ class SystemClock:
         return time.time()
 
 
+class Confirmations:
+    """The records an engine read back as stored (by a write conditional on their version)
+    in its current fence period; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._period: object | None = None
+        self._ids: set[str] = set()
+
+    def known(self, period: object, record_id: str) -> bool:
+        """Whether `record_id` was confirmed in `period`."""
+        with self._lock:
+            return period == self._period and record_id in self._ids
+
+    def add(self, period: object, record_id: str) -> None:
+        """Note `record_id` confirmed in `period` (a new period forgets the others)."""
+        with self._lock:
+            if period != self._period:
+                self._period, self._ids = period, set()
+            self._ids.add(record_id)
+
+
 @dataclass
 class Engine:
     """Everything a worker step or a stack operation uses."""
@@ -70,6 +93,10 @@ class Engine:
     # away, or the process frozen and resumed), as its actions may have been taken over.
     # A step acts on reality only while the token is the one it began in.
     fence: Callable[[], object | None] = field(default=lambda: 0)
+    # Whether this engine had a break since it started (see fence): its cached reads may
+    # then be older than what its peers did meanwhile (actions.ResourceActions._as_stored).
+    resumed: Callable[[], bool] = field(default=lambda: False)
+    confirmed: Confirmations = field(default_factory=lambda: Confirmations())
     # Seconds between looks at a record whose action another engine holds.
     held_poll_interval: float = 5.0
     # Whether an exception of a type's action says only that the infrastructure could

@@ -63,7 +63,7 @@ from kubernetes.client import (
 )
 from kubernetes.client.exceptions import ApiException
 
-from convergence.operator.engine.plugin import Unavailable
+from convergence.operator.engine.plugin import Unavailable, check_write
 from convergence.operator.engine.store import Conflict, NotFound, StoreError, SyncEntry
 from convergence.operator.kube.cache import ObjectCache
 from convergence.operator.kube.names import (
@@ -268,6 +268,21 @@ def request(
     except ValueError:
         decoded = {}
     return cast(dict[str, Any], decoded)
+
+
+# Requests that change nothing: never refused by a step's fence.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class FencedApiClient(ApiClient):
+    """The client the operator acts through: a write sent inside a step's `acting` block
+    is refused right before it leaves when the step's engine is fenced off
+    (engine/plugin/fencing.py); a dry run changes nothing and always goes."""
+
+    def call_api(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if method.upper() not in READ_METHODS and "dryRun=" not in url:
+            check_write()
+        return super().call_api(method, url, *args, **kwargs)
 
 
 # -- our objects in one namespace ----------------------------------------------------------------

@@ -50,6 +50,7 @@ from convergence.operator.kube.api import (
     APPLY_PATCH,
     FIELD_MANAGER,
     ApiError,
+    FencedApiClient,
     if_present,
     is_conflict,
     is_invalid,
@@ -313,7 +314,7 @@ class KubernetesObjects:
         with self._lock:
             client = self._clients.get(service_account)
             if client is None:
-                client = ApiClient(configuration=self.api.configuration)
+                client = FencedApiClient(configuration=self.api.configuration)
                 client.set_default_header(  # type: ignore[no-untyped-call]
                     "Impersonate-User",
                     f"system:serviceaccount:{self.namespace}:{service_account}",

@@ -145,6 +145,10 @@ class ReplicaLeases:
             return self._periods
         return None
 
+    def resumed(self) -> bool:
+        """Whether this replica had a break since its first renewal (see `fence`)."""
+        return self._periods > 1
+
     def _renewed(self, sent: float) -> None:
         """Note a renewal sent at `sent` that succeeded; a new period if it came too late."""
         if not self.fresh():

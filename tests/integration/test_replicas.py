@@ -3,15 +3,16 @@ what a replica says of a step that keeps failing."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any, cast
 
 import pytest
-from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi
+from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi, V1ConfigMap, V1ObjectMeta
 
 from convergence.operator.app import retry_delay
 from convergence.operator.controllers.stack import StackController, StackRequest
-from convergence.operator.engine.plugin import TypeRegistry
-from convergence.operator.kube.api import request
+from convergence.operator.engine.plugin import Fenced, TypeRegistry, acting
+from convergence.operator.kube.api import FencedApiClient, request
 from convergence.operator.kube.events import EventPoster
 from convergence.operator.kube.names import GROUP, STACK_RESOURCES, STACKS, VERSION
 from convergence.operator.kube.replicas import LEASES, REPLICA_LABEL, ReplicaLeases, lease_name
@@ -185,6 +186,7 @@ def test_a_replica_acts_only_while_its_own_lease_is_fresh_and_a_break_starts_a_n
     a.renew()
     first = a.fence()
     assert first is not None
+    assert not a.resumed(), "a first period is no break"
     clock.now += 9.9
     assert a.fence() == first
     a.renew()
@@ -194,6 +196,7 @@ def test_a_replica_acts_only_while_its_own_lease_is_fresh_and_a_break_starts_a_n
     assert a.fence() is None, "10.1 s after its last renewal: its peers may soon find it dead"
     a.renew()
     assert a.fence() not in (None, first), "back after a break: a new period"
+    assert a.resumed(), "its caches may be from before the break"
 
 
 def test_a_replica_alone_goes_on_acting_when_it_cannot_renew_its_lease(
@@ -244,3 +247,35 @@ def test_a_replica_never_moves_a_stacks_observed_generation_back(
     controller.observe_generation(stale, older)
     assert older == {"statusReason": "older"}, "the rest is left to kopf's patch"
     assert observed()["observedGeneration"] == 2
+
+
+def test_a_write_sent_from_a_fenced_off_step_is_refused_before_it_leaves(
+    api_client: ApiClient, namespace: str
+) -> None:
+    """The operator's client checks a step's fence as each write leaves: a fenced-off
+    step's writes never reach the API; its reads and dry runs do, and so does every
+    write outside a step (another thread, the engine's own bookkeeping)."""
+    core = CoreV1Api(FencedApiClient(api_client.configuration))
+
+    def config_map(name: str) -> V1ConfigMap:
+        return V1ConfigMap(metadata=V1ObjectMeta(name=name), data={"a": "1"})
+
+    body = config_map("fenced")
+    elsewhere: list[V1ConfigMap] = []
+
+    def other_thread() -> None:
+        elsewhere.append(core.create_namespaced_config_map(namespace, config_map("free")))
+
+    with acting(lambda: False):
+        with pytest.raises(Fenced):
+            core.create_namespaced_config_map(namespace, body)
+        core.create_namespaced_config_map(namespace, body, dry_run="All")
+        assert core.list_namespaced_config_map(namespace).items == []
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join()
+    assert len(elsewhere) == 1, "the fence is the step's, not the process's"
+    with acting(lambda: True):
+        core.create_namespaced_config_map(namespace, body)
+    core.patch_namespaced_config_map("fenced", namespace, {"data": {"a": "2"}})
+    assert core.read_namespaced_config_map("fenced", namespace).data == {"a": "2"}

@@ -51,6 +51,7 @@ from convergence.operator.engine.plugin.errors import (
     Unavailable,
     UnknownResourceType,
 )
+from convergence.operator.engine.plugin.fencing import Fenced, acting, check_write
 from convergence.operator.engine.plugin.objects import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -106,6 +107,7 @@ __all__ = [
     "UPDATE_ALLOWED",
     "Clock",
     "Cookie",
+    "Fenced",
     "NestedStackClients",
     "NestedStackState",
     "NestedStacks",
@@ -129,7 +131,9 @@ __all__ = [
     "TypeRegistry",
     "Unavailable",
     "UnknownResourceType",
+    "acting",
     "changed_properties",
+    "check_write",
     "coerce_value",
     "has_secret_token",
     "label_value",

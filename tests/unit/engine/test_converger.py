@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -13,10 +14,16 @@ from convergence.operator.engine.graph import cleanup_node, update_node
 from convergence.operator.engine.hot.errors import TemplateError
 from convergence.operator.engine.messages import NodeMessage
 from convergence.operator.engine.outcome import ActionResult, Outcome, acted
-from convergence.operator.engine.plugin import TypeRegistry, Unavailable
+from convergence.operator.engine.plugin import (
+    Fenced,
+    PhysicalRecord,
+    TypeRegistry,
+    Unavailable,
+    check_write,
+)
 from convergence.operator.engine.record_ids import replacement_id
-from convergence.operator.engine.sim.simulator import Simulator
-from convergence.operator.engine.store import UPDATE, Conflict, NotFound
+from convergence.operator.engine.sim.simulator import InMemoryReality, Simulator
+from convergence.operator.engine.store import UPDATE, Conflict, NotFound, ResourceRecord, Store
 from convergence.operator.testing import hot
 from convergence.reconcilers.heat_test_resource import TestResource
 
@@ -424,6 +431,104 @@ def test_an_engine_that_was_not_alive_to_its_peers_throughout_a_step_does_not_ac
     assert len(sim.copies("s", "A")) == 1
     sim.run_until_quiet()
     assert sim.stack("s").phase == "CREATE_COMPLETE"
+
+
+class CheckedReality:
+    """Reality whose writes leave as the operator's do: through the step's fence check."""
+
+    def __init__(self, inner: InMemoryReality) -> None:
+        self.inner = inner
+
+    def create(self, record: PhysicalRecord) -> None:
+        check_write()
+        self.inner.create(record)
+
+    def update(self, record: PhysicalRecord) -> None:
+        check_write()
+        self.inner.update(record)
+
+    def delete(self, name: str) -> None:
+        check_write()
+        self.inner.delete(name)
+
+    def get(self, name: str) -> PhysicalRecord | None:
+        return self.inner.get(name)
+
+
+def test_a_write_of_a_type_whose_engine_broke_off_during_the_action_is_never_sent() -> None:
+    """The fence is checked before the type's action and again as each of its writes
+    leaves: a replica frozen between the two writes nothing when it wakes."""
+    sim = Simulator()
+    sim.create("s", hot.template(hot.resources(TYPE, A={"properties": {"value": "a"}})))
+    calls = itertools.count()
+
+    def broken_in_the_action() -> object | None:
+        # The step's start and its check before the action see period 1; the write, 2.
+        return 1 if next(calls) < 2 else 2
+
+    checked = replace(sim.engine, reality=CheckedReality(sim.reality))
+    fenced = replace(checked, fence=broken_in_the_action)
+    message = sim.pending()[0]
+    with pytest.raises(Fenced):
+        check_resource(fenced, message)
+    assert next(calls) == 3, "looked at when the step began, before the action, at the write"
+    assert sim.copies("s", "A") == [], "nothing was written"
+    record = record_of(sim, "A")
+    assert record.pending is not None
+    assert not record.pending.started
+
+    again = check_resource(checked, message)
+    assert again.outcome.action is not None
+    assert again.outcome.action.again, "started anew"
+    assert [copy.properties["value"] for copy in sim.copies("s", "A")] == ["a"]
+
+
+def test_an_engine_back_from_a_break_confirms_a_record_it_holds_before_polling_its_action() -> None:
+    """After a break, a replica's cache may show it still holding an action a peer took
+    over meanwhile: once per period it shows its read current by a conditional write
+    before it polls the action, and a stale read goes no further."""
+    sim = Simulator()
+    sim.create(
+        "s", hot.template(hot.resources(TYPE, A={"properties": {"value": "a", "wait_secs": 3}}))
+    )
+    sim.step()
+    held = record_of(sim, "A")
+    assert held.holder == sim.engine.engine_id
+    assert held.pending is not None
+    assert held.pending.started
+    message = sim.pending()[0]
+    resumed = replace(sim.engine, resumed=lambda: True, fence=lambda: 2)
+
+    writes = sim.memory.total_writes
+    polled = check_resource(resumed, message)
+    assert polled.outcome == acted("CREATE", ActionResult.IN_PROGRESS)
+    assert sim.memory.total_writes == writes + 1, "confirmed by one write"
+    confirmed = record_of(sim, "A")
+    check_resource(resumed, message)
+    assert sim.memory.total_writes == writes + 1, "once per period"
+
+    taken = sim.store.update_resource(replace(confirmed, holder="peer"))
+    stale = replace(resumed, store=StaleReads(sim.store, confirmed))
+    refused = check_resource(replace(stale, fence=lambda: 3), message)
+    assert refused.outcome.kind is Outcome.CONFLICT
+    assert refused.poll_after == 0
+    assert record_of(sim, "A") == taken, "the peer's hold stands"
+
+
+class StaleReads:
+    """A store whose reads of one record give an older copy (a cache behind the API)."""
+
+    def __init__(self, store: Store, stale: ResourceRecord) -> None:
+        self._store = store
+        self._stale = stale
+
+    def get_resource(self, record_id: str) -> ResourceRecord | None:
+        if record_id == self._stale.id:
+            return self._stale
+        return self._store.get_resource(record_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
 
 
 def test_a_change_asked_for_by_a_replica_that_read_an_older_generation_is_not_started() -> None:
