@@ -78,15 +78,15 @@ test: venv controlplane-bin graphviz-bin lint
 
 # The fault tests (tests/integration/test_faults.py: the API server and etcd
 # restarted, expired watches, an update storm, a namespace deleted under a
-# stopped operator) over more seeds than `make test` runs (one):
-# FAULT_RUNS seeds 0.., or FAULT_SEEDS=3,7 for chosen ones. About 5 minutes a seed.
+# stopped operator, two operators with one frozen) over more seeds than
+# `make test` runs (one): FAULT_RUNS seeds 0.., or FAULT_SEEDS=3,7 for chosen
+# ones. About 5 minutes a seed.
 FAULT_RUNS ?= 5
 FAULT_SEEDS ?=
 KILL_REPLICA_RUNS ?= 5
 KILL_REPLICA_SEEDS ?=
 faults: venv controlplane-bin
-	FAULT_RUNS=$(FAULT_RUNS) FAULT_SEEDS=$(FAULT_SEEDS) TWO_OPERATOR_RUNS=$(FAULT_RUNS) \
-	  $(VENV)/bin/pytest tests/integration/test_faults.py
+	FAULT_RUNS=$(FAULT_RUNS) FAULT_SEEDS=$(FAULT_SEEDS) $(VENV)/bin/pytest tests/integration/test_faults.py
 
 # The benchmark with 1, 2 and 3 operator replicas: 1000 resources, and 10 stacks of 100.
 bench-replicas: venv controlplane-bin

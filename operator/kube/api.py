@@ -54,6 +54,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar, cast
 
 import urllib3
+import urllib3.connection
 from kubernetes.client import (
     ApiClient,
     AppsV1Api,
@@ -274,15 +275,48 @@ def request(
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+def _check_write(method: str, url: str) -> None:
+    if method.upper() not in READ_METHODS and "dryRun=" not in url:
+        check_write()
+
+
+class _FencedHTTPConnection(urllib3.connection.HTTPConnection):
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> None:
+        _check_write(method, url)
+        super().request(method, url, *args, **kwargs)
+
+
+class _FencedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> None:
+        _check_write(method, url)
+        super().request(method, url, *args, **kwargs)
+
+
+class _FencedHTTPConnectionPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _FencedHTTPConnection
+
+
+class _FencedHTTPSConnectionPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _FencedHTTPSConnection
+
+
 class FencedApiClient(ApiClient):
     """The client the operator acts through: a write sent inside a step's `acting` block
-    is refused right before it leaves when the step's engine is fenced off
-    (engine/plugin/fencing.py); a dry run changes nothing and always goes."""
+    is refused when the step's engine is fenced off (engine/plugin/fencing.py); a dry
+    run changes nothing and always goes.
 
-    def call_api(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        if method.upper() not in READ_METHODS and "dryRun=" not in url:
-            check_write()
-        return super().call_api(method, url, *args, **kwargs)
+    The check is made on the connection, at the last moment before the request
+    is written to it: after the connection is taken from the pool, or opened
+    (a TLS handshake on a loaded machine takes long enough for a process to be
+    frozen in it), and again on each retry.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rest_client.pool_manager.pool_classes_by_scheme = {
+            "http": _FencedHTTPConnectionPool,
+            "https": _FencedHTTPSConnectionPool,
+        }
 
 
 # -- our objects in one namespace ----------------------------------------------------------------

@@ -78,10 +78,6 @@ from convergence.operator.testing.stack_run import (
 pytestmark = [pytest.mark.controlplane, pytest.mark.slow]
 
 SEEDS = seeds_from_env("FAULT_SEEDS", "FAULT_RUNS", 1)
-# The two-operator test is not in `make test` (`make faults` runs it): a replica frozen
-# between its fence check and its reality write can still write what it read before
-# (engine/actions.py, `_fenced`), and a fresh-clone run hit that window once.
-TWO_OPERATOR_SEEDS = seeds_from_env("FAULT_SEEDS", "TWO_OPERATOR_RUNS", 0)
 RESOURCES = 30
 SLOW_RESOURCES = 4
 REPLACED_RESOURCES = 5
@@ -485,7 +481,7 @@ def test_conflict_storm_of_10_updates_in_5s_the_last_spec_wins_and_nothing_betwe
         pytest.fail(run.report("delete", errors))
 
 
-@pytest.mark.parametrize("paired_run", TWO_OPERATOR_SEEDS, indirect=True, ids=lambda s: f"seed{s}")
+@pytest.mark.parametrize("paired_run", SEEDS, indirect=True, ids=lambda s: f"seed{s}")
 def test_two_operators_one_waking_with_an_old_view_of_the_stack_make_no_duplicate(
     paired_run: StackRun,
 ) -> None:

@@ -270,7 +270,8 @@ def test_a_write_sent_from_a_fenced_off_step_is_refused_before_it_leaves(
         with pytest.raises(Fenced):
             core.create_namespaced_config_map(namespace, body)
         core.create_namespaced_config_map(namespace, body, dry_run="All")
-        assert core.list_namespaced_config_map(namespace).items == []
+        listed = core.list_namespaced_config_map(namespace, field_selector="metadata.name=fenced")
+        assert listed.items == [], "refused, and the dry run made nothing"
         thread = threading.Thread(target=other_thread)
         thread.start()
         thread.join()
