@@ -597,3 +597,36 @@ def test_a_change_asked_for_again_by_another_replica_is_started_once() -> None:
     assert operations.delete_stack(sim.engine, "s").traversal == deleting.traversal
     sim.run_until_quiet()
     assert sim.stack("s").phase == "DELETE_COMPLETE"
+
+
+def test_a_root_stepped_again_after_its_traversal_is_over_lists_no_records() -> None:
+    """Each push of a root looked for stray records once every root had arrived, so
+    every later wake-up of a root listed the whole stack: O(n) reads per push."""
+    sim = Simulator()
+    sim.create("s", hot.template(hot.resources(TYPE, A={}, B={})))
+    sim.run_until_quiet()
+    assert sim.stack("s").phase == "CREATE_COMPLETE"
+    listed: list[str] = []
+    counted = replace(sim.engine, store=CountedLists(sim.store, listed))
+    traversal = sim.stack("s").traversal
+    again = check_resource(
+        counted, NodeMessage("s", traversal, update_node(record_of(sim, "A").id))
+    )
+    assert again.outcome.kind is Outcome.DONE_ALREADY
+    assert listed == []
+    assert sim.stack("s").phase == "CREATE_COMPLETE"
+
+
+class CountedLists:
+    """A store that notes each listing of a stack's records."""
+
+    def __init__(self, store: Store, listed: list[str]) -> None:
+        self._store = store
+        self._listed = listed
+
+    def list_resources(self, stack: str) -> list[ResourceRecord]:
+        self._listed.append(stack)
+        return self._store.list_resources(stack)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
