@@ -35,6 +35,7 @@ from convergence.operator.engine.plugin import (
     label_value,
     short_id,
 )
+from convergence.operator.engine.record_ids import readable_part
 from convergence.operator.kube.api import APPLY_PATCH, FIELD_MANAGER, if_present, unless_absent
 from convergence.operator.kube.cache import ObjectCache
 from convergence.operator.kube.names import (
@@ -88,6 +89,14 @@ class ConfigMapReality:
         if known is not None:
             return known
         if self.cache is not None:
+            # The id that readable naming gives (engine/record_ids.py), looked up at
+            # once; scanning the stack's records for each resource cost O(n²) in all.
+            suffix = record.name.rsplit("-", 1)[-1]
+            named = f"{readable_part(record.stack, record.logical_name)}-{suffix}"
+            body = self.cache.get(STACK_RESOURCES, named)
+            found = None if body is None else self._match(record, [body])
+            if found is not None:
+                return found
             found = self._match(record, self.cache.resources_of(record.stack))
             if found is not None:
                 return found
