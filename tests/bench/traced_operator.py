@@ -13,14 +13,15 @@ the operator down several times: its times mean nothing.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import tracemalloc
 from pathlib import Path
 
-FRAMES = 16
+FRAMES = 8
 LOOK_INTERVAL = 1.0
-GROWTH = 1.1
+GROWTH = 1.25
 
 
 def main(argv: list[str]) -> int:
@@ -34,7 +35,10 @@ def main(argv: list[str]) -> int:
         while not stop.wait(LOOK_INTERVAL):
             current = tracemalloc.get_traced_memory()[0]
             if current > kept[0] * GROWTH:
-                tracemalloc.take_snapshot().dump(str(snapshot_file))
+                # Written aside and renamed, so that an exit mid-write leaves the last one whole.
+                partial = snapshot_file.with_name(snapshot_file.name + ".partial")
+                tracemalloc.take_snapshot().dump(str(partial))
+                os.replace(partial, snapshot_file)
                 kept[0] = current
 
     threading.Thread(target=keep_the_highest, name="tracemalloc", daemon=True).start()
