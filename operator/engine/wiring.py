@@ -106,6 +106,14 @@ class Engine:
         default=lambda exc: isinstance(exc, Unavailable)
     )
     _cache: dict[str | None, Definition] = field(default_factory=dict, repr=False)
+    _serial: dict[str, threading.RLock] = field(default_factory=dict, repr=False)
+    _serial_guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def one_at_a_time(self, key: str) -> threading.RLock:
+        """A lock of this engine's own for `key`: work that many of its workers may reach at
+        once, and that the first one done makes moot for the rest (they find it done)."""
+        with self._serial_guard:
+            return self._serial.setdefault(key, threading.RLock())
 
     def definition(self, stack: StackRef, revision_id: str | None) -> Definition:
         """The definition of a stored revision (None: the empty template), cached."""

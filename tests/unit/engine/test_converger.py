@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import threading
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -23,7 +25,14 @@ from convergence.operator.engine.plugin import (
 )
 from convergence.operator.engine.record_ids import replacement_id
 from convergence.operator.engine.sim.simulator import InMemoryReality, Simulator
-from convergence.operator.engine.store import UPDATE, Conflict, NotFound, ResourceRecord, Store
+from convergence.operator.engine.store import (
+    IN_PROGRESS,
+    UPDATE,
+    Conflict,
+    NotFound,
+    ResourceRecord,
+    Store,
+)
 from convergence.operator.testing import hot
 from convergence.reconcilers.heat_test_resource import TestResource
 
@@ -618,15 +627,50 @@ def test_a_root_stepped_again_after_its_traversal_is_over_lists_no_records() -> 
 
 
 class CountedLists:
-    """A store that notes each listing of a stack's records."""
+    """A store that notes each listing of a stack's records (and calls `on_list` then)."""
 
-    def __init__(self, store: Store, listed: list[str]) -> None:
+    def __init__(
+        self, store: Store, listed: list[str], on_list: Callable[[str], None] | None = None
+    ) -> None:
         self._store = store
         self._listed = listed
+        self._on_list = on_list
 
     def list_resources(self, stack: str) -> list[ResourceRecord]:
         self._listed.append(stack)
+        if self._on_list is not None:
+            self._on_list(stack)
         return self._store.list_resources(stack)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
+
+
+def test_workers_that_find_every_root_arrived_at_once_list_the_records_once() -> None:
+    """The last roots of a traversal push at about the same time, and each finds every
+    root arrived: one worker at a time looks for strays, and the ones after the first
+    find the stack complete."""
+    sim = Simulator()
+    sim.create("s", hot.template(hot.resources(TYPE, A={}, B={})))
+    sim.run_until_quiet()
+    done = sim.stack("s")
+    # Every root arrived, the completion not yet written.
+    sim.store.update_stack(replace(done, status=IN_PROGRESS, status_reason=""))
+    listed: list[str] = []
+    second: list[threading.Thread] = []
+
+    def finish() -> None:
+        operations.root_done(counted, "s", done.traversal, done.graph)
+
+    def list_while_another_worker_arrives(stack: str) -> None:
+        if not second:
+            second.append(threading.Thread(target=finish))
+            second[0].start()
+            second[0].join(timeout=0.5)  # it waits for this one (or, unserialised, lists too)
+
+    store = CountedLists(sim.store, listed, on_list=list_while_another_worker_arrives)
+    counted = replace(sim.engine, store=store)
+    finish()
+    second[0].join(timeout=5)
+    assert listed == ["s"]
+    assert sim.stack("s").phase == "CREATE_COMPLETE"
