@@ -81,3 +81,14 @@ def test_a_deleted_stacks_name_is_asked_of_the_api_again() -> None:
     cache.forget(STACKS, body("hello", "u1", 6))
     assert cache.get(STACKS, "hello") is None
     assert not cache.known_absent(STACKS, "hello")
+
+
+def test_managed_fields_are_not_kept_and_the_observed_body_is_left_as_it_was() -> None:
+    """About half of a StackResource's objects in memory are its managedFields, which
+    nothing reads from the cache."""
+    cache = ObjectCache()
+    observed = body("r", "u1", 5)
+    observed["metadata"]["managedFields"] = [{"manager": "m", "fieldsV1": {"f:status": {}}}]
+    cache.observe(STACK_RESOURCES, observed)
+    assert cache.get(STACK_RESOURCES, "r") == body("r", "u1", 5)
+    assert "managedFields" in observed["metadata"]
