@@ -96,7 +96,7 @@ class Engine:
     # Whether this engine had a break since it started (see fence): its cached reads may
     # then be older than what its peers did meanwhile (actions.ResourceActions._as_stored).
     resumed: Callable[[], bool] = field(default=lambda: False)
-    confirmed: Confirmations = field(default_factory=lambda: Confirmations())
+    confirmed: Confirmations = field(default_factory=Confirmations)
     # Seconds between looks at a record whose action another engine holds.
     held_poll_interval: float = 5.0
     # Whether an exception of a type's action says only that the infrastructure could

@@ -275,21 +275,21 @@ def request(
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def _check_write(method: str, url: str) -> None:
-    if method.upper() not in READ_METHODS and "dryRun=" not in url:
-        check_write()
+class _FencedRequests:
+    """A connection whose writes ask the step's fence right before they are sent."""
 
-
-class _FencedHTTPConnection(urllib3.connection.HTTPConnection):
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> None:
-        _check_write(method, url)
-        super().request(method, url, *args, **kwargs)
+        if method.upper() not in READ_METHODS and "dryRun=" not in url:
+            check_write()
+        super().request(method, url, *args, **kwargs)  # type: ignore[misc]
 
 
-class _FencedHTTPSConnection(urllib3.connection.HTTPSConnection):
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> None:
-        _check_write(method, url)
-        super().request(method, url, *args, **kwargs)
+class _FencedHTTPConnection(_FencedRequests, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _FencedHTTPSConnection(_FencedRequests, urllib3.connection.HTTPSConnection):
+    pass
 
 
 class _FencedHTTPConnectionPool(urllib3.HTTPConnectionPool):

@@ -209,10 +209,9 @@ class TraversalGraphs:
         name = sync_map_name(traversal)
         if not is_object_name(name):
             return False
-        path = f"/api/v1/namespaces/{self._api.namespace}/configmaps/{name}"
         try:
             # Its metadata only: whether it is there is all that matters.
-            request(self._api.client, "GET", path, accept=METADATA_ONLY)
+            request(self._api.client, "GET", self._config_map_path(name), accept=METADATA_ONLY)
         except ApiNotFound:
             return False
         return True
