@@ -45,6 +45,7 @@ from convergence.operator.kube.api import (
     request,
     unless_absent,
 )
+from convergence.operator.kube.joined_reads import JoinedReads
 from convergence.operator.kube.names import GROUP, is_object_name
 from convergence.operator.kube.records import (
     graph_from_status,
@@ -114,6 +115,8 @@ class TraversalGraphs:
         self._sync_maps: dict[str, _SyncMap] = {}
         # Sync map name -> the lock this process's pushes into it take turns on.
         self._push_locks: dict[str, threading.Lock] = {}
+        # Steps asking at once whether a sync map exists share one read of it.
+        self.fence_reads: JoinedReads[str, bool] = JoinedReads(self._sync_map_exists_now)
 
     # -- graphs --------------------------------------------------------------------------------
 
@@ -205,7 +208,14 @@ class TraversalGraphs:
     # -- stack sync maps -----------------------------------------------------------------------
 
     def sync_map_exists(self, traversal: str) -> bool:
-        """Whether the traversal's sync map exists now (a consistent read, never a cache)."""
+        """Whether the traversal's sync map exists now (a consistent read, never a cache).
+
+        The answer is that of a read sent after this call began; callers asking
+        meanwhile share it (`JoinedReads`).
+        """
+        return self.fence_reads.read(traversal)
+
+    def _sync_map_exists_now(self, traversal: str) -> bool:
         name = sync_map_name(traversal)
         if not is_object_name(name):
             return False
