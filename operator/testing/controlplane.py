@@ -150,9 +150,16 @@ class Component:
 class ControlPlane:
     """The control plane whose state (certificates, data, pids, logs) lives in `state_dir`."""
 
-    def __init__(self, state_dir: Path = DEFAULT_STATE_DIR, bin_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path = DEFAULT_STATE_DIR,
+        bin_dir: Path | None = None,
+        profiling: bool = False,
+    ) -> None:
         self.state_dir = state_dir.resolve()
         self._bin_dir = bin_dir
+        # The API server's /debug/pprof (for the benchmark's profile of the server).
+        self.profiling = profiling
         # Children started by this process: their exit is seen by poll(), even
         # in the instant between fork and exec when /proc shows our cmdline.
         self._children: dict[int, subprocess.Popen[bytes]] = {}
@@ -290,7 +297,7 @@ class ControlPlane:
                         # It taints every new Node not-ready, and only the node
                         # lifecycle controller (left out) would lift the taint.
                         "--disable-admission-plugins=TaintNodesByCondition",
-                        "--profiling=false",
+                        f"--profiling={str(self.profiling).lower()}",
                     ],
                     ports=[api_port],
                 )

@@ -39,12 +39,15 @@ import pstats
 import random
 import re
 import signal
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +55,13 @@ from typing import Any, NamedTuple, cast
 
 import kubernetes
 
+from convergence.operator.kube.api import (
+    APPLY_PATCH,
+    FIELD_MANAGER,
+    JSON_PATCH,
+    MERGE_PATCH,
+    request,
+)
 from convergence.operator.testing import hot
 from convergence.operator.testing.cluster import Cluster
 from convergence.operator.testing.controlplane import REPO_ROOT, ControlPlane
@@ -76,6 +86,10 @@ POLL_INTERVAL = 0.25
 # How long after a phase's end the operator may go on writing before the phase is
 # reported as never settling.
 SETTLE_LIMIT = 10.0
+# Seconds of each phase the API server's CPU profile covers (--server-profile).
+SERVER_PROFILE_SECONDS = 10
+# Client threads of the design floor: as many as the operator's workers.
+DESIGN_FLOOR_THREADS = 16
 BENCH_LABEL = "convergence.dev/bench"
 
 
@@ -98,6 +112,13 @@ def random_dag(size: int, seed: int, suffix: str = "") -> tuple[dict[str, Any], 
             value = {"list_join": ["-", [*parts, suffix] if suffix else parts]}
         resources[name] = {"type": "OS::Heat::TestResource", "properties": {"value": value}}
     return hot.template(resources), edges
+
+
+def _used(value: Any) -> list[str]:
+    """The resources a value `random_dag` made takes an attribute of."""
+    if not isinstance(value, dict):
+        return []
+    return [part["get_attr"][0] for part in value["list_join"][1] if isinstance(part, dict)]
 
 
 def chain(length: int) -> dict[str, Any]:
@@ -172,9 +193,9 @@ def operator_writes(counts: Counter[Request]) -> int:
 def budget_writes(counts: Counter[Request]) -> Counter[tuple[str, str]]:
     """Writes in the budget, by (resource, verb): all but Events and the control plane's own."""
     writes: Counter[tuple[str, str]] = Counter()
-    for request, count in counts.items():
-        if is_write(request) and request.resource not in BACKGROUND | {"events"}:
-            writes[request.resource, request.verb] += count
+    for counted, count in counts.items():
+        if is_write(counted) and counted.resource not in BACKGROUND | {"events"}:
+            writes[counted.resource, counted.verb] += count
     return writes
 
 
@@ -189,6 +210,12 @@ def cpu_seconds(pid: int) -> float:
     # Fields after the command name, which is in parentheses and may hold spaces.
     fields = stat[stat.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def own_cpu_seconds() -> float:
+    """User + system CPU time of this process (all its threads) so far."""
+    times = os.times()
+    return times.user + times.system
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -258,8 +285,11 @@ class Bench:
         plane: ControlPlane,
         operators: list[OperatorProcess],
         poll_slowdown: float,
+        server_profiles: Path | None = None,
     ) -> None:
         self.cluster = cluster
+        # Where each phase's CPU profile of the API server goes (None: not taken).
+        self.server_profiles = server_profiles
         self.operators = operators
         self.operator = operators[0]
         api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
@@ -292,15 +322,29 @@ class Bench:
         return sum(cpu_seconds(pid) for pid in self.server_pids)
 
     @contextmanager
-    def phase(self, name: str, resources: int, edges: int, budget: int | None) -> Iterator[Phase]:
-        """Time the body; count requests and CPU from just before it until its writes settle."""
+    def phase(
+        self,
+        name: str,
+        resources: int,
+        edges: int,
+        budget: int | None,
+        operator: bool = True,
+    ) -> Iterator[Phase]:
+        """Time the body; count requests and CPU from just before it until its writes settle.
+
+        `operator`: whether the operator runs (without, its CPU and RSS are 0).
+        """
         phase = Phase(name, resources, edges, budget)
         counts = request_counts(self.cluster)
         seconds, requests = request_seconds(self.cluster)
-        operator_cpu, server_cpu = self.operator_cpu(), self.server_cpu()
+        operator_cpu = self.operator_cpu() if operator else 0.0
+        server_cpu = self.server_cpu()
+        profile = self.start_server_profile(f"{name}-{resources}")
         start = time.monotonic()
         yield phase
         phase.seconds = time.monotonic() - start
+        if profile is not None:
+            profile.join()
         seconds_after, requests_after = request_seconds(self.cluster)
         phase.server_seconds = {
             key: spent - seconds.get(key, 0.0) for key, spent in seconds_after.items()
@@ -314,11 +358,53 @@ class Bench:
         after, phase.settled = self.settled_counts(at_end)
         phase.trailing = after - at_end
         phase.counts = (after if phase.settled else at_end) - counts
-        phase.operator_cpu = self.operator_cpu() - operator_cpu
+        if operator:
+            phase.operator_cpu = self.operator_cpu() - operator_cpu
+            phase.peak_rss_mib = max(peak_rss_mib(pid) for pid in self.operator_pids)
         phase.control_plane_cpu = self.server_cpu() - server_cpu
-        phase.peak_rss_mib = max(peak_rss_mib(pid) for pid in self.operator_pids)
         self.phases.append(phase)
         print_phase(phase, self.floor(resources))
+
+    def start_server_profile(self, name: str) -> threading.Thread | None:
+        """Take the API server's CPU profile over the phase's first seconds, in the background.
+
+        Written to `server_profiles/<name>.pprof`; its top entries are printed
+        (`go tool pprof`) once the phase is over. A phase shorter than the
+        profile makes the profile cover what follows it too: the length is
+        `SERVER_PROFILE_SECONDS`, shorter than a create of 1000.
+        """
+        if self.server_profiles is None:
+            return None
+        self.server_profiles.mkdir(parents=True, exist_ok=True)
+        target = self.server_profiles / f"{name}.pprof"
+
+        def take() -> None:
+            path = f"/debug/pprof/profile?seconds={SERVER_PROFILE_SECONDS}"
+            kubectl = (self.cluster.kubectl_binary, f"--kubeconfig={self.cluster.kubeconfig}")
+            taken = subprocess.run(
+                [*kubectl, "get", "--raw", path],
+                capture_output=True,
+                timeout=SERVER_PROFILE_SECONDS + 60,
+            )
+            if taken.returncode != 0:
+                print(f"  (no profile of the API server: {taken.stderr.decode().strip()})")
+                return
+            target.write_bytes(taken.stdout)
+            top = subprocess.run(
+                ["go", "tool", "pprof", "-top", "-nodecount=18", str(target)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            lines = (top.stdout or top.stderr).splitlines()
+            print(
+                f"  the API server's CPU profile of its first {SERVER_PROFILE_SECONDS} s: {target}"
+            )
+            print("\n".join(f"    {line}" for line in lines if line.strip()))
+
+        thread = threading.Thread(target=take, name=f"profile-{name}", daemon=True)
+        thread.start()
+        return thread
 
     def settled_counts(self, counts: Counter[Request]) -> tuple[Counter[Request], bool]:
         """The counts once a second passes without an operator's write; and whether it did."""
@@ -440,6 +526,144 @@ class Bench:
         }
         with self.phase("floor", size, 0, None) as measured:
             self.apply(config_maps)
+        return measured
+
+    def design_floor(self, size: int) -> Phase:
+        """The writes the design's budget allows for a create (3n + m), of the stack's own
+        objects, sent from `DESIGN_FLOOR_THREADS` threads with no logic in between.
+
+        Each resource: its StackResource created; one status write (what a
+        completion writes: phase, conditions, attributes, the sync points' maps);
+        its TestResource's ConfigMap applied as the operator applies it. Each
+        edge: one push into its successor's sync point. Run before the operator
+        starts (it would look for the Stack the records name), and the namespace
+        is deleted after. What the operator cannot go below on this control
+        plane with the budget's writes, as against the ConfigMap floor.
+        """
+        namespace = f"bench-design-{size}"
+        self.create_namespace(namespace)
+        template, edges = random_dag(size, seed=size)
+        names = list(template["resources"])
+        uses = {
+            name: _used(spec["properties"]["value"]) for name, spec in template["resources"].items()
+        }
+        api = kubernetes.config.new_client_from_config(config_file=str(self.cluster.kubeconfig))  # type: ignore[no-untyped-call]
+        api.rest_client.pool_manager.connection_pool_kw["maxsize"] = DESIGN_FLOOR_THREADS
+        records = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/stackresources"
+        config_maps = f"/api/v1/namespaces/{namespace}/configmaps"
+        traversal = "0f4c2d3e-6a57-4c1b-9d3e-bench0000000"
+
+        def make(name: str) -> None:
+            labels = {"convergence.dev/stack": "absent", "convergence.dev/resource": name}
+            spec = {"stack": "absent", "resource": name, "type": "OS::Heat::TestResource"}
+            body = {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "StackResource",
+                "metadata": {"name": f"absent-{name}", "labels": labels},
+                "spec": {**spec, "createdAt": time.time(), "deletionPolicy": "Delete"},
+            }
+            request(api, "POST", records, body=body)
+
+        def complete(name: str) -> None:
+            value = f"{name}-value"
+            condition = {
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+                "observedGeneration": 1,
+                "status": "True",
+            }
+            status = {
+                "phase": "CREATE_COMPLETE",
+                "reportedPhase": "CREATE_COMPLETE",
+                "statusReason": "state changed",
+                "converged": traversal,
+                "version": 2,
+                "resourceId": f"absent-{name}",
+                "referenceId": f"absent-{name}",
+                "attributes": {"output": value},
+                "properties": {"value": value},
+                "pluginData": {"value": value},
+                "requires": [f"absent-{used}" for used in uses[name]],
+                "conditions": [
+                    {
+                        **condition,
+                        "type": "DependenciesReady",
+                        "reason": "DependenciesReady",
+                        "message": "All dependencies are ready",
+                    },
+                    {
+                        **condition,
+                        "type": "Ready",
+                        "reason": "CreateComplete",
+                        "message": "state changed",
+                    },
+                ],
+                "syncPoints": {"update": {}, "cleanup": {}},
+            }
+            request(
+                api,
+                "PATCH",
+                f"{records}/absent-{name}/status",
+                body={"status": status},
+                content_type=MERGE_PATCH,
+            )
+
+        def reality(name: str) -> None:
+            body = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": f"absent-{name}",
+                    "labels": {"convergence.dev/stack": "absent"},
+                },
+                "data": {"properties": json.dumps({"value": name}), "attributes": "{}"},
+            }
+            request(
+                api,
+                "PATCH",
+                f"{config_maps}/absent-{name}",
+                query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+                body=body,
+                content_type=APPLY_PATCH,
+            )
+
+        def push(edge: tuple[str, str]) -> None:
+            sender, receiver = edge
+            entry = {
+                "traversal": traversal,
+                "data": {
+                    "name": sender,
+                    "recordId": f"absent-{sender}",
+                    "referenceId": f"absent-{sender}",
+                    "attributes": {"output": f"{sender}-value"},
+                },
+            }
+            patch = [
+                {
+                    "op": "add",
+                    "path": f"/status/syncPoints/update/update:absent-{sender}",
+                    "value": entry,
+                }
+            ]
+            request(
+                api,
+                "PATCH",
+                f"{records}/absent-{receiver}/status",
+                body=patch,
+                content_type=JSON_PATCH,
+            )
+
+        pushes = [(used, name) for name in names for used in uses[name]]
+        client_cpu = own_cpu_seconds()
+        with (
+            self.phase("design floor", size, edges, None, operator=False) as measured,
+            ThreadPoolExecutor(DESIGN_FLOOR_THREADS) as pool,
+        ):
+            list(pool.map(make, names))
+            list(pool.map(complete, names))
+            list(pool.map(reality, names))
+            list(pool.map(push, pushes))
+        print(f"  the client's (this process's) CPU {own_cpu_seconds() - client_cpu:.1f} s")
+        self.drop_namespaces(f"{BENCH_LABEL}=run")
         return measured
 
     def size(self, size: int) -> None:
@@ -648,6 +872,14 @@ def print_summary(bench: Bench, sizes: list[int]) -> None:
             + f" {sum(p.operator_cpu for p in traversals):>6.1f}"
             + f" {max(p.peak_rss_mib for p in traversals):>7.0f}"
         )
+    for design in (p for p in bench.phases if p.name == "design floor"):
+        floor = bench.floor(design.resources)
+        ratio = f", x{design.seconds / floor.seconds:.1f} the floor" if floor else ""
+        print(
+            f"the design's {design.total_writes} writes alone for {design.resources}: "
+            f"{design.seconds:.1f} s{ratio} (API server + etcd CPU "
+            f"{design.control_plane_cpu:.1f} s)"
+        )
     spread = [p for p in bench.phases if p.name.startswith("spread ")]
     if spread:
         print(
@@ -729,6 +961,16 @@ def main(argv: list[str]) -> int:
         "--trace-memory", type=Path, help="run the operator under tracemalloc, snapshot to here"
     )
     parser.add_argument(
+        "--design-floor",
+        action="store_true",
+        help="first send the budget's writes of each size's create alone (no operator)",
+    )
+    parser.add_argument(
+        "--server-profile",
+        type=Path,
+        help="take the API server's CPU profile of each phase into this folder",
+    )
+    parser.add_argument(
         "--profile-clock",
         choices=("wall", "cpu"),
         default="wall",
@@ -738,7 +980,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _exit_on_term)
     print(f"load average at start: {load()} ({os.cpu_count()} CPUs)")
     with tempfile.TemporaryDirectory() as tmp:
-        plane = ControlPlane(Path(tmp) / "cp")
+        plane = ControlPlane(Path(tmp) / "cp", profiling=args.server_profile is not None)
         kubeconfig = plane.up()
         try:
             cluster = Cluster(kubeconfig, str(plane.bin_dir / "kubectl"))
@@ -770,11 +1012,21 @@ def main(argv: list[str]) -> int:
                 for index in range(args.replicas)
             ]
             print(f"operator replicas: {args.replicas}")
+            slowed = args.profile or args.trace_memory
+            bench = Bench(
+                cluster,
+                plane,
+                operators,
+                poll_slowdown=3.0 if slowed else 1.0,
+                server_profiles=args.server_profile,
+            )
+            if args.design_floor:
+                print("\n== the design's writes alone, before the operator starts")
+                for size in args.sizes:
+                    bench.design_floor(size)
             with contextlib.ExitStack() as running:
                 for operator in operators:
                     running.enter_context(operator)
-                slowed = args.profile or args.trace_memory
-                bench = Bench(cluster, plane, operators, poll_slowdown=3.0 if slowed else 1.0)
                 bench.idle()
                 if args.warm:
                     bench.warm_up(args.warm)
