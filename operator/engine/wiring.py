@@ -105,7 +105,13 @@ class Engine:
     transient: Callable[[BaseException], bool] = field(
         default=lambda exc: isinstance(exc, Unavailable)
     )
+    # Seconds a revision's definition is kept after its last use: a stack at rest needs
+    # none, and every revision ever converged was kept for the process's life.
+    definition_idle_seconds: float = 300.0
     _cache: dict[str | None, Definition] = field(default_factory=dict, repr=False)
+    _used: dict[str | None, float] = field(default_factory=dict, init=False, repr=False)
+    _swept: float = field(default=0.0, init=False, repr=False)
+    _cache_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _serial: dict[str, threading.RLock] = field(default_factory=dict, repr=False)
     _serial_guard: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -116,12 +122,31 @@ class Engine:
             return self._serial.setdefault(key, threading.RLock())
 
     def definition(self, stack: StackRef, revision_id: str | None) -> Definition:
-        """The definition of a stored revision (None: the empty template), cached."""
-        if revision_id not in self._cache:
-            revision = None if revision_id is None else self.store.get_template(revision_id)
-            self._cache[revision_id] = self.definitions(revision, stack, self.types, None)
-        return self._cache[revision_id]
+        """The definition of a stored revision (None: the empty template), cached while used."""
+        with self._cache_lock:
+            known = self._cache.get(revision_id)
+            if known is not None:
+                self._used[revision_id] = self._sweep()
+                return known
+        revision = None if revision_id is None else self.store.get_template(revision_id)
+        built = self.definitions(revision, stack, self.types, None)
+        self.remember(revision_id, built)
+        return built
 
     def remember(self, revision_id: str | None, definition: Definition) -> None:
-        """Cache a definition built while starting a traversal."""
-        self._cache[revision_id] = definition
+        """Cache a definition (built while starting a traversal, or read)."""
+        with self._cache_lock:
+            self._cache[revision_id] = definition
+            self._used[revision_id] = self._sweep()
+
+    def _sweep(self) -> float:
+        """Forget the definitions unused for `definition_idle_seconds` (built again if asked
+        for), at most a few times per that period; the time now. Under `_cache_lock`."""
+        now = self.clock.now()
+        if now - self._swept >= self.definition_idle_seconds / 4:
+            self._swept = now
+            limit = now - self.definition_idle_seconds
+            for idle in [r for r, used in self._used.items() if used < limit]:
+                self._cache.pop(idle, None)
+                del self._used[idle]
+        return now

@@ -674,3 +674,38 @@ def test_workers_that_find_every_root_arrived_at_once_list_the_records_once() ->
     second[0].join(timeout=5)
     assert listed == ["s"]
     assert sim.stack("s").phase == "CREATE_COMPLETE"
+
+
+def test_a_definition_unused_for_a_while_is_forgotten_and_built_again_when_asked_for() -> None:
+    """Every revision ever converged was kept for the process's life (a 1000-resource
+    template's definition is several MiB): one unused for `definition_idle_seconds` goes."""
+    sim = Simulator()
+    built: list[str | None] = []
+    load = sim.engine.definitions
+
+    def counted(revision: Any, *args: Any) -> Any:
+        built.append(None if revision is None else revision.id)
+        return load(revision, *args)
+
+    sim.engine = replace(sim.engine, definitions=counted, definition_idle_seconds=100.0)
+    sim.create("s", hot.template(hot.resources(TYPE, A={"properties": {"value": "a"}})))
+    sim.run_until_quiet()
+    first = sim.stack("s").template
+    sim.update("s", hot.template(hot.resources(TYPE, A={"properties": {"value": "b"}})))
+    sim.run_until_quiet()
+    second = sim.stack("s").template
+    assert first is not None
+    assert second is not None
+    assert first != second
+    stack = operations.stack_ref(sim.stack("s"))
+    sim.engine.definition(stack, first)
+    sim.engine.definition(stack, second)
+    before = len(built)
+    # The second is used again after 60 s; the first is not, and is forgotten at 120 s.
+    sim.clock.advance_to(sim.clock.now() + 60)
+    sim.engine.definition(stack, second)
+    sim.clock.advance_to(sim.clock.now() + 60)
+    sim.engine.definition(stack, second)
+    assert len(built) == before
+    sim.engine.definition(stack, first)
+    assert built[before:] == [first]
