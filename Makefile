@@ -121,7 +121,11 @@ e2e-kind: venv controlplane-bin
 # (every thread, wall clock; PROFILE=cpu: each thread's CPU time) into
 # .state/bench/operator.pstats and prints its top entries; MEMORY=1 runs it under
 # tracemalloc instead and prints what held the most memory near its highest point.
+# DESIGN=1 (the default) first sends each size's budget of writes alone, before
+# the operator starts; SERVER_PROFILE=1 takes the API server's CPU profile of each
+# phase into .state/bench/server and prints its top entries.
 SIZES ?= 100 1000
+DESIGN ?= 1
 CHAIN ?= 100
 WARM_STACKS ?= 50
 on = $(filter-out 0,$(1))
@@ -130,7 +134,9 @@ bench: venv controlplane-bin
 		$(if $(call on,$(WARM)),--warm=$(WARM_STACKS)) \
 		$(if $(call on,$(PROFILE)),--profile=.state/bench/operator.pstats \
 			$(if $(filter cpu,$(PROFILE)),--profile-clock=cpu)) \
-		$(if $(call on,$(MEMORY)),--trace-memory=.state/bench/operator.tracemalloc)
+		$(if $(call on,$(MEMORY)),--trace-memory=.state/bench/operator.tracemalloc) \
+		$(if $(call on,$(DESIGN)),--design-floor) \
+		$(if $(call on,$(SERVER_PROFILE)),--server-profile=.state/bench/server)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .state

@@ -218,10 +218,10 @@ def own_cpu_seconds() -> float:
     return times.user + times.system
 
 
-def peak_rss_mib(pid: int) -> float:
-    """The most resident memory the process has had (VmHWM), in MiB."""
+def peak_rss_mib(pid: int, field: str = "VmHWM") -> float:
+    """The most resident memory the process has had (VmHWM), in MiB; `VmRSS`: now."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
@@ -673,6 +673,7 @@ class Bench:
         self.create_namespace(namespace)
         template, edges = random_dag(size, seed=size)
         self.traverse("create", namespace, template, edges, "CREATE_COMPLETE")
+        self.print_held_memory(size)
         template, _ = random_dag(size, seed=size, suffix="v2")
         self.traverse("update", namespace, template, edges, "UPDATE_COMPLETE")
         self.delete("delete", namespace, size, edges)
@@ -701,6 +702,7 @@ class Bench:
                     120 + resources * 3,
                     lambda: all(self.converged(n, "bench", phase) for n in namespaces),  # noqa: B023
                 )
+            self.print_held_memory(resources)
         with self.phase("spread delete", resources, edges, 3 * resources + edges) as measured:
             for namespace in namespaces:
                 self.cluster.kubectl("delete", "-n", namespace, "stack", "bench", "--wait=false")
@@ -711,6 +713,15 @@ class Bench:
                 lambda: all(self.stack(n, "bench") is None for n in namespaces),
             )
         self.drop_namespaces(f"{BENCH_LABEL}=run")
+
+    def print_held_memory(self, records: int, seconds: float = 10.0) -> None:
+        """The operator's resident memory now, `seconds` after a phase, with `records` held."""
+        time.sleep(seconds)
+        now = [peak_rss_mib(pid, "VmRSS") for pid in self.operator_pids]
+        print(
+            f"  operator RSS {seconds:.0f} s later, {records} StackResources in its cache: "
+            + ", ".join(f"{mib:.0f} MiB" for mib in now)
+        )
 
     def chain(self, length: int) -> None:
         print(f"\n== a chain of {length}")
