@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, cast
 
 import kubernetes
+from traced_operator import held_request, held_snapshot
 
 from convergence.operator.kube.api import (
     APPLY_PATCH,
@@ -286,10 +287,13 @@ class Bench:
         operators: list[OperatorProcess],
         poll_slowdown: float,
         server_profiles: Path | None = None,
+        trace_memory: Path | None = None,
     ) -> None:
         self.cluster = cluster
         # Where each phase's CPU profile of the API server goes (None: not taken).
         self.server_profiles = server_profiles
+        # The snapshot file of an operator run under tracemalloc (None: not traced).
+        self.trace_memory = trace_memory
         self.operators = operators
         self.operator = operators[0]
         api = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
@@ -715,13 +719,23 @@ class Bench:
         self.drop_namespaces(f"{BENCH_LABEL}=run")
 
     def print_held_memory(self, records: int, seconds: float = 10.0) -> None:
-        """The operator's resident memory now, `seconds` after a phase, with `records` held."""
+        """The operator's resident memory now, `seconds` after a phase, with `records` held;
+        under tracemalloc, what holds it."""
         time.sleep(seconds)
         now = [peak_rss_mib(pid, "VmRSS") for pid in self.operator_pids]
         print(
             f"  operator RSS {seconds:.0f} s later, {records} StackResources in its cache: "
             + ", ".join(f"{mib:.0f} MiB" for mib in now)
         )
+        if self.trace_memory is None:
+            return
+        request = held_request(self.trace_memory)
+        request.touch()
+        deadline = time.monotonic() + 300
+        while request.exists() and time.monotonic() < deadline:
+            time.sleep(1.0)
+        if not request.exists():
+            print_snapshot(held_snapshot(self.trace_memory), title="what it holds then")
 
     def chain(self, length: int) -> None:
         print(f"\n== a chain of {length}")
@@ -935,14 +949,16 @@ def _exit_on_term(signum: int, frame: object) -> None:
 PLUMBING = ("/json/", "<frozen", "tracemalloc.py", "threading.py", "copy.py")
 
 
-def print_snapshot(snapshot_file: Path, top: int = 25) -> None:
+def print_snapshot(
+    snapshot_file: Path, top: int = 25, title: str = "operator memory near its highest"
+) -> None:
     """The snapshot's top allocations by the first line of the project's own code."""
     if not snapshot_file.exists():
         print(f"\nno memory snapshot at {snapshot_file}")
         return
     snapshot = tracemalloc.Snapshot.load(str(snapshot_file))
     total = sum(stat.size for stat in snapshot.statistics("filename"))
-    print(f"\n== operator memory near its highest: {total / 2**20:.0f} MiB traced")
+    print(f"\n== {title}: {total / 2**20:.0f} MiB traced")
     by_site: dict[str, list[int]] = {}
     for stat in snapshot.statistics("traceback"):
         frames = list(reversed(stat.traceback))  # innermost first
@@ -1030,6 +1046,7 @@ def main(argv: list[str]) -> int:
                 operators,
                 poll_slowdown=3.0 if slowed else 1.0,
                 server_profiles=args.server_profile,
+                trace_memory=args.trace_memory,
             )
             if args.design_floor:
                 print("\n== the design's writes alone, before the operator starts")

@@ -5,8 +5,11 @@ the start (with `FRAMES` frames each), a thread looks at the traced total every
 `LOOK_INTERVAL` seconds, and each time it has grown by `GROWTH` over the last
 snapshot kept, a new snapshot replaces it on disk: when the operator exits
 (SIGTERM), the file holds the allocations near the highest point the run
-reached (`bench_operator.print_snapshot` prints the top of it). Tracing slows
-the operator down several times: its times mean nothing.
+reached (`bench_operator.print_snapshot` prints the top of it). When the file
+`held_request(SNAPSHOT_FILE)` appears, a snapshot is written to
+`held_snapshot(SNAPSHOT_FILE)` and the request removed: what the operator holds
+at a moment the bench chooses (after a create, with every record cached).
+Tracing slows the operator down several times: its times mean nothing.
 
     python tests/bench/traced_operator.py SNAPSHOT_FILE run --all-namespaces ...
 """
@@ -24,6 +27,21 @@ LOOK_INTERVAL = 1.0
 GROWTH = 1.25
 
 
+def held_request(snapshot_file: Path) -> Path:
+    return snapshot_file.with_name(snapshot_file.name + ".take-held")
+
+
+def held_snapshot(snapshot_file: Path) -> Path:
+    return snapshot_file.with_name(snapshot_file.name + ".held")
+
+
+def _dump(snapshot_file: Path) -> None:
+    # Written aside and renamed, so that an exit mid-write leaves the last one whole.
+    partial = snapshot_file.with_name(snapshot_file.name + ".partial")
+    tracemalloc.take_snapshot().dump(str(partial))
+    os.replace(partial, snapshot_file)
+
+
 def main(argv: list[str]) -> int:
     snapshot_file, cli_args = Path(argv[0]), argv[1:]
     snapshot_file.parent.mkdir(parents=True, exist_ok=True)
@@ -33,12 +51,12 @@ def main(argv: list[str]) -> int:
 
     def keep_the_highest() -> None:
         while not stop.wait(LOOK_INTERVAL):
+            if held_request(snapshot_file).exists():
+                _dump(held_snapshot(snapshot_file))
+                held_request(snapshot_file).unlink()
             current = tracemalloc.get_traced_memory()[0]
             if current > kept[0] * GROWTH:
-                # Written aside and renamed, so that an exit mid-write leaves the last one whole.
-                partial = snapshot_file.with_name(snapshot_file.name + ".partial")
-                tracemalloc.take_snapshot().dump(str(partial))
-                os.replace(partial, snapshot_file)
+                _dump(snapshot_file)
                 kept[0] = current
 
     threading.Thread(target=keep_the_highest, name="tracemalloc", daemon=True).start()
