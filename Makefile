@@ -62,7 +62,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	MYPYPATH=$(VENV)/typing $(VENV)/bin/mypy -p convergence.operator -p convergence.reconcilers
-	MYPYPATH=$(VENV)/typing:tests/bench $(VENV)/bin/mypy tests
+	MYPYPATH=$(VENV)/typing $(VENV)/bin/mypy tests
 	MYPYPATH=$(VENV)/typing:e2e $(VENV)/bin/mypy e2e/*.py
 	$(VENV)/bin/lint-imports
 

@@ -54,7 +54,6 @@ from pathlib import Path
 from typing import Any, NamedTuple, cast
 
 import kubernetes
-from traced_operator import held_request, held_snapshot
 
 from convergence.operator.kube.api import (
     APPLY_PATCH,
@@ -949,6 +948,16 @@ def _exit_on_term(signum: int, frame: object) -> None:
 PLUMBING = ("/json/", "<frozen", "tracemalloc.py", "threading.py", "copy.py")
 
 
+def held_request(snapshot_file: Path) -> Path:
+    """The file whose making asks the traced operator for a snapshot of what it holds."""
+    return snapshot_file.with_name(snapshot_file.name + ".take-held")
+
+
+def held_snapshot(snapshot_file: Path) -> Path:
+    """Where the traced operator writes that snapshot."""
+    return snapshot_file.with_name(snapshot_file.name + ".held")
+
+
 def print_snapshot(
     snapshot_file: Path, top: int = 25, title: str = "operator memory near its highest"
 ) -> None:
@@ -1021,7 +1030,8 @@ def main(argv: list[str]) -> int:
             elif args.trace_memory:
                 args.trace_memory.unlink(missing_ok=True)
                 tracer = Path(__file__).with_name("traced_operator.py")
-                entry = (str(tracer), str(args.trace_memory))
+                held = (held_request(args.trace_memory), held_snapshot(args.trace_memory))
+                entry = (str(tracer), str(args.trace_memory), *(str(path) for path in held))
             # Kept after the run (the control plane's state is not), to read what a figure hides.
             log = REPO_ROOT / ".state" / "bench" / "operator.log"
             log.parent.mkdir(parents=True, exist_ok=True)

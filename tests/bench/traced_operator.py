@@ -6,12 +6,12 @@ the start (with `FRAMES` frames each), a thread looks at the traced total every
 snapshot kept, a new snapshot replaces it on disk: when the operator exits
 (SIGTERM), the file holds the allocations near the highest point the run
 reached (`bench_operator.print_snapshot` prints the top of it). When the file
-`held_request(SNAPSHOT_FILE)` appears, a snapshot is written to
-`held_snapshot(SNAPSHOT_FILE)` and the request removed: what the operator holds
-at a moment the bench chooses (after a create, with every record cached).
+HELD_REQUEST appears, a snapshot is written to HELD_FILE and the request
+removed: what the operator holds at a moment the bench chooses (after a
+create, with every record cached).
 Tracing slows the operator down several times: its times mean nothing.
 
-    python tests/bench/traced_operator.py SNAPSHOT_FILE run --all-namespaces ...
+    python tests/bench/traced_operator.py SNAPSHOT_FILE HELD_REQUEST HELD_FILE run ...
 """
 
 from __future__ import annotations
@@ -27,14 +27,6 @@ LOOK_INTERVAL = 1.0
 GROWTH = 1.25
 
 
-def held_request(snapshot_file: Path) -> Path:
-    return snapshot_file.with_name(snapshot_file.name + ".take-held")
-
-
-def held_snapshot(snapshot_file: Path) -> Path:
-    return snapshot_file.with_name(snapshot_file.name + ".held")
-
-
 def _dump(snapshot_file: Path) -> None:
     # Written aside and renamed, so that an exit mid-write leaves the last one whole.
     partial = snapshot_file.with_name(snapshot_file.name + ".partial")
@@ -43,7 +35,8 @@ def _dump(snapshot_file: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
-    snapshot_file, cli_args = Path(argv[0]), argv[1:]
+    snapshot_file, held_request, held_file = (Path(arg) for arg in argv[:3])
+    cli_args = argv[3:]
     snapshot_file.parent.mkdir(parents=True, exist_ok=True)
     tracemalloc.start(FRAMES)
     stop = threading.Event()
@@ -51,9 +44,9 @@ def main(argv: list[str]) -> int:
 
     def keep_the_highest() -> None:
         while not stop.wait(LOOK_INTERVAL):
-            if held_request(snapshot_file).exists():
-                _dump(held_snapshot(snapshot_file))
-                held_request(snapshot_file).unlink()
+            if held_request.exists():
+                _dump(held_file)
+                held_request.unlink()
             current = tracemalloc.get_traced_memory()[0]
             if current > kept[0] * GROWTH:
                 _dump(snapshot_file)
