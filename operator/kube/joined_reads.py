@@ -71,16 +71,21 @@ class JoinedReads(Generic[K, V]):
                 state.started += 1
                 number = state.started
                 state.changed.release()
+                answered = False
                 try:
-                    answer, error = self._send(key), None
-                except Exception as exc:
-                    answer, error = None, exc
+                    try:
+                        answer, error = self._send(key), None
+                    except Exception as exc:
+                        answer, error = None, exc
+                    answered = True
                 finally:
+                    # (Also when the thread is told to stop: a waiter then sends anew.)
                     state.changed.acquire()
-                state.sending = False
-                state.ended = number
-                state.answer, state.error = answer, error
-                state.changed.notify_all()
+                    state.sending = False
+                    if answered:
+                        state.ended = number
+                        state.answer, state.error = answer, error
+                    state.changed.notify_all()
                 with self._lock:
                     self.sent += 1
             with self._lock:

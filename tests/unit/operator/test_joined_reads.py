@@ -97,3 +97,36 @@ def test_a_refused_read_is_raised_to_its_callers_and_the_next_caller_reads_again
     world.fail = False
     assert reads.read("t") == "old"
     assert len(world.sent) == 3
+
+
+def test_a_sender_stopped_mid_read_leaves_the_waiters_to_send_anew() -> None:
+    world = World()
+    stops = [True]
+
+    def send(key: str) -> str:
+        answer = world.send(key)
+        if stops and stops.pop():
+            raise SystemExit("the thread is told to stop")
+        return answer
+
+    reads: JoinedReads[str, str] = JoinedReads(send)
+    answers: dict[str, object] = {}
+
+    def stopped() -> None:
+        try:
+            reads.read("t")
+        except SystemExit as exc:
+            answers["first"] = exc
+
+    first = threading.Thread(target=stopped)
+    first.start()
+    assert world.in_flight.wait(5.0)
+    world.value = "new"
+    second = _start(reads, answers, "second")
+    _until(lambda: reads._keys["t"].waiting == 2)
+    world.release.set()
+    first.join(5.0)
+    second.join(5.0)
+    assert isinstance(answers["first"], SystemExit)
+    assert answers["second"] == "new"
+    assert world.sent == ["t=old", "t=new"]
