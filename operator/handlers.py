@@ -73,7 +73,19 @@ class DigestDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
     def build(
         self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
     ) -> kopf.BodyEssence:
-        essence = super().build(body=body, extra_fields=extra_fields)
+        if extra_fields:
+            essence = super().build(body=body, extra_fields=extra_fields)
+        else:
+            # kopf's essence is the spec and the labels and annotations kept. It
+            # deep-copies the whole body to make it, status and template included: at
+            # 1000 resources 0.3 s per Stack event under cProfile, 25 s of the 194 s of
+            # create, update and delete, the largest of the operator's own costs. Only
+            # the metadata is handed to kopf here; the spec is only serialized, so it
+            # needs no copy. The essence (so the digest) is the one of the whole body.
+            metadata_only = {k: v for k, v in body.items() if k not in ("spec", "status")}
+            essence = super().build(body=kopf.Body(cast(kopf.RawBody, metadata_only)))
+            if "spec" in body:
+                essence = cast(kopf.BodyEssence, {**essence, "spec": body["spec"]})
         encoded = json.dumps(essence, sort_keys=True, separators=(",", ":")).encode()
         return cast(kopf.BodyEssence, {"sha256": hashlib.sha256(encoded).hexdigest()})
 
