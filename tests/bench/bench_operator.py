@@ -218,7 +218,7 @@ def own_cpu_seconds() -> float:
     return times.user + times.system
 
 
-def peak_rss_mib(pid: int, field: str = "VmHWM") -> float:
+def rss_mib(pid: int, field: str = "VmHWM") -> float:
     """The most resident memory the process has had (VmHWM), in MiB; `VmRSS`: now."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(f"{field}:"):
@@ -363,7 +363,7 @@ class Bench:
         phase.counts = (after if phase.settled else at_end) - counts
         if operator:
             phase.operator_cpu = self.operator_cpu() - operator_cpu
-            phase.peak_rss_mib = max(peak_rss_mib(pid) for pid in self.operator_pids)
+            phase.peak_rss_mib = max(rss_mib(pid) for pid in self.operator_pids)
         phase.control_plane_cpu = self.server_cpu() - server_cpu
         self.phases.append(phase)
         print_phase(phase, self.floor(resources))
@@ -721,7 +721,7 @@ class Bench:
         """The operator's resident memory now, `seconds` after a phase, with `records` held;
         under tracemalloc, what holds it."""
         time.sleep(seconds)
-        now = [peak_rss_mib(pid, "VmRSS") for pid in self.operator_pids]
+        now = [rss_mib(pid, "VmRSS") for pid in self.operator_pids]
         print(
             f"  operator RSS {seconds:.0f} s later, {records} StackResources in its cache: "
             + ", ".join(f"{mib:.0f} MiB" for mib in now)
@@ -788,7 +788,7 @@ class Bench:
         pid = self.operator_pid
         print(
             f"  {time.monotonic() - start:.1f} s; operator CPU {cpu_seconds(pid):.1f} s so far, "
-            f"peak RSS {peak_rss_mib(pid):.0f} MiB"
+            f"peak RSS {rss_mib(pid):.0f} MiB"
         )
 
     def idle(self, seconds: float = 5.0) -> None:
