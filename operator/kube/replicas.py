@@ -26,7 +26,9 @@ its service table:
   the period number before and after: engine/actions.py, `_fenced`). A
   replica frozen, or cut off from the API, for longer than that may have had
   its actions taken over; what it read before must not be acted on. A replica
-  that lists no other replica's Lease has nobody to fear and goes on.
+  whose listing, sent within that same time, showed no other replica's Lease
+  has nobody to fear and goes on; an older listing says nothing of a peer
+  started since, which may already count this one dead.
 
 The identity is given (`convergence run --identity`, in a pod its name);
 it must differ between replicas running at once. This replica is always
@@ -92,7 +94,6 @@ class ReplicaLeases:
         self._path = LEASES.format(namespace=namespace)
         # identity -> (the Lease's last renewTime seen, when this replica saw it change).
         self._seen: dict[str, tuple[str, float]] = {}
-        self._listed = False
         # Called (from the renewing thread) once for each replica found dead, so that
         # the actions it held are looked at (their records may hear of nothing else).
         self.on_dead = on_dead
@@ -104,8 +105,10 @@ class ReplicaLeases:
         # number of unbroken periods of renewals so far (see `fence`).
         self._renewed_at: float | None = None
         self._periods = 0
-        # The other replicas whose Leases the last listing that answered showed.
+        # The other replicas whose Leases the last listing that answered showed, and when
+        # (this replica's clock) that listing was sent.
         self._others: set[str] = set()
+        self._listed_at: float | None = None
 
     # -- what the engine asks ----------------------------------------------------------------
 
@@ -114,7 +117,7 @@ class ReplicaLeases:
         if identity == self.identity:
             return True
         with self._lock:
-            if not self._listed:
+            if self._listed_at is None:
                 return True
             seen = self._seen.get(identity)
         return seen is not None and self._clock() - seen[1] < self.duration
@@ -133,17 +136,30 @@ class ReplicaLeases:
 
     def fence(self) -> int | None:
         """The period of unbroken renewals this replica is in (a number that changes after
-        each break), or None while it is not `fresh` and has peers.
+        each break), or None while it is not `fresh` and may have peers.
 
         A replica whose last listing showed no other replica's Lease (or that
         could never list them) has nobody to take its actions over, so it goes
         on acting when it cannot renew its own: a single operator serving a
         namespace being deleted, where its Lease can no longer be written, must
         still finish deleting the stacks; so must one without rights to Leases.
+        That listing must be as recent as a renewal would have to be: a peer
+        that started after it, and saw this replica's last renewal, counts it
+        dead `duration` after that (the listing was sent after the renewal, as
+        `beat` does both). A replica frozen past that, holding a listing from
+        before its peer started, would otherwise write over what the peer did.
         """
-        if self.fresh() or not self._others:
+        if self.fresh() or self._alone():
             return self._periods
         return None
+
+    def _alone(self) -> bool:
+        """Whether no other replica can have taken this one's actions over: its last
+        listing, sent within `duration - interval`, showed none (or it never listed)."""
+        listed = self._listed_at
+        if listed is None:
+            return True
+        return not self._others and self._clock() - listed < self.duration - self.interval
 
     def resumed(self) -> bool:
         """Whether this replica had a break since its first renewal (see `fence`)."""
@@ -231,6 +247,7 @@ class ReplicaLeases:
 
     def observe(self) -> None:
         """List the replica Leases and note which changed since the last look."""
+        sent = self._clock()
         listed = request(
             self.api, "GET", self._path, query=[("labelSelector", f"{REPLICA_LABEL}=true")]
         )
@@ -248,8 +265,8 @@ class ReplicaLeases:
                     self._seen[identity] = (renewed, now)
             for gone in set(self._seen) - set(current):
                 del self._seen[gone]
-            self._listed = True
             self._others = set(current) - {self.identity}
+            self._listed_at = sent
             known = set(self._seen)
         alive = {identity for identity in known if self.alive(identity)}
         # Dead now: a Lease that expired, or one deleted since it was alive (a graceful stop).

@@ -213,6 +213,29 @@ def test_a_replica_alone_goes_on_acting_when_it_cannot_renew_its_lease(
     b.beat()
     a.observe()
     assert a.fence() is None, "a peer may take its actions over: it waits for a renewal"
+
+
+def test_a_replica_that_saw_no_peer_long_ago_does_not_act_on_that_after_a_freeze(
+    api_client: ApiClient, namespace: str, clock: FakeClock
+) -> None:
+    """Two replicas started together: A's first listing came before B's Lease, so A saw
+    nobody. A is frozen past its Lease; B, which saw A's renewal, counts A dead and takes
+    its actions over. A, resumed, must not act on the old listing's word that it is
+    alone (its steps wrote over B's in the fault test before this)."""
+    a, b = leases(api_client, namespace, clock, "replica-a", "replica-b")
+    a.beat()
+    b.beat()
+    assert a.fence() is not None, "renewed just now"
+    clock.now += 9.9
+    assert a.fence() is not None, "its listing and its renewal are still recent"
+    b.observe()
+    clock.now += 0.2
+    assert a.fence() is None, "frozen past its Lease: a peer may have started meanwhile"
+    clock.now += 15
+    b.observe()
+    assert not b.alive("replica-a"), "B counts A dead by now"
+    a.observe()
+    assert a.fence() is None, "a fresh listing shows B: A waits for a renewal"
     a.beat()
     assert a.fence() is not None
 
