@@ -43,6 +43,9 @@ KOPF_PREFIX = f"kopf.{GROUP}"
 TIMEOUT_CHECK_INTERVAL = 30
 # The admission handler's id, which kopf's webhook server takes as the URL path.
 VALIDATE_STACK = "validate-stack"
+# Seconds a Stack's delete handler looks again, in this process, before it hands the
+# wait back to kopf (see delete_stack).
+DELETE_WAIT = 30.0
 
 
 def run(settings: Settings) -> None:
@@ -180,12 +183,38 @@ def reconcile_stack(
         app.stacks.reconcile(StackRequest.of(body), patch.status, _notify(body))
 
 
-def delete_stack(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
-    """Converge to the empty template; hold the finalizer until that is complete."""
+async def delete_stack(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    """Converge to the empty template; hold the finalizer until that is complete.
+
+    The controller says when to look again (its Requeue) until the delete is
+    complete. Handed to kopf, each such retry costs two writes of the whole
+    Stack, template included: kopf stores the retry in it, then touches it
+    when the delay is over. Deleting 10 stacks of 300 resources that was 1364
+    Stack patches, 394 s of the API server's time (bench_operator.py
+    --spread). So the handler looks again itself, from what this process
+    knows, for up to `DELETE_WAIT`, and only then hands the retry to kopf.
+    Meanwhile kopf handles no other event of this Stack (they wait, batched);
+    the engine's own writes keep the Stack this process knows current, and
+    what another replica wrote is seen once the wait is handed back.
+    """
     assert namespace is not None, "Stack is namespaced"
     app = _app(memo)
-    with _reconciling(app, metrics.STACK, namespace, name):
-        app.stacks.delete(namespace, name)
+    loop = asyncio.get_running_loop()
+    handed_back = loop.time() + DELETE_WAIT
+
+    def look() -> None:
+        with _reconciling(app, metrics.STACK, namespace, name):
+            app.stacks.delete(namespace, name)
+
+    while True:
+        try:
+            await asyncio.to_thread(look)
+            return
+        except kopf.TemporaryError as exc:
+            delay = float(exc.delay or 0)
+            if loop.time() + delay > handed_back:
+                raise
+            await asyncio.sleep(delay)
 
 
 def stack_changed(

@@ -225,3 +225,47 @@ def test_a_stack_whose_template_outgrows_an_annotation_is_created_updated_and_de
     cluster.kubectl(f"--namespace={namespace}", "delete", "stack", "hello", "--timeout=60s")
     assert get(cluster, namespace, "stacks")["items"] == []
     assert physical(cluster, namespace) == {}
+
+
+def test_a_stack_waiting_for_its_resources_to_go_is_not_rewritten_meanwhile(
+    cluster: Cluster, namespace: str, operator_process: OperatorProcess
+) -> None:
+    """kopf keeps a handler's retries in the object and touches it when a retry's delay is
+    over: a delete waiting 2 s at a time for a slow resource wrote the whole Stack, its
+    template included, twice per wait. The delete handler now waits in the operator."""
+    template = {
+        "heat_template_version": "2018-08-31",
+        "resources": {
+            "slow": {
+                "type": "OS::Heat::TestResource",
+                "properties": {"value": "v", "action_wait_secs": {"delete": 8}},
+            }
+        },
+    }
+    manifest = hot.stack("slow-delete", template, namespace)
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    wait_for_stack(cluster, namespace, "slow-delete", "CREATE_COMPLETE", operator=operator_process)
+    ns = f"--namespace={namespace}"
+    cluster.kubectl("delete", ns, "stack", "slow-delete", "--wait=false")
+    started = time.monotonic()
+    versions: list[str] = []
+    while time.monotonic() - started < 60:
+        found = cluster.kubectl(
+            "get", ns, "stack", "slow-delete", "-o", "json", "--ignore-not-found"
+        ).stdout
+        if not found:
+            break
+        metadata = json.loads(found)["metadata"]
+        # The Stack's own writes (not its status): its metadata's generation stays, the
+        # annotations and finalizers kopf writes change the resourceVersion of the whole.
+        state = json.dumps([metadata.get("annotations"), metadata.get("finalizers")])
+        if not versions or versions[-1] != state:
+            versions.append(state)
+        time.sleep(0.2)
+    took = time.monotonic() - started
+    assert not found, "the Stack must be gone within 60 s"
+    assert took >= 7, f"the resource's delete waits 8 s, the Stack went after {took:.1f} s"
+    assert len(versions) <= 2, (
+        f"the Stack was rewritten {len(versions) - 1} times while its delete waited:\n"
+        + "\n".join(versions)
+    )
