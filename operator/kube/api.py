@@ -381,10 +381,10 @@ class NamespacedApi:
         if self.cache is not None:
             self.cache.invalidate(plural, name)
 
-    def deleted(self, plural: str, name: str) -> None:
-        """The object is gone (this process deleted it): read as absent, without a GET."""
+    def deleted(self, plural: str, name: str, uid: str) -> None:
+        """The object `uid` is gone (this process deleted it): read as absent, without a GET."""
         if self.cache is not None:
-            self.cache.deleted(plural, name)
+            self.cache.deleted(plural, name, uid)
 
     def stack_owner(self, stack: str) -> V1OwnerReference:
         """The owner reference to the Stack `stack` for what it owns; NotFound without one."""

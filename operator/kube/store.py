@@ -436,6 +436,7 @@ class KubernetesStore:
             if engine_version(body) != record.version:
                 raise Conflict(f"resource {record.id!r} changed")
             metadata = body["metadata"]
+            uid = str(metadata["uid"])
             try:
                 metadata = self._release(record.id, metadata)
                 if metadata is None:
@@ -461,7 +462,7 @@ class KubernetesStore:
                 raise
             self.api.count(RESOURCE_WRITE)
             break
-        self.api.deleted(STACK_RESOURCES, record.id)
+        self.api.deleted(STACK_RESOURCES, record.id, uid)
 
     def _release(self, name: str, metadata: Mapping[str, Any]) -> Mapping[str, Any] | None:
         """Take the finalizer off; the object's metadata after, or None if that let it go."""

@@ -63,8 +63,11 @@ def test_a_name_seen_deleted_is_absent_until_a_body_of_that_name_comes() -> None
     cache.observe(STACK_RESOURCES, body("r", "u2", 8))
     assert not cache.known_absent(STACK_RESOURCES, "r")
 
-    cache.deleted(STACK_RESOURCES, "r")
+    cache.deleted(STACK_RESOURCES, "r", "u2")
     assert cache.get(STACK_RESOURCES, "r") is None
+    assert cache.known_absent(STACK_RESOURCES, "r")
+    cache.observe(STACK_RESOURCES, body("r", "u2", 8))
+    assert cache.get(STACK_RESOURCES, "r") is None, "a watch event from before our delete"
     assert cache.known_absent(STACK_RESOURCES, "r")
     cache.invalidate(STACK_RESOURCES, "r")
     assert not cache.known_absent(STACK_RESOURCES, "r")
