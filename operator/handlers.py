@@ -189,9 +189,9 @@ async def delete_stack(name: str, namespace: str | None, memo: kopf.Memo, **_: A
     The controller says when to look again (its Requeue) until the delete is
     complete. Handed to kopf, each such retry costs two writes of the whole
     Stack, template included: kopf stores the retry in it, then touches it
-    when the delay is over. Deleting 10 stacks of 300 resources that was 1364
-    Stack patches, 394 s of the API server's time (bench_operator.py
-    --spread). So the handler looks again itself, from what this process
+    when the delay is over. Deleting 10 stacks of 300 resources that was 1360
+    Stack patches, 388 s of the API server's time (bench_operator.py
+    --spread); 58 now. So the handler looks again itself, from what this process
     knows, for up to `DELETE_WAIT`, and only then hands the retry to kopf.
     Meanwhile kopf handles no other event of this Stack (they wait, batched);
     the engine's own writes keep the Stack this process knows current, and
