@@ -141,18 +141,17 @@ class ObjectCache:
     def deleted(self, plural: str, name: str, uid: str) -> None:
         """This process deleted the object `uid`: it is absent until a body of its name is
         seen, and no body of that object (a watch event from before the delete, which can
-        come after it) brings it back. Brought back, a deleted record was stepped again:
-        each of its writes refused (404), 424 of them in deleting 10 stacks of 300."""
+        come after it) brings it back, as after a DELETED event (`forget`)."""
         now = self._clock()
         with self._lock:
             self._mark_deleted(uid, now)
             self._bodies.pop((plural, name), None)
             self._mark_gone((plural, name), now)
 
-    def _mark_deleted(self, uid: object, now: float) -> None:
+    def _mark_deleted(self, uid: str | None, now: float) -> None:
         if not uid:
             return
-        self._deleted[str(uid)] = now
+        self._deleted[uid] = now
         if len(self._deleted) > 1024:
             self._deleted = {u: t for u, t in self._deleted.items() if now - t < TOMBSTONE_SECONDS}
 
