@@ -50,7 +50,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, ParamSpec, TypeVar, cast
 
 import urllib3
@@ -269,6 +269,32 @@ def request(
     except ValueError:
         decoded = {}
     return cast(dict[str, Any], decoded)
+
+
+# Objects per page of a LIST. A StackResource is about 16 KiB of JSON; a whole
+# stack's records in one answer parse into a peak of small objects that the
+# allocator keeps after they are freed (a 3000-record LIST is ~50 MB of JSON).
+LIST_PAGE = 250
+
+
+def list_pages(
+    api: ApiClient, path: str, *, query: Iterable[tuple[str, str]] = (), limit: int | None = None
+) -> Iterator[dict[str, Any]]:
+    """One LIST of `path`, as the decoded pages of at most `limit` (`LIST_PAGE`) objects.
+
+    Each page continues the first one's snapshot (the API's `continue` token
+    keeps its resourceVersion), so the pages together are one consistent list
+    and every page carries that list's resourceVersion; only one page is ever
+    held decoded. A snapshot too old to continue (410) is an `ApiError`.
+    """
+    params = [*query, ("limit", str(limit or LIST_PAGE))]
+    token = ""
+    while True:
+        page = request(api, "GET", path, query=params + ([("continue", token)] if token else []))
+        yield page
+        token = str(page.get("metadata", {}).get("continue") or "")
+        if not token:
+            return
 
 
 # Requests that change nothing: never refused by a step's fence.

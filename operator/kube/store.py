@@ -62,6 +62,7 @@ from convergence.operator.kube.api import (
     is_conflict,
     is_invalid,
     is_not_found,
+    list_pages,
     request,
 )
 from convergence.operator.kube.cache import ObjectCache
@@ -363,18 +364,14 @@ class KubernetesStore:
         return None if body is None else resource_from_body(body)
 
     def list_resources(self, stack: str) -> list[ResourceRecord]:
-        listed = as_object(
-            self.api.objects.list_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                self.namespace,
-                STACK_RESOURCES,
-                label_selector=f"{STACK_LABEL}={label_value(stack)}",
-            )
-        )
-        # A shortened label value may be shared; the spec says whose it is.
+        path = f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/{STACK_RESOURCES}"
+        selector = ("labelSelector", f"{STACK_LABEL}={label_value(stack)}")
         records = [
-            resource_from_body(item) for item in listed["items"] if item["spec"]["stack"] == stack
+            resource_from_body(item)
+            for page in list_pages(self.api.client, path, query=[selector])
+            for item in page.get("items", [])
+            # A shortened label value may be shared; the spec says whose it is.
+            if item["spec"]["stack"] == stack
         ]
         return sorted(records, key=lambda r: (r.created_at, r.id))
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from kubernetes.client import ApiClient
 
-from convergence.operator.kube.api import ApiError, request
+from convergence.operator.kube.api import ApiError, list_pages
 from convergence.operator.kube.names import GROUP, STACK_RESOURCES, VERSION
 
 logger = logging.getLogger("convergence.operator")
@@ -82,11 +82,13 @@ class RecordWatch:
 
     def observe_all(self) -> str:
         """Observe every object; the list's resourceVersion."""
-        listed = request(self.api, "GET", self.path)
-        for item in listed.get("items", []):
-            # A list's items carry no kind; the watch's objects do.
-            self._observe(item, deleted=False)
-        return str(listed.get("metadata", {}).get("resourceVersion", ""))
+        version = ""
+        for page in list_pages(self.api, self.path):
+            for item in page.get("items", []):
+                # A list's items carry no kind; the watch's objects do.
+                self._observe(item, deleted=False)
+            version = str(page.get("metadata", {}).get("resourceVersion", ""))
+        return version
 
     def watch(self, version: str) -> str:
         """Observe events from `version` until the server ends the watch; the last version."""

@@ -43,7 +43,8 @@ from convergence.operator.engine.store import (
     SyncEntry,
     TemplateRevision,
 )
-from convergence.operator.kube.api import NamespacedApi
+from convergence.operator.kube import api as api_module
+from convergence.operator.kube.api import NamespacedApi, list_pages
 from convergence.operator.kube.cache import ObjectCache
 from convergence.operator.kube.names import GROUP, STACK_RESOURCES, STACKS, VERSION
 from convergence.operator.kube.reality import ConfigMapReality, configmap_name
@@ -649,6 +650,24 @@ def test_logical_names_that_labels_refuse_still_list(kube: StoreKit) -> None:
     record = kube.new_resource("hello", long_name)
     assert [r.name for r in kube.store.list_resources("hello")] == [long_name]
     assert kube.store.get_resource(record.id) == record
+
+
+@pytest.mark.controlplane
+def test_a_list_longer_than_a_page_comes_whole_from_one_snapshot(
+    kube: StoreKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert kube.api is not None
+    kube.new_stack()
+    made = {kube.new_resource("hello", f"r{i}").id for i in range(7)}
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{kube.namespace}/{STACK_RESOURCES}"
+    pages = list(list_pages(kube.api, path, limit=3))
+    assert [len(page["items"]) for page in pages] == [3, 3, 1]
+    versions = {page["metadata"]["resourceVersion"] for page in pages}
+    assert len(versions) == 1, f"every page is of the first one's snapshot: {versions}"
+    assert {item["metadata"]["name"] for page in pages for item in page["items"]} == made
+    # The store lists a stack's records page by page, and gets every page.
+    monkeypatch.setattr(api_module, "LIST_PAGE", 2)
+    assert {r.id for r in kube.store.list_resources("hello")} == made
 
 
 @pytest.mark.controlplane
