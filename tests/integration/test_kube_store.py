@@ -44,8 +44,10 @@ from convergence.operator.engine.store import (
     TemplateRevision,
 )
 from convergence.operator.kube import api as api_module
+from convergence.operator.kube import graphs as graphs_module
 from convergence.operator.kube.api import NamespacedApi, list_pages
 from convergence.operator.kube.cache import ObjectCache
+from convergence.operator.kube.graphs import shard_of
 from convergence.operator.kube.names import GROUP, STACK_RESOURCES, STACKS, VERSION
 from convergence.operator.kube.reality import ConfigMapReality, configmap_name
 from convergence.operator.kube.revisions import TemplateRevisions
@@ -602,6 +604,72 @@ def test_roots_push_to_their_traversals_sync_map_not_to_the_stack(kube: StoreKit
     store.graphs.drop_all("hello")
     left = core.list_namespaced_config_map(kube.namespace, label_selector="convergence.dev/stack")
     assert [item.metadata.name for item in left.items if item.metadata] == []
+
+
+@pytest.mark.controlplane
+def test_a_sync_point_of_many_roots_is_spread_over_shards_and_read_whole(
+    kube: StoreKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert kube.api is not None
+    monkeypatch.setattr(graphs_module, "SHARD_ENTRIES", 2)
+    store = kube_store(kube)
+    core = CoreV1Api(kube.api)
+    ids = [new_id() for _ in range(7)]
+    graph = Graph({update_node(i): [] for i in ids})
+    stack = store.update_stack(replace(kube.new_stack(), traversal="t1", graph=graph))
+    fence = core.read_namespaced_config_map("sync-t1", kube.namespace).data or {}
+    assert fence == {"traversal": "t1", "shards": "4"}
+
+    senders = [update_node(i).key() for i in ids]
+    outcomes = in_parallel(
+        *[(lambda s=s: store.push_stack_sync_point("hello", s, SyncEntry("t1"))) for s in senders]
+    )
+    assert outcomes == [None] * len(senders)
+    assert set(store.stack_sync_point("hello")) == set(senders), "a concurrent push was lost"
+    fence = core.read_namespaced_config_map("sync-t1", kube.namespace).data or {}
+    assert set(fence) == {"traversal", "shards"}, "the map that says 'current' stays small"
+    held = [
+        set(core.read_namespaced_config_map(f"sync-t1-{i}", kube.namespace).data or {})
+        for i in range(4)
+    ]
+    assert set().union(*held) - {"traversal", "shards"} == {s.replace(":", "_") for s in senders}
+    assert sum(1 for keys in held if keys - {"traversal", "shards"}) > 1, "not spread"
+    # Another process (a restarted operator) reads every shard.
+    other = KubernetesStore(kube.api, kube.namespace, ObjectCache())
+    assert set(other.stack_sync_point("hello")) == set(senders)
+
+    # A new traversal drops the old one's maps, its shards too.
+    store.update_stack(replace(stack, traversal="t2", graph=graph))
+    left = core.list_namespaced_config_map(kube.namespace, label_selector="convergence.dev/graph")
+    names = sorted(str(item.metadata.name) for item in left.items if item.metadata)
+    assert not [n for n in names if n.startswith("sync-t1")], names
+    store.graphs.drop_all("hello")
+
+
+@pytest.mark.controlplane
+def test_the_last_root_to_push_sees_every_shard_though_its_process_knew_them_empty(
+    kube: StoreKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes, each knowing the other's shard as it was before either pushed: the
+    one that pushes last must find the sync point whole, or no one finishes the stack."""
+    assert kube.api is not None
+    monkeypatch.setattr(graphs_module, "SHARD_ENTRIES", 1)
+    first = update_node(new_id())
+    second = update_node(new_id())
+    while shard_of(second.key(), 2) == shard_of(first.key(), 2):
+        second = update_node(new_id())
+    graph = Graph({first: [], second: []})
+    mine = kube_store(kube)
+    mine.update_stack(replace(kube.new_stack(), traversal="t1", graph=graph))
+    theirs = KubernetesStore(kube.api, kube.namespace, ObjectCache())
+    for store in (mine, theirs):
+        assert store.stack_sync_point("hello") == {}, "each knows both shards empty"
+
+    mine.push_stack_sync_point("hello", first.key(), SyncEntry("t1"))
+    assert set(mine.stack_sync_point("hello")) == {first.key()}
+    theirs.push_stack_sync_point("hello", second.key(), SyncEntry("t1"))
+    assert set(theirs.stack_sync_point("hello")) == {first.key(), second.key()}
+    mine.graphs.drop_all("hello")
 
 
 @pytest.mark.controlplane
