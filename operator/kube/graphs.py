@@ -155,18 +155,20 @@ class _Layout:
         return shard_of(sender, len(self.names)) if self.sharded else 0
 
 
-def _layout(traversal: str, shards: int, graph: Graph | None) -> _Layout:
-    if shards == 0:
-        return _Layout((sync_map_name(traversal),))
-    names = tuple(shard_name(traversal, i) for i in range(shards))
+def _single(traversal: str) -> _Layout:
+    """The layout of a sync point held in `sync-<traversal>` itself."""
+    return _Layout((sync_map_name(traversal),))
+
+
+def _sharded(traversal: str, shards: int, graph: Graph) -> _Layout:
+    """The layout of a sync point spread over `shards` maps, with what each awaits."""
 
     def by_shard(nodes: frozenset[Node]) -> tuple[frozenset[str], ...]:
         keys = [n.key() for n in nodes]
         return tuple(frozenset(k for k in keys if shard_of(k, shards) == i) for i in range(shards))
 
-    roots = graph.roots if graph is not None else frozenset()
-    update_roots = graph.update_roots if graph is not None else frozenset()
-    return _Layout(names, by_shard(roots), by_shard(update_roots))
+    names = tuple(shard_name(traversal, i) for i in range(shards))
+    return _Layout(names, by_shard(graph.roots), by_shard(graph.update_roots))
 
 
 class TraversalGraphs:
@@ -232,9 +234,10 @@ class TraversalGraphs:
         data = {SYNC_TRAVERSAL_KEY: traversal}
         if shards:
             data[SYNC_SHARDS_KEY] = str(shards)
-        layout = _layout(traversal, shards, graph)
+        layout = _sharded(traversal, shards, graph) if shards else _single(traversal)
         # The shards first: the map that says the traversal is current comes last.
-        for map_name in (*(layout.names if shards else ()), sync_map_name(traversal)):
+        shard_names = layout.names if shards else ()
+        for map_name in (*shard_names, sync_map_name(traversal)):
             self._create(self._sync_map_body(stack, map_name, data))
         self._keep_layout(traversal, layout)
         return name
@@ -271,13 +274,13 @@ class TraversalGraphs:
         shards, body = fence
         if shards == 0:
             self._remember(body)
-            layout = _layout(traversal, 0, None)
+            layout = _single(traversal)
         else:
             try:
                 graph = self.graph(graph_name(traversal))
             except GraphGone:
                 return None  # dropped: a newer traversal is the stack's
-            layout = _layout(traversal, shards, graph)
+            layout = _sharded(traversal, shards, graph)
         self._keep_layout(traversal, layout)
         return layout
 
