@@ -89,6 +89,20 @@ def resource_counts(bodies: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     return {"total": total, "ready": ready, "byPhase": by_phase}
 
 
+def _merge_patch_to(old: Any, new: Any) -> Any:
+    """The merge-patch value that turns `old` into `new`, not into their union.
+
+    A JSON merge patch merges objects key by key, so a key that `new` lacks
+    must be sent as null: else a phase no resource is in any more stays in
+    `status.resources.byPhase` with its old count, and the report differs
+    from the status (and is written again) at every look.
+    """
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return new
+    gone = {k: None for k in old if k not in new}
+    return {**gone, **{k: _merge_patch_to(old.get(k), v) for k, v in new.items()}}
+
+
 @dataclass(frozen=True)
 class StackReport:
     """What a Stack's status should report now, and whether that is a new phase."""
@@ -342,9 +356,10 @@ class Status:
             and all(status.get(k) == v for k, v in extra.items())
         ):
             return False
+        replacing = {k: _merge_patch_to(status.get(k), v) for k, v in extra.items()}
         patch = {
             "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
-            "status": {"conditions": merged, "reportedPhase": phase, **extra},
+            "status": {"conditions": merged, "reportedPhase": phase, **replacing},
         }
         written = self._objects.patch_namespaced_custom_object_status(
             GROUP,

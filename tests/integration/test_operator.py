@@ -45,6 +45,15 @@ def wait(cluster: Cluster, namespace: str, condition: str, timeout: str = "60s")
     )
 
 
+def counted(cluster: Cluster, namespace: str, phases: dict[str, int]) -> None:
+    """Wait until the Stack's status.resources counts its records in exactly `phases`."""
+    want = {"total": sum(phases.values()), "ready": sum(phases.values()), "byPhase": phases}
+    deadline = time.monotonic() + 20
+    while (got := get(cluster, namespace, "stack", "hello")["status"]["resources"]) != want:
+        assert time.monotonic() < deadline, f"status.resources is {got}, not {want}"
+        time.sleep(0.2)
+
+
 def test_stack_lifecycle_on_the_real_control_plane(
     cluster: Cluster, namespace: str, operator_process: OperatorProcess
 ) -> None:
@@ -55,6 +64,7 @@ def test_stack_lifecycle_on_the_real_control_plane(
     stack = get(cluster, namespace, "stack", "hello")
     assert stack["status"]["outputs"] == {"message": "hello, world"}
     assert stack["status"]["resources"]["total"] == 3
+    counted(cluster, namespace, {"CREATE_COMPLETE": 3})
     reality = physical(cluster, namespace)
     assert sorted(reality) == ["first", "second", "third"]
     assert reality["second"]["value"] == "hello, world", "get_attr data must flow"
@@ -95,6 +105,8 @@ def test_stack_lifecycle_on_the_real_control_plane(
     assert after["third"]["value"] == f"{after['first']['id']}-hey, world"
     records = get(cluster, namespace, "stackresources")["items"]
     assert len(records) == 3, "the replaced StackResource must be cleaned up"
+    # Phases no record is in any more (the old `first`'s DELETE_*) are not counted on.
+    counted(cluster, namespace, {"CREATE_COMPLETE": 1, "UPDATE_COMPLETE": 2})
     assert get(cluster, namespace, "stack", "hello")["status"]["outputs"] == {
         "message": "hey, world"
     }
