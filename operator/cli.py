@@ -8,12 +8,36 @@ is built.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import socket
 import sys
 
 from convergence.operator import logs
+
+# Allocations (net of frees) between two collections of the youngest generation;
+# Python's default is 700.
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def tune_gc() -> None:
+    """Collect the cycles of the operator's heap less often, and never its start-up objects.
+
+    With 3000 StackResources cached the heap holds about 600,000 tracked objects,
+    and the default thresholds ran a full collection over them every few seconds,
+    0.4 s each with the GIL held. Timed by `gc.callbacks` over
+    `bench_operator.py 1000 3000 --chain=0` (create, update and delete of each):
+    72 full collections, 17.3 s, and 22.3 s of collection in all, of 193 s of
+    the operator's CPU; the full collections' share grew with the stack (7.6% of
+    the CPU at 1000, 11.4% at 3000). At this threshold most objects a step
+    allocates are gone before their generation is collected, so far fewer reach
+    the oldest one, whose full collections those arrivals set off: 10 full
+    collections, 2.9 s, and 7.8 s in all.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         # Watch-event handlers run on every change; their "succeeded" lines are noise.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    tune_gc()
     handlers.run(settings)
     return 0
 
