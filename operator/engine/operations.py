@@ -49,7 +49,7 @@ from convergence.operator.engine.store import (
     StackRecord,
     TemplateRevision,
 )
-from convergence.operator.engine.sync_point import arrived
+from convergence.operator.engine.sync_point import is_satisfied
 from convergence.operator.engine.type_checks import check_types
 from convergence.operator.engine.wiring import Engine
 
@@ -519,11 +519,9 @@ def root_done(engine: Engine, name: str, traversal: str, graph: Graph) -> StackR
     them on each such push cost a LIST of the whole stack per push (113 LISTs
     after an update of 300; 18 during an update of 1000).
     """
-    senders = arrived(engine.store.stack_sync_point(name), traversal)
-    every_root = all(root.key() in senders for root in graph.roots)
-    update_roots = bool(graph.update_roots) and all(
-        root.key() in senders for root in graph.update_roots
-    )
+    entries = engine.store.stack_sync_point(name)
+    every_root = is_satisfied(entries, graph.roots, traversal)
+    update_roots = bool(graph.update_roots) and is_satisfied(entries, graph.update_roots, traversal)
     if not every_root and not update_roots:
         return None
     # The last roots push at about the same time, and each found every root arrived:

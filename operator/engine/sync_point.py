@@ -33,9 +33,14 @@ def has_pushed(entries: Mapping[str, SyncEntry], sender: Node, traversal: str) -
 def is_satisfied(
     entries: Mapping[str, SyncEntry], predecessors: Iterable[Node], traversal: str
 ) -> bool:
-    """Whether every predecessor has pushed in `traversal`."""
-    senders = arrived(entries, traversal)
-    return all(pred.key() in senders for pred in predecessors)
+    """Whether every predecessor has pushed in `traversal`.
+
+    One look per predecessor, until one is missing: the stack sync point holds
+    an entry per root, and its check after each root's push made a set of all
+    of them first, O(roots²) over a traversal (a seventh of the simulator's time
+    in an update of 3000).
+    """
+    return all(has_pushed(entries, pred, traversal) for pred in predecessors)
 
 
 def waiting_for(
