@@ -71,19 +71,6 @@ class ResourceData:
 ALL_ATTRIBUTES = "*"
 
 
-@dataclass(frozen=True)
-class ResourceDefinition:
-    """One enabled resource of a StackDefinition, properties still unresolved."""
-
-    name: str
-    type: str  # after resource_registry aliases; a template file's name for a template resource
-    properties: Mapping[str, Any]  # snippet with get_resource/get_attr still in it
-    depends_on: tuple[str, ...] = ()
-    deletion_policy: str = "Delete"  # "Delete" | "Retain"
-    update_policy: Mapping[str, Any] = field(default_factory=dict)
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-
-
 # -- binding to parameters, identity and environment ---------------------------------------------
 
 
@@ -99,6 +86,27 @@ class _BoundSnippet:
 
     def render(self) -> Any:
         return render_snippet(self.value) if self.dynamic else self.value
+
+
+@dataclass(frozen=True)
+class ResourceDefinition:
+    """One enabled resource of a StackDefinition, properties still unresolved."""
+
+    name: str
+    type: str  # after resource_registry aliases; a template file's name for a template resource
+    bound_properties: _BoundSnippet = field(repr=False)
+    depends_on: tuple[str, ...] = ()
+    deletion_policy: str = "Delete"  # "Delete" | "Retain"
+    update_policy: Mapping[str, Any] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def properties(self) -> Mapping[str, Any]:
+        """The properties snippet with get_resource/get_attr still in it, rendered anew at
+        each use (validation and previews use it; a step resolves the bound snippet).
+        Kept rendered for every resource, they were a quarter of a large stack's
+        definition in memory."""
+        return self.bound_properties.render()  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -492,7 +500,7 @@ class StackDefinition:
         definition = ResourceDefinition(
             name=name,
             type=self._types[name],
-            properties=properties.render(),
+            bound_properties=properties,
             # depends_on a disabled resource is dropped, as in Heat.
             depends_on=tuple(
                 required for required in parsed.depends_on if required in self._parsed

@@ -3,6 +3,7 @@ dependencies, types, and resolution against the data pushed through sync points.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import time
@@ -13,7 +14,6 @@ import pytest
 from convergence.operator.engine.hot.definition import (
     ALL_ATTRIBUTES,
     ResourceData,
-    ResourceDefinition,
     StackDefinition,
     StackIdentity,
 )
@@ -180,15 +180,51 @@ def test_resource_definition_carries_type_policies_and_metadata() -> None:
             }
         )
     )
-    assert definition.resources["db"] == ResourceDefinition(
-        name="db",
-        type="OS::Heat::TestResource",
-        properties={"value": "x"},
-        depends_on=(),
-        deletion_policy="Retain",
-        update_policy={"batch": 1},
-        metadata={"role": "db"},
+    db = definition.resources["db"]
+    assert (db.name, db.type, db.properties, db.depends_on) == (
+        "db",
+        "OS::Heat::TestResource",
+        {"value": "x"},
+        (),
     )
+    assert (db.deletion_policy, db.update_policy, db.metadata) == (
+        "Retain",
+        {"batch": 1},
+        {"role": "db"},
+    )
+
+
+def test_what_binding_leaves_unchanged_is_kept_once_and_what_it_changes_is_a_copy() -> None:
+    """A definition keeps every bound resource: snippets that neither parsing nor binding
+    change are the template's own objects, not copies (a large stack's definition was
+    about twice what it holds now); a parameter's value makes a copy, and leaves the
+    template as it was."""
+    template = hot.template(
+        {
+            "db": {
+                "type": "OS::Heat::TestResource",
+                "properties": {"value": {"list_join": ["-", [{"get_attr": ["web", "out"]}]]}},
+                "metadata": {"tags": ["a", "b"]},
+            },
+            "web": {
+                "type": "OS::Heat::TestResource",
+                "properties": {"value": {"get_param": "size"}, "extra": ["x", {"y": 1}]},
+            },
+        },
+        parameters={"size": {"type": "string"}},
+    )
+    raw = copy.deepcopy(template)
+    parsed = Template.parse(template)
+    definition = StackDefinition(parsed, {"size": "big"}, IDENTITY)
+    db = parsed.parsed_resources["db"]
+    assert definition.resources["db"].bound_properties.value is db.properties
+    assert definition.resources["db"].metadata is parsed.raw["resources"]["db"]["metadata"]
+    web = definition.resources["web"]
+    assert web.properties == {"value": "big", "extra": ["x", {"y": 1}]}
+    assert web.properties["extra"] is parsed.raw["resources"]["web"]["properties"]["extra"]
+    assert definition.resources["db"].properties == raw["resources"]["db"]["properties"]
+    assert template == raw
+    assert parsed.raw == raw
 
 
 def test_empty_yaml_sections_of_a_resource_are_empty() -> None:

@@ -7,7 +7,7 @@ the file it names in the stack's files map (`spec.files`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from convergence.operator.engine.hot.errors import ErrorCollector, TemplateError
@@ -139,15 +139,17 @@ class SnippetParser:
                     return None
                 if function is not None:
                     return function
-            return {
+            parsed = {
                 key: self.parse_in_context(item, f"{path}.{key}", in_condition)
                 for key, item in snippet.items()
             }
+            return _unless_changed(snippet, parsed.values(), parsed)
         if isinstance(snippet, list):
-            return [
+            items = [
                 self.parse_in_context(item, f"{path}[{index}]", in_condition)
                 for index, item in enumerate(snippet)
             ]
+            return _unless_changed(snippet, items, items)
         return snippet
 
     def _file(self, raw_args: Any, where: str) -> str:
@@ -211,3 +213,13 @@ class SnippetParser:
         if isinstance(function, (ResourceReference, If)):
             self._outline.append(function)
         return function
+
+
+def _unless_changed(raw: dict[str, Any] | list[Any], items: Iterable[Any], parsed: Any) -> Any:
+    """`raw` itself when parsing left each of its items as it was (no call in it), else
+    `parsed`: a template's literal maps and lists are kept once, not once more parsed
+    (the template document is never changed once read)."""
+    raw_items = raw.values() if isinstance(raw, dict) else raw
+    if all(new is old for new, old in zip(items, raw_items, strict=True)):
+        return raw
+    return parsed

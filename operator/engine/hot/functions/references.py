@@ -215,6 +215,8 @@ class GetAttr(ResourceReference):
         if len(args) < minimum:
             raise self.fail(f"expected {self._form()}, got {describe_value(render_snippet(args))}")
         resource = self._bound_resource(args[0], scope)
+        if resource is not args[0]:
+            args = [resource, *args[1:]]
         if len(args) > 1:
             if isinstance(args[1], Function):
                 raise self.fail("the attribute name must not depend on other resources")
@@ -222,7 +224,7 @@ class GetAttr(ResourceReference):
                 raise self.fail(
                     f"the attribute name must be a string, got {describe_value(args[1])}"
                 )
-        return self.rebound([resource, *args[1:]]), True
+        return self.rebound(args), True
 
     def resolve(self, data: Mapping[str, ResourceOutputs]) -> Any:
         attributes = self.outputs(data).attributes

@@ -120,27 +120,36 @@ def bind_snippet(snippet: Any, scope: BindingScope) -> tuple[Any, bool]:
 
     A map entry or list item that binds to REMOVED is dropped; the snippet as a
     whole may bind to REMOVED (the caller decides what that means).
+
+    A map, list or call that binding leaves as it was is the parsed one itself,
+    not a copy (parsed and bound snippets are never changed once made): a
+    definition keeps each bound resource, and copies of what binding did not
+    change were about half of a large stack's definition in memory.
     """
     if isinstance(snippet, Function):
         return snippet.bind(scope)
     if isinstance(snippet, dict):
         bound_map: dict[str, Any] = {}
         dynamic = False
+        same = True
         for key, item in snippet.items():
             value, item_dynamic = bind_snippet(item, scope)
+            same = same and value is item
             if value is not REMOVED:
                 bound_map[key] = value
                 dynamic = dynamic or item_dynamic
-        return bound_map, dynamic
+        return snippet if same else bound_map, dynamic
     if isinstance(snippet, list):
         bound_list: list[Any] = []
         dynamic = False
+        same = True
         for item in snippet:
             value, item_dynamic = bind_snippet(item, scope)
+            same = same and value is item
             if value is not REMOVED:
                 bound_list.append(value)
                 dynamic = dynamic or item_dynamic
-        return bound_list, dynamic
+        return snippet if same else bound_list, dynamic
     return snippet, False
 
 
@@ -254,7 +263,10 @@ class Function:
             raise self.fail(f"invalid arguments: {error}") from None
 
     def rebound(self, args: Any) -> Function:
-        """A copy of this call holding bound arguments."""
+        """A copy of this call holding bound arguments (this call itself if they are its
+        own: see `bind_snippet`)."""
+        if args is self.args:
+            return self
         clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
         clone.args = args
