@@ -36,11 +36,12 @@ from the API, never from here.
 
 from __future__ import annotations
 
-import sys
+import json
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 from convergence.operator.kube.names import STACK_RESOURCES
 
@@ -56,50 +57,82 @@ def _resource_version(body: Mapping[str, Any]) -> int | None:
         return None
 
 
-# Strings up to this long are kept once however many bodies hold them.
-SHARED_STRING_LENGTH = 100
+@dataclass(frozen=True, slots=True)
+class _Packed:
+    """A StackResource as the cache keeps it: its compact JSON, and what the cache itself
+    reads of it without decoding."""
+
+    uid: str | None
+    version: int | None
+    stack: str | None
+    data: bytes
 
 
-def _kept(plural: str, body: Mapping[str, Any]) -> dict[str, Any]:
+Entry = dict[str, Any] | _Packed
+
+
+def _kept(plural: str, body: Mapping[str, Any]) -> Entry:
     """What the cache keeps of a body: without `metadata.managedFields`, which nothing
     here reads (about half of a StackResource's objects in memory).
 
-    A StackResource is kept as a copy whose keys and short strings are shared
-    with every other body's (`sys.intern`): a record's keys, traversal ids,
-    phases, names and references repeat across records, and each parsed body
-    held its own copies, about 12 KB a record; 5 KB shared. With 10,000
-    records cached the operator's RSS went from 404 to 317 MiB. A Stack is
-    few and large (its template): a shallow copy, which is safe as watch
-    events and responses are new objects each time, never changed afterwards
-    by their producer.
+    A StackResource is kept as its compact JSON (`_Packed`), decoded on each
+    read. Parsed, a record held about 5 KB even with its keys and short
+    strings shared between records, and its JSON is about 2.3 KB: with
+    10,000 records cached that is some 27 MiB, for about 10 µs of decoding
+    per read (a step reads its record a few times). A Stack is read by every
+    step: it is kept as a shallow copy, which is safe as watch events and
+    responses are new objects each time, never changed afterwards by their
+    producer, and without its `spec.template`, which nothing reads from here
+    (a step's template is its stored revision): a response to our own write
+    of a Stack is kept until the watch brings the same version, and its
+    template was one more copy of the largest part of the stack (1.3 MiB
+    parsed for 1000 resources).
     """
     metadata = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
     if plural == STACK_RESOURCES:
-        return {sys.intern(k): _shared(metadata if k == "metadata" else v) for k, v in body.items()}
+        spec = body.get("spec")
+        return _Packed(
+            uid=metadata.get("uid"),
+            version=_resource_version(body),
+            stack=spec.get("stack") if isinstance(spec, Mapping) else None,
+            data=json.dumps({**body, "metadata": metadata}, separators=(",", ":")).encode(),
+        )
+    spec = body.get("spec")
+    if isinstance(spec, Mapping) and "template" in spec:
+        return {
+            **body,
+            "metadata": metadata,
+            "spec": {k: v for k, v in spec.items() if k != "template"},
+        }
     return {**body, "metadata": metadata}
 
 
-def _shared(value: Any) -> Any:
-    """A copy of parsed JSON whose keys and short strings are the interned ones."""
-    if isinstance(value, dict):
-        return {sys.intern(k): _shared(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_shared(v) for v in value]
-    if type(value) is str and len(value) <= SHARED_STRING_LENGTH:
-        return sys.intern(value)
-    return value
+def _body(entry: Entry) -> dict[str, Any]:
+    """The body an entry keeps (a packed one decoded anew: the caller's own)."""
+    if isinstance(entry, _Packed):
+        return cast(dict[str, Any], json.loads(entry.data))
+    return entry
+
+
+def _uid(entry: Entry) -> str | None:
+    return entry.uid if isinstance(entry, _Packed) else entry["metadata"].get("uid")
+
+
+def _version(entry: Entry) -> int | None:
+    return entry.version if isinstance(entry, _Packed) else _resource_version(entry)
 
 
 class ObjectCache:
     """Bodies by (plural, name) in one namespace. Thread-safe.
 
-    Bodies are copied in (`_kept`) and handed out as they are: callers read
-    them and never change them (a Stack's status is large, and copying it per
-    step would cost what the cache saves).
+    Bodies are copied in (`_kept`). A Stack's is handed out as it is: callers
+    read it and never change it (its status is large, and copying it per step
+    would cost what the cache saves). A StackResource's is decoded for each
+    read, so it is the caller's.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._bodies: dict[CacheKey, dict[str, Any]] = {}
+        self._bodies: dict[CacheKey, Entry] = {}
         # uid -> when its object was seen deleted.
         self._deleted: dict[str, float] = {}
         # (plural, name) -> when an object of that name was seen deleted.
@@ -119,8 +152,8 @@ class ObjectCache:
             if body["metadata"].get("uid") in self._deleted:
                 return
             held = self._bodies.get((plural, name))
-            if held is not None and held["metadata"].get("uid") == body["metadata"].get("uid"):
-                old = _resource_version(held)
+            if held is not None and _uid(held) == body["metadata"].get("uid"):
+                old = _version(held)
                 if old is not None and new is not None and new < old:
                     return
             self._bodies[(plural, name)] = kept
@@ -134,7 +167,7 @@ class ObjectCache:
         with self._lock:
             self._mark_deleted(uid, now)
             held = self._bodies.get((plural, name))
-            if held is None or held["metadata"].get("uid") == uid:
+            if held is None or _uid(held) == uid:
                 self._bodies.pop((plural, name), None)
                 self._mark_gone((plural, name), now)
 
@@ -174,20 +207,24 @@ class ObjectCache:
             self._gone.pop((plural, name), None)
 
     def get(self, plural: str, name: str) -> Mapping[str, Any] | None:
-        """The last known body (read-only), or None when nothing is known (not: it is absent)."""
+        """The last known body (a Stack's read-only), or None when nothing is known (not: it
+        is absent)."""
         with self._lock:
-            return self._bodies.get((plural, name))
+            entry = self._bodies.get((plural, name))
+        return None if entry is None else _body(entry)
 
     def bodies(self, plural: str) -> list[Mapping[str, Any]]:
         """Every known body of one kind."""
         with self._lock:
-            return [body for (kind, _), body in self._bodies.items() if kind == plural]
+            entries = [entry for (kind, _), entry in self._bodies.items() if kind == plural]
+        return [_body(entry) for entry in entries]
 
     def resources_of(self, stack: str) -> list[Mapping[str, Any]]:
         """The known StackResources of a stack (for reporting, never for deciding)."""
         with self._lock:
-            return [
-                body
-                for (plural, _), body in self._bodies.items()
-                if plural == STACK_RESOURCES and body.get("spec", {}).get("stack") == stack
+            entries = [
+                entry
+                for (plural, _), entry in self._bodies.items()
+                if isinstance(entry, _Packed) and plural == STACK_RESOURCES and entry.stack == stack
             ]
+        return [_body(entry) for entry in entries]
