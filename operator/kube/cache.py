@@ -79,7 +79,9 @@ def _kept(plural: str, body: Mapping[str, Any]) -> Entry:
     read. Parsed, a record held about 5 KB even with its keys and short
     strings shared between records, and its JSON is about 2.3 KB: with
     10,000 records cached that is some 27 MiB, for about 10 µs of decoding
-    per read (a step reads its record a few times). A Stack is read by every
+    per read. Records are read about 54 times each per traversal (counted
+    over create, update and delete of 1000: 162,000 decodes, 2.9 s of wall
+    time in them against the operator's 42 s of CPU). A Stack is read by every
     step: it is kept as a shallow copy, which is safe as watch events and
     responses are new objects each time, never changed afterwards by their
     producer, and without its `spec.template`, which nothing reads from here
