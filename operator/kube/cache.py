@@ -91,15 +91,14 @@ def _kept(plural: str, body: Mapping[str, Any]) -> Entry:
     parsed for 1000 resources).
     """
     metadata = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
+    spec = body.get("spec")
     if plural == STACK_RESOURCES:
-        spec = body.get("spec")
         return _Packed(
             uid=metadata.get("uid"),
             version=_resource_version(body),
             stack=spec.get("stack") if isinstance(spec, Mapping) else None,
             data=json.dumps({**body, "metadata": metadata}, separators=(",", ":")).encode(),
         )
-    spec = body.get("spec")
     if isinstance(spec, Mapping) and "template" in spec:
         return {
             **body,

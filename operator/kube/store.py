@@ -23,7 +23,6 @@ says how and why).
 from __future__ import annotations
 
 import logging
-import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -107,22 +106,13 @@ GRAPH_REF = "graphRef"
 logger = logging.getLogger(__name__)
 
 
-_creators: ThreadPoolExecutor | None = None
-_creators_lock = threading.Lock()
-
-
-def _record_creators() -> ThreadPoolExecutor:
-    """The process's threads that create records: `CREATE_CONCURRENCY` for all the
-    traversals starting at once. A pool per start made 16 threads per stack: 10
-    stacks of 1000 applied together ran up to 121 threads (41 now), and more
-    requests at once than the client's pool keeps connections for, so 104
-    connections were opened and dropped (3 now), for no more writes per second
-    than 16 threads get from the API server."""
-    global _creators
-    with _creators_lock:
-        if _creators is None:
-            _creators = ThreadPoolExecutor(CREATE_CONCURRENCY, thread_name_prefix="create")
-        return _creators
+# The process's threads that create records: `CREATE_CONCURRENCY` for all the traversals
+# starting at once (they start on the first submit). A pool per start made 16 threads
+# per stack: 10 stacks of 1000 applied together ran up to 121 threads (41 now), and
+# more requests at once than the client's pool keeps connections for, so 104
+# connections were opened and dropped (3 now), for no more writes per second than 16
+# threads get from the API server.
+_CREATORS = ThreadPoolExecutor(CREATE_CONCURRENCY, thread_name_prefix="create")
 
 
 class KubernetesStore:
@@ -375,8 +365,7 @@ class KubernetesStore:
         """
         if len(records) <= 1:
             return [create_if_new(self, record, exist_ok) for record in records]
-        creators = _record_creators()
-        futures = [creators.submit(create_if_new, self, record, exist_ok) for record in records]
+        futures = [_CREATORS.submit(create_if_new, self, record, exist_ok) for record in records]
         wait(futures)  # all of them done, as a failure of one is raised
         return [future.result() for future in futures]
 
