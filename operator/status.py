@@ -112,6 +112,8 @@ class StackReport:
     # The phase with its traversal (status.reportedPhase).
     phase: str
     new_phase: bool
+    # The traversal ended before any report saw it in progress: its start is due too.
+    passed_start: bool = False
 
 
 def stack_report(
@@ -129,9 +131,32 @@ def stack_report(
     if deleted or "ResourceDeleted" in present:
         wanted.append(conditions.deleted_resources_condition(deleted, stack.name))
     phase = f"{stack.phase}/{stack.traversal}"
+    reported = status.get("reportedPhase")
     return StackReport(
-        wanted, resource_counts(resources), phase, status.get("reportedPhase") != phase
+        wanted,
+        resource_counts(resources),
+        phase,
+        reported != phase,
+        reported != phase and passed_start(stack, reported),
     )
+
+
+def passed_start(stack: StackRecord, reported: str | None) -> bool:
+    """Whether `stack` ended a traversal whose start no report saw (`reported` was before it).
+
+    A stack report reads the newest stack, so a short traversal can end before
+    one sees it in progress. A completed traversal keeps its id from its start;
+    a failed one gets a new id (operations.stop_traversal), so only its phase
+    can say that the start was seen.
+    """
+    started = f"{stack.action}_{IN_PROGRESS}"
+    if stack.action == INIT:
+        return False
+    if stack.status == COMPLETE:
+        return reported != f"{started}/{stack.traversal}"
+    if stack.status == FAILED:
+        return (reported or "").partition("/")[0] != started
+    return False
 
 
 def not_started(
@@ -276,11 +301,19 @@ class Status:
             raise
         if not reported:
             return
-        self.metrics.observe_traversal(stack.phase)
-        event = transition_event(stack.phase)
+        if report.passed_start:
+            started = f"Stack {stack.action} started"
+            self._report_phase(namespace, body, f"{stack.action}_{IN_PROGRESS}", started)
+        self._report_phase(namespace, body, stack.phase, stack.status_reason)
+
+    def _report_phase(
+        self, namespace: str, body: Mapping[str, Any], phase: str, reason: str | None
+    ) -> None:
+        """Count a Stack's newly reported phase and post its Event."""
+        self.metrics.observe_traversal(phase)
+        event = transition_event(phase)
         if event is not None:
-            message = stack.status_reason or stack.phase
-            self.events.post(namespace, body, event[0], event[1], message)
+            self.events.post(namespace, body, event[0], event[1], reason or phase)
 
     def report_passed_failure(self, namespace: str, body: Mapping[str, Any]) -> None:
         """The Event of a failure the reports never saw: its rollback started right after.

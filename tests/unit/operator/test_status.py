@@ -87,6 +87,30 @@ def test_a_stack_report_is_new_once_per_phase_and_traversal() -> None:
     assert not again.new_phase
 
 
+@pytest.mark.parametrize(
+    ("status", "traversal", "reported", "passed"),
+    [
+        # A short traversal ended before any report saw it in progress.
+        ("COMPLETE", "t1", None, True),
+        ("COMPLETE", "t1", "INIT_COMPLETE/t0", True),
+        ("COMPLETE", "t1", "CREATE_IN_PROGRESS/t1", False),
+        # The start that was seen was another traversal's (this one replaced it).
+        ("COMPLETE", "t2", "CREATE_IN_PROGRESS/t1", True),
+        # A failure takes a new traversal id: its start is told by the phase alone.
+        ("FAILED", "t2", "CREATE_IN_PROGRESS/t1", False),
+        ("FAILED", "t2", "INIT_COMPLETE/t0", True),
+        ("IN_PROGRESS", "t1", "INIT_COMPLETE/t0", False),
+    ],
+)
+def test_a_report_that_ends_a_traversal_no_report_saw_start_reports_its_start_too(
+    status: str, traversal: str, reported: str | None, passed: bool
+) -> None:
+    stack = StackRecord("s", "uid", traversal, action="CREATE", status=status)
+    report = stack_report(stack_body(reportedPhase=reported), stack, [])
+    assert report.new_phase
+    assert report.passed_start is passed
+
+
 def test_resource_deleted_is_reported_while_a_record_is_deleted_and_until_cleared() -> None:
     stack = StackRecord("s", "uid", "t1", action="UPDATE", status="COMPLETE", ready=True)
     deleted = [resource("a", "CREATE_COMPLETE", deleting=True)]
