@@ -8,13 +8,19 @@ is built.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import logging
 import os
+import platform
 import socket
 import sys
 
 from convergence.operator import logs
+
+# glibc's mallopt parameter for the most malloc arenas, and the operator's limit.
+M_ARENA_MAX = -8
+MALLOC_ARENAS = 2
 
 # Allocations (net of frees) between two collections of the youngest generation;
 # Python's default is 700.
@@ -38,6 +44,28 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Let glibc's malloc keep at most `arenas` arenas (unless MALLOC_ARENA_MAX says otherwise).
+
+    glibc gives each new thread an arena of its own, up to 8 per core, and
+    memory freed in one is kept there for that arena's later use. The operator
+    runs kopf's executor, its workers and a pool of record creators; when many
+    stacks start at once each thread's arena grew to its own peak, and the
+    process stayed at the sum. Measured with 10 stacks of 1000 resources
+    created at once (`bench_operator.py 100 --chain=0 --spread=10
+    --spread-size=1000`): peak RSS 303-304 MiB with glibc's default, 266-273
+    MiB with 2 arenas in three runs (272 with one), the create's time and CPU
+    no worse (see the README). Trimming the heap every 5 s on top of it gave
+    nothing more: the rest is live objects, mostly in pymalloc's arenas.
+    Returns whether the limit was set (not on another libc, nor when the
+    environment sets one).
+    """
+    if "MALLOC_ARENA_MAX" in os.environ or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(None)
+    return bool(libc.mallopt(M_ARENA_MAX, arenas))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.webhook_port and not (args.webhook_cert and args.webhook_key):
         parser.error("--webhook-port needs --webhook-cert and --webhook-key")
+    limit_malloc_arenas()  # before the operator's modules (and any thread) start
 
     from convergence.operator import handlers
     from convergence.operator.app import Settings
