@@ -55,8 +55,8 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     stacks start at once each thread's arena grew to its own peak, and the
     process stayed at the sum. Measured with 10 stacks of 1000 resources
     created at once (`bench_operator.py 100 --chain=0 --spread=10
-    --spread-size=1000`): peak RSS 303-304 MiB with glibc's default, 266-273
-    MiB with 2 arenas in three runs (272 with one), the create's time and CPU
+    --spread-size=1000`): peak RSS 303-304 MiB with glibc's default, 266-275
+    MiB with 2 arenas in four runs (272 with one), the create's time and CPU
     no worse (see the README). Trimming the heap every 5 s on top of it gave
     nothing more: the rest is live objects, mostly in pymalloc's arenas.
     Returns whether the limit was set (not on another libc, nor when the
