@@ -27,6 +27,7 @@ from typing import Any, cast
 import kubernetes
 
 from convergence.operator import conditions
+from convergence.operator.engine import operations
 from convergence.operator.engine.store import (
     COMPLETE,
     DELETE,
@@ -302,7 +303,7 @@ class Status:
         if not reported:
             return
         if report.passed_start:
-            started = f"Stack {stack.action} started"
+            started = operations.start_reason(stack.action)
             self._report_phase(namespace, body, f"{stack.action}_{IN_PROGRESS}", started)
         self._report_phase(namespace, body, stack.phase, stack.status_reason)
 

@@ -188,7 +188,7 @@ def converge(
         template=revision,
         action=action,
         status=IN_PROGRESS,
-        status_reason=f"Stack {action} started",
+        status_reason=start_reason(action),
         ready=False,
         graph=graph,
         started_at=now,
@@ -440,6 +440,11 @@ def _retry(start: Callable[[StackRecord], StackRecord], engine: Engine, name: st
 
 
 # -- stack state after the start -----------------------------------------------------------------
+
+
+def start_reason(action: str) -> str:
+    """The status reason of a stack whose traversal of `action` has started."""
+    return f"Stack {action} started"
 
 
 def write_stack_state(
